@@ -1,0 +1,203 @@
+//! The command line: parse, load settings, initialise logging, dispatch, and map the outcome
+//! to an exit code (0 success, 1 the work failed, 2 bad usage or configuration).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::simulator::{Simulator, SimulatorConfig};
+use crate::sync::{self, SyncContext};
+use crate::{demo, store, telemetry};
+
+/// Mirror the Vipps MobilePay Report API ledgers shared with you into PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "vipps-ledger-sync", version, about)]
+pub struct Cli {
+    /// TOML file layered over the built-in defaults (see config/default.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The daemon: sync on `sync.schedule` until SIGTERM or SIGINT.
+    Run,
+    /// Discover ledgers and walk every consented feed to its current end, then exit.
+    Sync {
+        /// Required: one pass, then exit (0 only if every ledger succeeded).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Print where every feed stands.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The whole thing against the built-in simulator: no keys needed.
+    Demo {
+        /// PostgreSQL server to use; the demo (re)creates its own database
+        /// `vipps_ledger_sync_demo` there and touches nothing else.
+        #[arg(long, env = "DATABASE_URL", default_value = demo::DEFAULT_SERVER)]
+        database_url: String,
+    },
+    /// Serve the simulated Report API alone.
+    Simulate {
+        #[arg(long, default_value = "127.0.0.1:8400")]
+        listen: SocketAddr,
+        /// Seed of the generated data (same seed, same data).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 12)]
+        ledgers: usize,
+        #[arg(long, default_value_t = 10)]
+        days: u32,
+        /// Accounting keys the simulator accepts (granted every ledger).
+        #[arg(long, default_value = "demo-client")]
+        client_id: String,
+        #[arg(long, default_value = "demo-secret")]
+        client_secret: String,
+    },
+}
+
+/// Runs the command line; the process exits with the returned code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.log.format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command, settings)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run => {
+            if let Err(e) = settings.require_partners() {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(2));
+            }
+            let ctx = Arc::new(SyncContext::connect(settings).await?);
+            let cancel = CancellationToken::new();
+            tokio::spawn(stop_on_signal(cancel.clone()));
+            sync::daemon::run(ctx, cancel).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync { once: false } => {
+            eprintln!("`sync` needs --once (one pass, then exit); the daemon is `run`");
+            Ok(ExitCode::from(2))
+        }
+        Command::Sync { once: true } => {
+            if let Err(e) = settings.require_partners() {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(2));
+            }
+            let ctx = Arc::new(SyncContext::connect(settings).await?);
+            let cancel = CancellationToken::new();
+            tokio::spawn(stop_on_signal(cancel.clone()));
+            let report = sync::sync_once(&ctx, &cancel).await;
+            print!("{report}");
+            Ok(if report.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Migrate => {
+            let pool = store::connect(&settings.database).await?;
+            store::migrate(&pool).await?;
+            println!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let pool = store::connect(&settings.database).await?;
+            store::migrate(&pool).await?;
+            demo::print_status(&pool, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { database_url } => {
+            let ok = demo::run(&database_url).await?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Simulate {
+            listen,
+            seed,
+            ledgers,
+            days,
+            client_id,
+            client_secret,
+        } => {
+            let sim = Simulator::new(SimulatorConfig {
+                seed,
+                ledgers,
+                days,
+                ..SimulatorConfig::default()
+            });
+            sim.add_partner_with_all_ledgers(&client_id, &client_secret);
+            let cancel = CancellationToken::new();
+            let addr = Arc::clone(&sim)
+                .spawn(listen, cancel.clone())
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            println!("simulated Report API on http://{addr} (keys {client_id} / {client_secret}); Ctrl-C stops it");
+            stop_on_signal(cancel).await;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Cancels `cancel` on SIGTERM or SIGINT (Ctrl-C).
+pub async fn stop_on_signal(cancel: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("stop requested; finishing the page in hand");
+    cancel.cancel();
+}

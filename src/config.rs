@@ -1,0 +1,441 @@
+//! Layered settings: the built-in defaults (`config/default.toml`, compiled in), then the file
+//! given with `--config`, then `DATABASE_URL`, then `VLS_*` environment variables. Deserialized
+//! once into typed `*Settings` that reject unknown keys, then validated across fields so that
+//! every mistake fails at start with a message naming its key.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+/// The built-in defaults, documented key by key.
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Prefix of the environment variables that override settings (`VLS_SYNC__SCHEDULE`).
+pub const ENV_PREFIX: &str = "VLS";
+
+/// Longest value Vipps accepts in a `Vipps-System-*` header.
+const MAX_SYSTEM_HEADER_LEN: usize = 30;
+
+/// A configuration problem, always naming the key (or file) it is about.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn key(key: &str, message: impl fmt::Display) -> Self {
+        Self(format!("{key}: {message}"))
+    }
+}
+
+/// Everything the daemon is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub api: ApiSettings,
+    pub retry: RetrySettings,
+    pub partners: Vec<PartnerSettings>,
+    pub sync: SyncSettings,
+    pub log: LogSettings,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Connection URL; may carry a password, so it is a secret.
+    pub url: SecretString,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Wait for a pooled connection before giving up.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    pub base_url: Url,
+    /// Empty in the file means `{base_url}/miami/v1/token`; always resolved after loading.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub token_url: Option<Url>,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub token_refresh_margin: Duration,
+    pub system_name: String,
+    pub system_version: String,
+    pub plugin_name: String,
+    pub plugin_version: String,
+}
+
+impl ApiSettings {
+    /// The token endpoint: `api.token_url`, or `{base_url}/miami/v1/token`.
+    pub fn token_endpoint(&self) -> Url {
+        self.token_url
+            .clone()
+            .unwrap_or_else(|| join(&self.base_url, "miami/v1/token"))
+    }
+}
+
+/// Joins a relative path onto a base URL, keeping any path prefix the base has.
+pub fn join(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let prefix = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&format!("{prefix}/{path}"));
+    url
+}
+
+/// `[retry]`: the one retry policy for every request to the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub base_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+/// One `[[partners]]` table: a set of accounting keys, secret resolved.
+#[derive(Debug, Clone)]
+pub struct PartnerSettings {
+    /// Our name for these keys; recorded on every grant.
+    pub name: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+/// `[[partners]]` as written in the file, before the secret is resolved.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPartner {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    client_id: String,
+    client_secret: Option<SecretString>,
+    client_secret_file: Option<PathBuf>,
+}
+
+/// A feed of a ledger: what the account it mirrors holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Topic {
+    /// What Vipps MobilePay owes the merchant.
+    Funds,
+    /// What the merchant owes Vipps MobilePay.
+    Fees,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 2] = [Topic::Funds, Topic::Fees];
+
+    /// The name used in URLs and in the `topic` columns.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topic::Funds => "funds",
+            Topic::Fees => "fees",
+        }
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[sync]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSettings {
+    pub topics: Vec<Topic>,
+    /// Cron with seconds, validated with the scheduler's own parser.
+    pub schedule: String,
+    /// (ledger, topic) units synced at the same time.
+    pub concurrency: usize,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The shape of the merged layers, before secrets are resolved and rules checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    database: DatabaseSettings,
+    api: ApiSettings,
+    retry: RetrySettings,
+    partners: Vec<RawPartner>,
+    sync: SyncSettings,
+    log: LogSettings,
+}
+
+fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Url>, D::Error> {
+    let raw = String::deserialize(d)?;
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    Url::parse(raw.trim())
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+impl Settings {
+    /// Loads the settings from the defaults, `file` and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_env(file, std::env::vars().collect())
+    }
+
+    /// Loads the settings with `env` standing in for the process environment (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: HashMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "--config {}: no such file",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let vls_url = format!("{ENV_PREFIX}_DATABASE__URL");
+        if let (Some(url), false) = (env.get("DATABASE_URL"), env.contains_key(&vls_url)) {
+            builder = builder
+                .set_override("database.url", url.as_str())
+                .map_err(|e| ConfigError::key("DATABASE_URL", e))?;
+        }
+        let vls_env: HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("sync.topics")
+                .try_parsing(true)
+                .source(Some(vls_env)),
+        );
+        let merged = builder
+            .build()
+            .map_err(|e| ConfigError(describe(e, file)))?;
+        let raw: RawSettings = merged
+            .try_deserialize()
+            .map_err(|e| ConfigError(describe(e, file)))?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
+        check_url("api.base_url", &raw.api.base_url)?;
+        if let Some(token_url) = &raw.api.token_url {
+            check_url("api.token_url", token_url)?;
+        }
+        let mut api = raw.api;
+        let version = env!("CARGO_PKG_VERSION");
+        for (key, value) in [
+            ("api.system_name", &mut api.system_name),
+            ("api.system_version", &mut api.system_version),
+            ("api.plugin_name", &mut api.plugin_name),
+            ("api.plugin_version", &mut api.plugin_version),
+        ] {
+            if value.is_empty() {
+                *value = if key.ends_with("version") {
+                    version.to_owned()
+                } else {
+                    "vipps-ledger-sync".to_owned()
+                };
+            }
+            if value.len() > MAX_SYSTEM_HEADER_LEN || !value.is_ascii() {
+                return Err(ConfigError::key(
+                    key,
+                    format!("must be at most {MAX_SYSTEM_HEADER_LEN} ASCII characters"),
+                ));
+            }
+        }
+        if raw.database.url.expose_secret().trim().is_empty() {
+            return Err(ConfigError::key("database.url", "must not be empty"));
+        }
+        if raw.database.max_connections == 0 {
+            return Err(ConfigError::key(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if raw.retry.max_attempts == 0 {
+            return Err(ConfigError::key("retry.max_attempts", "must be at least 1"));
+        }
+        if raw.retry.base_backoff > raw.retry.max_backoff {
+            return Err(ConfigError::key(
+                "retry.base_backoff",
+                "must not be larger than retry.max_backoff",
+            ));
+        }
+        if raw.sync.topics.is_empty() {
+            return Err(ConfigError::key("sync.topics", "name at least one topic"));
+        }
+        if raw.sync.concurrency == 0 {
+            return Err(ConfigError::key("sync.concurrency", "must be at least 1"));
+        }
+        parse_cron(&raw.sync.schedule).map_err(|e| ConfigError::key("sync.schedule", e))?;
+        let partners = resolve_partners(raw.partners)?;
+        let mut sync = raw.sync;
+        sync.topics.sort();
+        sync.topics.dedup();
+        Ok(Settings {
+            database: raw.database,
+            api,
+            retry: raw.retry,
+            partners,
+            sync,
+            log: raw.log,
+        })
+    }
+
+    /// Fails unless at least one partner is configured (needed by `run` and `sync`).
+    pub fn require_partners(&self) -> Result<(), ConfigError> {
+        if self.partners.is_empty() {
+            return Err(ConfigError::key(
+                "partners",
+                "no [[partners]] table is configured: add your accounting keys (see config/example.toml)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a cron expression with seconds exactly as tokio-cron-scheduler will.
+pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
+        .map_err(|e| {
+            format!(
+                "invalid cron expression {expr:?} (six fields: sec min hour dom month dow): {e}"
+            )
+        })
+}
+
+fn check_url(key: &str, url: &Url) -> Result<(), ConfigError> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
+        "http" => Err(ConfigError::key(
+            key,
+            format!("http:// is accepted only for loopback hosts, not {url}; use https://"),
+        )),
+        other => Err(ConfigError::key(
+            key,
+            format!("unsupported scheme {other:?}"),
+        )),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+fn resolve_partners(raw: Vec<RawPartner>) -> Result<Vec<PartnerSettings>, ConfigError> {
+    let mut partners: Vec<PartnerSettings> = Vec::with_capacity(raw.len());
+    for (i, p) in raw.into_iter().enumerate() {
+        let at = format!("partners[{i}]");
+        if p.name.trim().is_empty() {
+            return Err(ConfigError::key(&format!("{at}.name"), "is missing"));
+        }
+        let at = format!("{at} ({})", p.name);
+        if partners.iter().any(|q| q.name == p.name) {
+            return Err(ConfigError::key(&format!("{at}.name"), "is used twice"));
+        }
+        if p.client_id.trim().is_empty() {
+            return Err(ConfigError::key(&format!("{at}.client_id"), "is missing"));
+        }
+        let client_secret = match (p.client_secret, p.client_secret_file) {
+            (Some(secret), None) => secret,
+            (None, Some(path)) => read_secret_file(&path).map_err(|e| {
+                ConfigError::key(
+                    &format!("{at}.client_secret_file"),
+                    format!("{}: {e}", path.display()),
+                )
+            })?,
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::key(
+                    &format!("{at}.client_secret"),
+                    "set either client_secret or client_secret_file, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(ConfigError::key(
+                    &format!("{at}.client_secret"),
+                    "is missing (or set client_secret_file)",
+                ))
+            }
+        };
+        if client_secret.expose_secret().is_empty() {
+            return Err(ConfigError::key(&format!("{at}.client_secret"), "is empty"));
+        }
+        partners.push(PartnerSettings {
+            name: p.name,
+            client_id: p.client_id,
+            client_secret,
+        });
+    }
+    Ok(partners)
+}
+
+/// Reads a secret from a file (e.g. a systemd credential), without its trailing newline.
+fn read_secret_file(path: &Path) -> std::io::Result<SecretString> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(SecretString::from(
+        text.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
+}
+
+/// Makes the `config` crate's messages say where the problem is.
+fn describe(e: config::ConfigError, file: Option<&Path>) -> String {
+    let msg = e.to_string();
+    match file {
+        Some(path) => format!(
+            "{msg} (layers: built-in defaults, {}, environment)",
+            path.display()
+        ),
+        None => format!("{msg} (layers: built-in defaults, environment)"),
+    }
+}

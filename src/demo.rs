@@ -1,0 +1,155 @@
+//! `demo` and `status`: the daemon against the built-in simulator on a local PostgreSQL, and
+//! a plain view of where every feed stands.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use secrecy::SecretString;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions as _, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{PartnerSettings, Settings, Topic};
+use crate::simulator::{Simulator, SimulatorConfig};
+use crate::store::{self, entries};
+use crate::sync::{self, SyncContext};
+
+/// The PostgreSQL server the demo uses when neither `--database-url` nor `DATABASE_URL` is set.
+pub const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The database the demo creates afresh on that server; no other database is touched.
+pub const DEMO_DATABASE: &str = "vipps_ledger_sync_demo";
+
+const DEMO_CLIENT_ID: &str = "demo-client";
+const DEMO_CLIENT_SECRET: &str = "demo-secret";
+
+/// Runs the demo; true when every check passed.
+pub async fn run(server_url: &str) -> anyhow::Result<bool> {
+    let server = PgConnectOptions::from_str(server_url)
+        .map_err(|_| anyhow::anyhow!("--database-url / DATABASE_URL is not a PostgreSQL URL"))?;
+    let demo_db = server.clone().database(DEMO_DATABASE);
+    recreate_database(&server).await?;
+
+    let shutdown = CancellationToken::new();
+    let sim = Simulator::new(SimulatorConfig::demo());
+    sim.add_partner_with_all_ledgers(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET);
+    let addr = Arc::clone(&sim)
+        .spawn(([127, 0, 0, 1], 0).into(), shutdown.clone())
+        .await
+        .context("starting the simulator")?;
+    println!("simulated Report API listening on http://{addr}");
+    println!("database: {}", store::describe(&demo_db));
+
+    let env = HashMap::from([
+        ("VLS_API__BASE_URL".to_owned(), format!("http://{addr}")),
+        (
+            "VLS_DATABASE__URL".to_owned(),
+            demo_db.to_url_lossy().to_string(),
+        ),
+    ]);
+    // The user's file is not read: the demo needs nothing but these two addresses.
+    let mut settings = Settings::load_with_env(None, env)?;
+    settings.partners = vec![PartnerSettings {
+        name: "demo-partner".to_owned(),
+        client_id: DEMO_CLIENT_ID.to_owned(),
+        client_secret: SecretString::from(DEMO_CLIENT_SECRET),
+    }];
+    let ctx = Arc::new(SyncContext::connect(settings).await?);
+    let cancel = CancellationToken::new();
+
+    println!("\n== first sync: the whole history");
+    let first = sync::sync_once(&ctx, &cancel).await;
+    print!("{first}");
+    let mut ok = first.success() & report_comparison(&ctx.pool, &sim).await?;
+
+    println!("\n== a day later: the feeds grew by one ledger date");
+    sim.grow(1);
+    let second = sync::sync_once(&ctx, &cancel).await;
+    print!("{second}");
+    ok &= second.success() & report_comparison(&ctx.pool, &sim).await?;
+
+    println!("\n== once more with nothing new: one request per feed, nothing stored");
+    let third = sync::sync_once(&ctx, &cancel).await;
+    print!("{third}");
+    ok &= third.success() && third.inserted == 0;
+    ok &= report_comparison(&ctx.pool, &sim).await?;
+
+    println!();
+    print_status(&ctx.pool, false).await?;
+    println!(
+        "\nExplore it: psql '{}' -c 'SELECT entry_type, count(*), sum(amount) FROM entries GROUP BY 1'",
+        demo_db.to_url_lossy()
+    );
+    shutdown.cancel();
+    println!("{}", if ok { "demo OK" } else { "demo FAILED" });
+    Ok(ok)
+}
+
+async fn recreate_database(server: &PgConnectOptions) -> anyhow::Result<()> {
+    let mut conn = server
+        .connect()
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {}", store::describe(server)))?;
+    store::recreate_database(&mut conn, DEMO_DATABASE).await
+}
+
+/// Compares the database with the simulator's feeds, prints the verdict, returns it.
+async fn report_comparison(pool: &PgPool, sim: &Simulator) -> anyhow::Result<bool> {
+    let mut feeds = 0;
+    let mut total = 0;
+    let mut problems = Vec::new();
+    for ledger in sim.ledger_ids() {
+        for topic in Topic::ALL {
+            let expected = sim.expected_entries(&ledger, topic.as_str());
+            let stored = entries::feed_entries(pool, &ledger, topic).await?;
+            feeds += 1;
+            total += stored.len();
+            if stored.len() != expected.len() {
+                problems.push(format!(
+                    "{ledger} {topic}: {} stored, {} in the API",
+                    stored.len(),
+                    expected.len()
+                ));
+                continue;
+            }
+            if let Some(i) = (0..stored.len()).find(|&i| stored[i].raw != expected[i]) {
+                problems.push(format!("{ledger} {topic}: entry {} differs", i + 1));
+            }
+        }
+    }
+    if problems.is_empty() {
+        println!("check: the database holds exactly the API's {total} entries in {feeds} feeds");
+    } else {
+        for p in &problems {
+            println!("check FAILED: {p}");
+        }
+    }
+    Ok(problems.is_empty())
+}
+
+/// Prints every feed's position, as a table or as JSON.
+pub async fn print_status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
+    let rows = entries::feed_summaries(pool).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<12} {:<6} {:>8} {:>16} {:>16}  currency",
+        "ledger", "topic", "entries", "sum (minor)", "balance (minor)"
+    );
+    for r in &rows {
+        println!(
+            "{:<12} {:<6} {:>8} {:>16} {:>16}  {}",
+            r.ledger_id,
+            r.topic,
+            r.entries,
+            r.amount_sum,
+            r.balance.map_or("-".to_owned(), |b| b.to_string()),
+            r.currency.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}

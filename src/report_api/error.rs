@@ -1,0 +1,98 @@
+//! The Report API boundary's errors, classified for the caller: the sync decides from the
+//! class alone whether to retry, pause a ledger, mark a partner failed, or give up.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+/// Longest piece of an error body quoted in an error message.
+const MAX_BODY_QUOTE: usize = 300;
+
+/// What went wrong talking to the API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The token endpoint refused the keys (wrong client id or secret, or revoked keys).
+    #[error("the token endpoint refused the accounting keys (HTTP {status}): {body}; check client_id and client_secret")]
+    TokenRejected { status: u16, body: String },
+    /// A data call answered 401 even with a freshly fetched token.
+    #[error("unauthorized (HTTP 401) even with a fresh token: {body}")]
+    Unauthorized { body: String },
+    /// 404: the ledger does not exist or is not (any longer) shared with these keys.
+    #[error("not found (HTTP 404): {body}")]
+    NotFound { body: String },
+    /// 429 on the last attempt.
+    #[error("rate limited (HTTP 429) on every attempt; last Retry-After {retry_after:?}")]
+    RateLimited { retry_after: Option<Duration> },
+    /// 5xx, timeouts, connection errors, on every attempt.
+    #[error("transient failure on every attempt: {0}")]
+    Transient(String),
+    /// Any other status: a bug in the request or a change in the API; never retried.
+    #[error("HTTP {status}: {body}")]
+    Permanent { status: u16, body: String },
+    /// The response could not be understood (not JSON, wrong types, missing fields).
+    #[error("invalid response: {0}")]
+    InvalidResponse(String),
+}
+
+impl ApiError {
+    /// Builds the error for a non-success status, quoting a bounded part of the body.
+    pub(crate) fn from_status(status: StatusCode, body: &[u8]) -> ApiError {
+        let body = quote(body);
+        match status.as_u16() {
+            401 => ApiError::Unauthorized { body },
+            404 => ApiError::NotFound { body },
+            429 => ApiError::RateLimited { retry_after: None },
+            s if status.is_server_error() => ApiError::Transient(format!("HTTP {s}: {body}")),
+            s => ApiError::Permanent { status: s, body },
+        }
+    }
+
+    /// Whether another attempt of the same request may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ApiError::RateLimited { .. } | ApiError::Transient(_) | ApiError::InvalidResponse(_)
+        )
+    }
+}
+
+/// A printable, bounded quote of a response body.
+pub(crate) fn quote(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return "(empty body)".to_owned();
+    }
+    match text.char_indices().nth(MAX_BODY_QUOTE) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+impl From<reqwest::Error> for ApiError {
+    fn from(e: reqwest::Error) -> Self {
+        // reqwest errors carry the URL, which holds no secret (tokens travel in headers).
+        let kind = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "connection failed"
+        } else if e.is_body() || e.is_decode() {
+            "response body broken off"
+        } else {
+            "request failed"
+        };
+        ApiError::Transient(format!("{kind}: {}", error_chain(&e)))
+    }
+}
+
+/// The error and its sources on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

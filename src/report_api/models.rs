@@ -1,0 +1,301 @@
+//! What the Report API returns, parsed leniently: unknown fields and unknown entry types are
+//! accepted, and every ledger and entry keeps its raw JSON so nothing the API sends is lost.
+//! The GDPR-sensitive fields are split off the raw JSON so they can only be stored on purpose.
+
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The entry fields that identify a person; never kept in `raw`.
+pub const PERSONAL_FIELDS: [&str; 3] = ["name", "maskedPhoneNo", "message"];
+
+/// A `{scheme, id}` pair: an organisation number or a bank account.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SchemeId {
+    pub scheme: String,
+    pub id: String,
+}
+
+/// A sales unit settled by a ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SalesUnit {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub recipient_handle: Option<String>,
+    #[serde(default)]
+    pub business_identifier: Option<SchemeId>,
+}
+
+/// One ledger from `GET /settlement/v1/ledgers`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ledger {
+    pub ledger_id: String,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub payout_bank_account: Option<SchemeId>,
+    #[serde(default)]
+    pub owner: Option<SchemeId>,
+    #[serde(default)]
+    pub settles_for_recipient_handles: Vec<String>,
+    #[serde(default)]
+    pub sales_units: Vec<SalesUnit>,
+    /// The object exactly as received.
+    #[serde(skip)]
+    pub raw: Value,
+}
+
+/// One page of the ledger list. `cursor` is `None` on the last page.
+#[derive(Debug, Clone)]
+pub struct LedgerPage {
+    pub cursor: Option<String>,
+    pub items: Vec<Ledger>,
+}
+
+/// One page of a feed. The cursor is never empty; `try_later` means "caught up for now".
+#[derive(Debug, Clone)]
+pub struct FeedPage {
+    pub cursor: String,
+    pub try_later: bool,
+    pub items: Vec<Entry>,
+}
+
+/// One page of a ledger date's report.
+#[derive(Debug, Clone)]
+pub struct DatesPage {
+    /// Present only while `has_more`.
+    pub cursor: Option<String>,
+    pub has_more: bool,
+    /// The date is still open: the report is not complete yet.
+    pub try_later: bool,
+    pub items: Vec<Entry>,
+}
+
+/// The personal fields of an entry (Vippsnummer payments only, and only when asked for).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PersonalData {
+    pub name: Option<String>,
+    pub masked_phone_no: Option<String>,
+    pub message: Option<String>,
+}
+
+/// One ledger entry, typed, with its raw JSON (personal fields removed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub psp_reference: String,
+    /// Normalised to UTC, truncated to microseconds (PostgreSQL's precision).
+    pub time: DateTime<Utc>,
+    pub ledger_date: Option<NaiveDate>,
+    /// As sent; may be a type this code has never heard of.
+    pub entry_type: String,
+    pub reference: Option<String>,
+    pub currency: String,
+    /// Minor units, signed relative to the topic's account.
+    pub amount: i64,
+    pub balance_before: i64,
+    pub balance_after: i64,
+    pub recipient_handle: Option<String>,
+    pub personal: PersonalData,
+    pub raw: Value,
+}
+
+/// The typed view of an entry's JSON; everything else stays in `raw`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireEntry {
+    psp_reference: String,
+    time: String,
+    #[serde(default)]
+    ledger_date: Option<String>,
+    entry_type: String,
+    #[serde(default)]
+    reference: Option<String>,
+    currency: String,
+    amount: i64,
+    balance_before: i64,
+    balance_after: i64,
+    #[serde(default)]
+    recipient_handle: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    masked_phone_no: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl Entry {
+    /// Parses one feed item. The error names the field, never its value (which may be personal).
+    pub fn from_json(mut raw: Value) -> Result<Entry, String> {
+        if !raw.is_object() {
+            return Err("entry is not a JSON object".to_owned());
+        }
+        let wire: WireEntry = serde_json::from_value(raw.clone()).map_err(|e| scrub(&e))?;
+        let time = parse_time(&wire.time).ok_or("field `time` is not an RFC 3339 date-time")?;
+        let ledger_date = match wire.ledger_date.as_deref() {
+            None | Some("") => None,
+            Some(d) => Some(
+                NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .map_err(|_| "field `ledgerDate` is not a YYYY-MM-DD date")?,
+            ),
+        };
+        if wire.psp_reference.is_empty() {
+            return Err("field `pspReference` is empty".to_owned());
+        }
+        if wire.entry_type.is_empty() {
+            return Err("field `entryType` is empty".to_owned());
+        }
+        if let Some(obj) = raw.as_object_mut() {
+            for field in PERSONAL_FIELDS {
+                obj.remove(field);
+            }
+        }
+        Ok(Entry {
+            psp_reference: wire.psp_reference,
+            time,
+            ledger_date,
+            entry_type: wire.entry_type,
+            reference: wire.reference.filter(|r| !r.is_empty()),
+            currency: wire.currency,
+            amount: wire.amount,
+            balance_before: wire.balance_before,
+            balance_after: wire.balance_after,
+            recipient_handle: wire.recipient_handle.filter(|r| !r.is_empty()),
+            personal: PersonalData {
+                name: wire.name,
+                masked_phone_no: wire.masked_phone_no,
+                message: wire.message,
+            },
+            raw,
+        })
+    }
+
+    /// The entry type with the payout spellings made one (`scheduled-for-payout` is the 2023
+    /// name of `payout-scheduled`).
+    pub fn canonical_type(&self) -> &str {
+        canonical_entry_type(&self.entry_type)
+    }
+
+    /// The entry key: SHA-256 over the fields that define the entry's effect on its account
+    /// (canonical type, pspReference, time in UTC microseconds, amount, balances), so that the
+    /// same entry served twice, or by overlapping pages, is stored once. Scoped by (ledger,
+    /// topic) in the database. Fields Vipps may add to history later are not part of it.
+    pub fn key(&self) -> [u8; 32] {
+        let canonical = format!(
+            "v1\n{}\n{}\n{}\n{}\n{}\n{}",
+            self.canonical_type(),
+            self.psp_reference,
+            self.time.timestamp_micros(),
+            self.amount,
+            self.balance_before,
+            self.balance_after
+        );
+        Sha256::digest(canonical.as_bytes()).into()
+    }
+}
+
+/// `scheduled-for-payout` and `payout-scheduled` are one entry type.
+pub fn canonical_entry_type(entry_type: &str) -> &str {
+    match entry_type {
+        "scheduled-for-payout" => "payout-scheduled",
+        other => other,
+    }
+}
+
+/// Parses RFC 3339 and the `+0200` offset form the 2023 docs show, with any number of
+/// fractional digits, into UTC truncated to microseconds.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    let parsed = DateTime::parse_from_rfc3339(s)
+        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()?;
+    Some(parsed.with_timezone(&Utc).trunc_subsecs(6))
+}
+
+/// A serde error without the offending value (which could be personal data).
+fn scrub(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    if let Some(field) = msg
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        return format!("missing field `{field}`");
+    }
+    // "invalid type: string \"x\", expected i64" → keep the shape, drop the value.
+    match msg.split_once(", expected") {
+        Some((what, expected)) => {
+            let kind = what
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ");
+            format!("{} (expected{expected})", kind.trim_end_matches(':'))
+        }
+        None => "entry does not match the documented schema".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Value {
+        json!({
+            "pspReference": "32212390715", "time": "2024-04-05T07:19:26.528092Z",
+            "ledgerDate": "2024-04-05", "entryType": "capture", "reference": "10113143347",
+            "currency": "DKK", "amount": 20000, "recipientHandle": "DK:90601",
+            "balanceAfter": 110000, "balanceBefore": 90000,
+            "name": "Kari", "maskedPhoneNo": "xxxx 1234", "message": "takk", "newField": 1
+        })
+    }
+
+    #[test]
+    fn an_entry_keeps_unknown_fields_and_drops_personal_ones_from_raw() {
+        let e = Entry::from_json(sample()).unwrap();
+        assert_eq!(e.amount, 20000);
+        assert_eq!(e.raw["newField"], 1);
+        assert!(e.raw.get("name").is_none() && e.raw.get("message").is_none());
+        assert_eq!(e.personal.name.as_deref(), Some("Kari"));
+    }
+
+    #[test]
+    fn offset_times_and_long_fractions_normalise_to_utc_micros() {
+        let a = parse_time("2022-10-01T16:33:00.824993+0200").unwrap();
+        let b = parse_time("2022-10-01T14:33:00.8249939Z").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.timestamp_subsec_micros(), 824993);
+    }
+
+    #[test]
+    fn both_payout_spellings_give_the_same_key() {
+        let mut a = sample();
+        a["entryType"] = json!("scheduled-for-payout");
+        let mut b = sample();
+        b["entryType"] = json!("payout-scheduled");
+        b["reference"] = json!("other text");
+        let (a, b) = (Entry::from_json(a).unwrap(), Entry::from_json(b).unwrap());
+        assert_eq!(a.key(), b.key());
+        let mut c = sample();
+        c["amount"] = json!(20001);
+        assert_ne!(Entry::from_json(c).unwrap().key(), a.key());
+    }
+
+    #[test]
+    fn a_bad_entry_is_rejected_naming_the_field_but_not_the_value() {
+        let mut v = sample();
+        v["amount"] = json!("Kari Nordmann");
+        let err = Entry::from_json(v).unwrap_err();
+        assert!(err.contains("expected i64"), "{err}");
+        assert!(!err.contains("Kari"), "{err}");
+        let mut v = sample();
+        v.as_object_mut().unwrap().remove("balanceAfter");
+        assert_eq!(
+            Entry::from_json(v).unwrap_err(),
+            "missing field `balanceAfter`"
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! The access token of one set of accounting keys: fetched with the client-credentials flow,
+//! cached, replaced a margin before it expires, one fetch at a time (concurrent callers wait
+//! for the fetch in flight instead of stampeding the token endpoint).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use url::Url;
+
+use super::error::{quote, ApiError};
+use super::retry::{self, RetryPolicy};
+
+/// A cached token and when it stops being valid.
+struct Token {
+    value: SecretString,
+    /// When to stop using it: expiry less the refresh margin.
+    refresh_at: Instant,
+}
+
+/// The token cache of one partner.
+pub struct TokenCache {
+    http: reqwest::Client,
+    url: Url,
+    client_id: String,
+    client_secret: SecretString,
+    margin: Duration,
+    retry: RetryPolicy,
+    slot: Mutex<Option<Token>>,
+    fetches: AtomicU64,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("url", &self.url.as_str())
+            .field("client_id", &self.client_id)
+            .field("fetches", &self.fetches.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The token endpoint's answer. `expires_in` is a number in the examples and a string in the
+/// spec, so both are accepted.
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: SecretString,
+    #[serde(default)]
+    token_type: Option<String>,
+    expires_in: NumberOrString,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrString {
+    Number(u64),
+    String(String),
+}
+
+impl TokenCache {
+    pub(crate) fn new(
+        http: reqwest::Client,
+        url: Url,
+        client_id: String,
+        client_secret: SecretString,
+        margin: Duration,
+        retry: RetryPolicy,
+    ) -> TokenCache {
+        TokenCache {
+            http,
+            url,
+            client_id,
+            client_secret,
+            margin,
+            retry,
+            slot: Mutex::new(None),
+            fetches: AtomicU64::new(0),
+        }
+    }
+
+    /// How many tokens have been fetched (for tests and metrics).
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// A valid token: the cached one, or a new one if it is missing or about to expire.
+    pub async fn get(&self) -> Result<SecretString, ApiError> {
+        let mut slot = self.slot.lock().await;
+        if let Some(token) = slot.as_ref() {
+            if Instant::now() < token.refresh_at {
+                return Ok(token.value.clone());
+            }
+        }
+        let token = self.fetch().await?;
+        let value = token.value.clone();
+        *slot = Some(token);
+        Ok(value)
+    }
+
+    /// Forgets `used` after the API refused it, unless another caller has already replaced it.
+    pub async fn invalidate(&self, used: &SecretString) {
+        let mut slot = self.slot.lock().await;
+        if slot
+            .as_ref()
+            .is_some_and(|t| t.value.expose_secret() == used.expose_secret())
+        {
+            *slot = None;
+        }
+    }
+
+    async fn fetch(&self) -> Result<Token, ApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let err = match self.fetch_once().await {
+                Ok(token) => return Ok(token),
+                Err(err) => err,
+            };
+            if !err.is_retryable() || attempt >= self.retry.max_attempts {
+                return Err(err);
+            }
+            let wait = self.retry.wait(attempt, None);
+            tracing::warn!(attempt, ?wait, error = %err, "token request failed; retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn fetch_once(&self) -> Result<Token, ApiError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let response = self
+            .http
+            .post(self.url.clone())
+            .basic_auth(&self.client_id, Some(self.client_secret.expose_secret()))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )
+            .body("grant_type=client_credentials")
+            .send()
+            .await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await?;
+        if status == 400 || status == 401 || status == 403 {
+            return Err(ApiError::TokenRejected {
+                status: status.as_u16(),
+                body: quote(&body),
+            });
+        }
+        if !status.is_success() {
+            return Err(match ApiError::from_status(status, &body) {
+                ApiError::RateLimited { .. } => ApiError::RateLimited {
+                    retry_after: retry::retry_after(&headers),
+                },
+                other => other,
+            });
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::InvalidResponse(format!("token response does not parse: {e}"))
+        })?;
+        if let Some(kind) = parsed.token_type.as_deref() {
+            if !kind.eq_ignore_ascii_case("bearer") {
+                return Err(ApiError::InvalidResponse(format!(
+                    "token_type is {kind:?}, expected Bearer"
+                )));
+            }
+        }
+        let lifetime = match parsed.expires_in {
+            NumberOrString::Number(n) => n,
+            NumberOrString::String(s) => s.trim().parse().map_err(|_| {
+                ApiError::InvalidResponse(format!("expires_in {s:?} is not a number"))
+            })?,
+        };
+        let lifetime = Duration::from_secs(lifetime);
+        // Never spend more than half the lifetime as margin, so short tokens are still used.
+        let margin = self.margin.min(lifetime / 2);
+        tracing::debug!(
+            lifetime_secs = lifetime.as_secs(),
+            "fetched a new access token"
+        );
+        Ok(Token {
+            value: parsed.access_token,
+            refresh_at: started + lifetime - margin,
+        })
+    }
+}

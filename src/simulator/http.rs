@@ -1,0 +1,264 @@
+//! The simulator's HTTP surface: routes, request parsing and the real API's response shapes.
+//!
+//! This module owns the mapping from requests to `State` calls and from outcomes to status
+//! codes and bodies (report-api.md §2, §3, §4): the MIAMI token endpoint, the three data
+//! endpoints, the removed v1 endpoint (410) and a problem+json fallback. Every handler takes
+//! the lock once, briefly, and never across an `.await`; no request can make it panic.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State as AxState};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::state::{ApiError, State, TokenError};
+use super::Simulator;
+
+/// Response header carrying the feed page size in effect (report-api.md §3.2).
+const PAGE_SIZE_HEADER: &str = "vipps-feed-page-size";
+/// The headers partners must send on every call (report-api.md §2.3).
+const SYSTEM_HEADERS: [&str; 4] = [
+    "vipps-system-name",
+    "vipps-system-version",
+    "vipps-system-plugin-name",
+    "vipps-system-plugin-version",
+];
+
+/// The full router: API routes, `/_sim/` admin routes and the fallback.
+pub(crate) fn router(sim: Arc<Simulator>) -> Router {
+    Router::new()
+        .route("/miami/v1/token", post(token))
+        .route("/settlement/v1/ledgers", get(ledgers))
+        .route("/report/v2/ledgers/{ledger_id}/{topic}/feed", get(feed))
+        .route(
+            "/report/v2/ledgers/{ledger_id}/{topic}/dates/{ledger_date}",
+            get(dates),
+        )
+        .route("/report/v1/ledgertransactions", get(gone))
+        .merge(super::admin::routes())
+        .fallback(no_route)
+        .with_state(sim)
+}
+
+/// Query string to a map (the last value of a repeated key wins).
+pub(crate) fn query_params(query: Option<&str>) -> HashMap<String, String> {
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Counts missing `Vipps-System-*` headers and a stray subscription key; true if one was sent.
+fn note_headers(st: &mut State, headers: &HeaderMap) -> bool {
+    if !SYSTEM_HEADERS.iter().all(|h| headers.contains_key(*h)) {
+        st.stats.missing_system_headers += 1;
+    }
+    let key_sent = headers.contains_key("ocp-apim-subscription-key");
+    if key_sent {
+        st.stats.subscription_key_sent += 1;
+    }
+    key_sent
+}
+
+fn problem(status: StatusCode, detail: &str) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let body = json!({
+        "type": format!("https://developer.vippsmobilepay.com/docs/APIs/report-api/api-guide/errors/#{}", status.as_u16()),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    (
+        status,
+        [(CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn api_error(e: ApiError) -> Response {
+    match e {
+        ApiError::Unauthorized => (
+            StatusCode::UNAUTHORIZED,
+            [(WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({ "code": "Unauthorized", "message": "Please check your API keys" })),
+        )
+            .into_response(),
+        ApiError::NotFound => problem(StatusCode::NOT_FOUND, "No such ledgerId"),
+        ApiError::BadRequest(detail) => problem(StatusCode::BAD_REQUEST, &detail),
+    }
+}
+
+fn include_gdpr(params: &HashMap<String, String>) -> bool {
+    params
+        .get("includeGDPRSensitiveData")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+async fn token(AxState(sim): AxState<Arc<Simulator>>, headers: HeaderMap, body: Bytes) -> Response {
+    let is_form = header(&headers, CONTENT_TYPE.as_str()).is_some_and(|ct| {
+        ct.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+    });
+    let grant_type = is_form
+        .then(|| {
+            url::form_urlencoded::parse(&body)
+                .find(|(k, _)| k == "grant_type")
+                .map(|(_, v)| v.into_owned())
+        })
+        .flatten();
+    let mut st = sim.lock();
+    st.stats.token_requests += 1;
+    let key_sent = note_headers(&mut st, &headers);
+    let result = if key_sent {
+        Err(TokenError::BadRequest)
+    } else {
+        st.issue_token(
+            header(&headers, AUTHORIZATION.as_str()),
+            grant_type.as_deref(),
+        )
+    };
+    let issued = match result {
+        Ok(t) => t,
+        Err(e) => {
+            st.stats.token_failures += 1;
+            let status = match e {
+                TokenError::BadCredentials => StatusCode::UNAUTHORIZED,
+                TokenError::BadRequest => StatusCode::BAD_REQUEST,
+            };
+            return (status, Json(json!({ "error": "invalid_client" }))).into_response();
+        }
+    };
+    let expires_in: Value = if st.expires_in_as_string {
+        issued.expires_in_secs.to_string().into()
+    } else {
+        issued.expires_in_secs.into()
+    };
+    drop(st);
+    let body = json!({
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+    });
+    (
+        [(CACHE_CONTROL, "no-store")],
+        [(CONTENT_TYPE, "application/json;charset=UTF-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn ledgers(
+    AxState(sim): AxState<Arc<Simulator>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = query_params(query.as_deref());
+    let mut st = sim.lock();
+    st.stats.ledger_list_requests += 1;
+    note_headers(&mut st, &headers);
+    let result = st
+        .authenticate(header(&headers, AUTHORIZATION.as_str()))
+        .and_then(|client| {
+            st.ledger_page(
+                &client,
+                params.get("cursor").map(String::as_str),
+                params.get("settlesForRecipientHandles").map(String::as_str),
+            )
+        });
+    match st.record(result) {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => api_error(e),
+    }
+}
+
+async fn feed(
+    AxState(sim): AxState<Arc<Simulator>>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Ok(Path((ledger_id, topic))) = path else {
+        return problem(StatusCode::BAD_REQUEST, "Malformed path");
+    };
+    let params = query_params(query.as_deref());
+    let mut st = sim.lock();
+    *st.stats
+        .feed_requests
+        .entry((ledger_id.clone(), topic.clone()))
+        .or_default() += 1;
+    note_headers(&mut st, &headers);
+    let page_size = st.feed_page_size.max(1);
+    let result = match st.authenticate(header(&headers, AUTHORIZATION.as_str())) {
+        Ok(client) => st.feed_page(
+            &client,
+            &ledger_id,
+            &topic,
+            params.get("cursor").map(String::as_str),
+            include_gdpr(&params),
+        ),
+        Err(e) => Err(e),
+    };
+    match st.record(result) {
+        Ok(page) => (
+            [(PAGE_SIZE_HEADER, page_size.to_string())],
+            Json(page.to_json()),
+        )
+            .into_response(),
+        Err(e) => api_error(e),
+    }
+}
+
+async fn dates(
+    AxState(sim): AxState<Arc<Simulator>>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Ok(Path((ledger_id, topic, ledger_date))) = path else {
+        return problem(StatusCode::BAD_REQUEST, "Malformed path");
+    };
+    let params = query_params(query.as_deref());
+    let mut st = sim.lock();
+    st.stats.dates_requests += 1;
+    note_headers(&mut st, &headers);
+    let page_size = st.feed_page_size.max(1);
+    let result = st
+        .authenticate(header(&headers, AUTHORIZATION.as_str()))
+        .and_then(|client| {
+            st.dates_page(
+                &client,
+                &ledger_id,
+                &topic,
+                &ledger_date,
+                params.get("cursor").map(String::as_str),
+                include_gdpr(&params),
+            )
+        });
+    match st.record(result) {
+        Ok(body) => ([(PAGE_SIZE_HEADER, page_size.to_string())], Json(body)).into_response(),
+        Err(e) => api_error(e),
+    }
+}
+
+async fn gone() -> Response {
+    problem(
+        StatusCode::GONE,
+        "GET /report/v1/ledgertransactions was removed; use /report/v2/ledgers/{ledgerId}/{topic}/feed",
+    )
+}
+
+async fn no_route() -> Response {
+    problem(StatusCode::NOT_FOUND, "No such endpoint")
+}

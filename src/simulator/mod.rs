@@ -1,0 +1,331 @@
+//! A fake Vipps MobilePay Report API for tests and demos ("the simulator").
+//!
+//! This module owns a local, deterministic stand-in for the accounting-partner side of the
+//! Report API (see `shared/report-api.md`): the MIAMI client-credentials token endpoint, the
+//! ledger list, the `funds`/`fees` feeds and the per-date reports, with realistic, seeded data
+//! (balance chains, capture fees sharing a `pspReference`, disputes, unknown entry types and
+//! fields, two payout spellings, two `time` spellings). Test controls (page size, token
+//! lifetime, overlapping or repeated pages, growth, grants) and request counters let tests
+//! check what a client did. All state sits behind one `std::sync::Mutex`, held briefly.
+//!
+//! Cursor behaviour a client can rely on here (the real API documents less): a feed cursor is
+//! never empty and points just past the items served; `tryLater` is true iff the page reached
+//! the end of what is currently available, so the last non-empty page already carries it; at
+//! the end with nothing new the request's own cursor comes back with no items.
+
+mod admin;
+mod book;
+mod cursor;
+mod entry;
+mod events;
+mod generate;
+mod http;
+mod pages;
+mod profile;
+mod state;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_http;
+#[cfg(test)]
+mod tests_http_reports;
+#[cfg(test)]
+mod tests_paging;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use book::LedgerBook;
+use entry::Topic;
+use profile::LedgerProfile;
+use state::State;
+
+/// What the simulator generates and how it pages; see [`Default`] for the values tests use.
+#[derive(Clone, Debug)]
+pub struct SimulatorConfig {
+    /// Seed of every random choice; the same seed gives byte-identical data.
+    pub seed: u64,
+    /// Number of ledgers; ids are `"100001"`, `"100002"`, ...
+    pub ledgers: usize,
+    /// Ledger dates generated per ledger at start (the last one is still open).
+    pub days: u32,
+    /// Average captures per ledger and date; each date varies it by up to ±50 %.
+    pub captures_per_day: u32,
+    /// The first ledger date.
+    pub start_date: NaiveDate,
+    /// Most items per feed or dates page (the API's documented maximum is 1000).
+    pub feed_page_size: usize,
+    /// Ledgers per page of `GET /settlement/v1/ledgers` (small, so clients must page).
+    pub ledger_page_size: usize,
+    /// Lifetime of issued tokens (the real API: 900 s).
+    pub token_ttl: Duration,
+    /// Send `"expires_in": "900"` (a string, as the spec types it) instead of a number.
+    pub expires_in_as_string: bool,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            seed: 42,
+            ledgers: 12,
+            days: 10,
+            captures_per_day: 20,
+            start_date: NaiveDate::from_ymd_opt(2026, 1, 5).unwrap_or_default(),
+            feed_page_size: 1000,
+            ledger_page_size: 5,
+            token_ttl: Duration::from_secs(900),
+            expires_in_as_string: false,
+        }
+    }
+}
+
+impl SimulatorConfig {
+    /// The data set of the `demo` command: 12 ledgers, two weeks, several thousand entries.
+    pub fn demo() -> Self {
+        SimulatorConfig {
+            days: 14,
+            captures_per_day: 15,
+            ..SimulatorConfig::default()
+        }
+    }
+}
+
+/// Request counters, as a snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct SimStats {
+    /// Calls to `POST /miami/v1/token`.
+    pub token_requests: u64,
+    /// Token calls refused (bad credentials, bad request, subscription key).
+    pub token_failures: u64,
+    /// Calls to `GET /settlement/v1/ledgers`.
+    pub ledger_list_requests: u64,
+    /// Feed calls per (ledger id, topic) as written in the path, whatever the outcome.
+    pub feed_requests: BTreeMap<(String, String), u64>,
+    /// Calls to the dates endpoint.
+    pub dates_requests: u64,
+    /// 401 answers on data endpoints.
+    pub unauthorized: u64,
+    /// 404 answers on data endpoints.
+    pub not_found: u64,
+    /// Token or data calls without all four `Vipps-System-*` headers.
+    pub missing_system_headers: u64,
+    /// Calls that carried `Ocp-Apim-Subscription-Key` (an accounting partner never should).
+    pub subscription_key_sent: u64,
+}
+
+impl SimStats {
+    /// All feed calls, over every ledger and topic.
+    pub fn total_feed_requests(&self) -> u64 {
+        self.feed_requests.values().sum()
+    }
+
+    /// The counters as JSON (feed calls keyed `"<ledgerId>/<topic>"`), for `GET /_sim/stats`.
+    pub fn to_json(&self) -> Value {
+        let feeds: serde_json::Map<String, Value> = self
+            .feed_requests
+            .iter()
+            .map(|((l, t), n)| (format!("{l}/{t}"), (*n).into()))
+            .collect();
+        json!({
+            "token_requests": self.token_requests,
+            "token_failures": self.token_failures,
+            "ledger_list_requests": self.ledger_list_requests,
+            "feed_requests": feeds,
+            "total_feed_requests": self.total_feed_requests(),
+            "dates_requests": self.dates_requests,
+            "unauthorized": self.unauthorized,
+            "not_found": self.not_found,
+            "missing_system_headers": self.missing_system_headers,
+            "subscription_key_sent": self.subscription_key_sent,
+        })
+    }
+}
+
+/// The simulated Report API: data, partners, tokens and counters behind one lock.
+#[derive(Debug)]
+pub struct Simulator {
+    state: Mutex<State>,
+}
+
+impl Simulator {
+    /// Generates the ledgers and their first `config.days` dates; no partners yet.
+    pub fn new(config: SimulatorConfig) -> Arc<Simulator> {
+        let books = (0..config.ledgers)
+            .map(|i| {
+                let mut book =
+                    LedgerBook::new(LedgerProfile::generate(config.seed, i), config.start_date);
+                book.grow(config.seed, config.days, config.captures_per_day);
+                book
+            })
+            .collect();
+        let mut st = State::new(config.seed, config.captures_per_day, books);
+        st.feed_page_size = config.feed_page_size.max(1);
+        st.ledger_page_size = config.ledger_page_size.max(1);
+        st.token_ttl = config.token_ttl;
+        st.expires_in_as_string = config.expires_in_as_string;
+        Arc::new(Simulator {
+            state: Mutex::new(st),
+        })
+    }
+
+    /// The state; a panic elsewhere while holding the lock does not poison the simulator.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a partner (accounting keys) with no grants; re-adding one replaces its secret
+    /// and keeps its grants.
+    pub fn add_partner(&self, client_id: &str, client_secret: &str) {
+        let mut st = self.lock();
+        let p = st.partners.entry(client_id.to_string()).or_default();
+        p.secret = client_secret.to_string();
+    }
+
+    /// Adds a partner granted every ledger.
+    pub fn add_partner_with_all_ledgers(&self, client_id: &str, client_secret: &str) {
+        self.add_partner(client_id, client_secret);
+        let mut st = self.lock();
+        let ids: Vec<String> = st.ledgers.keys().cloned().collect();
+        if let Some(p) = st.partners.get_mut(client_id) {
+            p.grants.extend(ids);
+        }
+    }
+
+    /// A merchant grants `ledger_id` to the partner; unknown partners or ledgers are ignored
+    /// (with a warning).
+    pub fn grant(&self, client_id: &str, ledger_id: &str) {
+        if let Err(msg) = self.lock().grant(client_id, ledger_id) {
+            tracing::warn!(client_id, ledger_id, "simulator grant ignored: {msg}");
+        }
+    }
+
+    /// A merchant withdraws the grant; the ledger then answers 404 to that partner.
+    pub fn revoke(&self, client_id: &str, ledger_id: &str) {
+        if let Err(msg) = self.lock().revoke(client_id, ledger_id) {
+            tracing::warn!(client_id, ledger_id, "simulator revoke ignored: {msg}");
+        }
+    }
+
+    /// Every ledger id, sorted.
+    pub fn ledger_ids(&self) -> Vec<String> {
+        self.lock().ledgers.keys().cloned().collect()
+    }
+
+    /// Appends `days` more ledger dates of entries to every ledger; the previously open date
+    /// closes (its `fees-retained` and payout appear) and the new last date is open.
+    pub fn grow(&self, days: u32) {
+        self.lock().grow(days);
+    }
+
+    /// The feed as the API currently serves it, in feed order, without the GDPR fields.
+    /// Unknown ledgers or topics give an empty list.
+    pub fn expected_entries(&self, ledger_id: &str, topic: &str) -> Vec<Value> {
+        let st = self.lock();
+        match (st.ledgers.get(ledger_id), Topic::parse(topic)) {
+            (Some(book), Some(t)) => book.visible(t).iter().map(|e| e.to_json(false)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The ledger object as served by `GET /settlement/v1/ledgers`.
+    pub fn ledger_json(&self, ledger_id: &str) -> Option<Value> {
+        self.lock()
+            .ledgers
+            .get(ledger_id)
+            .map(|b| b.profile.to_json())
+    }
+
+    /// A snapshot of the request counters.
+    pub fn stats(&self) -> SimStats {
+        self.lock().stats.clone()
+    }
+
+    /// Zeroes the request counters.
+    pub fn reset_stats(&self) {
+        self.lock().stats = SimStats::default();
+    }
+
+    /// Most items per feed or dates page from now on (at least 1).
+    pub fn set_feed_page_size(&self, n: usize) {
+        self.lock().feed_page_size = n.max(1);
+    }
+
+    /// Lifetime of tokens issued from now on (`Duration::ZERO`: expired at once).
+    pub fn set_token_ttl(&self, ttl: Duration) {
+        self.lock().token_ttl = ttl;
+    }
+
+    /// Every non-empty feed page starts `n` items before the cursor position, so pages
+    /// overlap by `n` items (0 = off). The empty end-of-feed page stays empty.
+    pub fn set_overlap(&self, n: usize) {
+        self.lock().overlap = n;
+    }
+
+    /// When on, each non-empty feed page is first served with the request's own cursor (so
+    /// the client gets the same page again) and only the second time with the advancing one.
+    pub fn set_repeat_pages(&self, on: bool) {
+        let mut st = self.lock();
+        st.repeat_pages = on;
+        st.repeat_served.clear();
+    }
+
+    /// Serves the API on an already-bound listener until `shutdown` is cancelled.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        let app = http::router(self);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+    }
+
+    /// Binds `addr` (e.g. `127.0.0.1:0`), serves on a spawned task of the current runtime
+    /// until `shutdown` is cancelled, and returns the bound address.
+    pub async fn spawn(
+        self: Arc<Self>,
+        addr: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        tokio::spawn(async move {
+            if let Err(e) = self.serve(listener, shutdown).await {
+                tracing::error!(error = %e, "simulator server stopped");
+            }
+        });
+        Ok(bound)
+    }
+
+    /// Each ledger's open (last generated) ledger date, for the admin routes.
+    fn last_ledger_dates(&self) -> Vec<(String, Option<String>)> {
+        let st = self.lock();
+        st.ledgers
+            .iter()
+            .map(|(id, b)| {
+                (
+                    id.clone(),
+                    b.last_date().map(|d| d.format("%Y-%m-%d").to_string()),
+                )
+            })
+            .collect()
+    }
+
+    /// A partner's id and granted ledgers, for the admin routes.
+    fn partner_json(&self, client_id: &str) -> Value {
+        let st = self.lock();
+        let grants: Vec<String> = st
+            .partners
+            .get(client_id)
+            .map(|p| p.grants.iter().cloned().collect())
+            .unwrap_or_default();
+        json!({ "clientId": client_id, "ledgers": grants })
+    }
+}

@@ -1,0 +1,234 @@
+//! Paging of the three data endpoints: the ledger list, the feed and the dates report.
+//!
+//! This module owns the cursor semantics the daemon depends on (report-api.md §5):
+//! the feed cursor is never empty and points just past the items served; `tryLater` is true
+//! exactly when a page reaches the end of what is currently available; at the end with
+//! nothing new the same cursor comes back with no items. It also applies the test controls
+//! (overlapping pages, repeated pages). Callers have already authenticated the request.
+
+use chrono::NaiveDate;
+use serde_json::{json, Value};
+
+use super::cursor::Cursor;
+use super::entry::Topic;
+use super::state::{ApiError, State};
+
+/// One feed response.
+#[derive(Clone, Debug)]
+pub(crate) struct FeedPage {
+    pub cursor: String,
+    pub try_later: bool,
+    pub items: Vec<Value>,
+}
+
+impl FeedPage {
+    /// The response body.
+    pub(crate) fn to_json(&self) -> Value {
+        json!({ "cursor": self.cursor, "tryLater": self.try_later, "items": self.items })
+    }
+}
+
+fn bad(detail: &str) -> ApiError {
+    ApiError::BadRequest(detail.to_string())
+}
+
+/// The topic path segment, or 400.
+pub(crate) fn parse_topic(topic: &str) -> Result<Topic, ApiError> {
+    Topic::parse(topic).ok_or_else(|| bad("topic must be one of: funds, fees"))
+}
+
+/// A strict `YYYY-MM-DD` ledger date, or 400.
+pub(crate) fn parse_ledger_date(s: &str) -> Result<NaiveDate, ApiError> {
+    let b = s.as_bytes();
+    let shape_ok = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    let date = shape_ok
+        .then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        .flatten();
+    date.ok_or_else(|| bad("ledgerDate must be a date in format YYYY-MM-DD"))
+}
+
+impl State {
+    /// `GET /settlement/v1/ledgers`: the caller's granted ledgers, sorted by id, paged.
+    pub(crate) fn ledger_page(
+        &self,
+        client_id: &str,
+        cursor: Option<&str>,
+        handle_filter: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let (after, filter) = match cursor.filter(|c| !c.is_empty()) {
+            None => (
+                None,
+                handle_filter.filter(|h| !h.is_empty()).map(str::to_string),
+            ),
+            Some(c) => match Cursor::decode(c) {
+                Some(Cursor::Ledgers {
+                    after_ledger_id,
+                    settles_for_recipient_handles,
+                }) => (Some(after_ledger_id), settles_for_recipient_handles),
+                _ => return Err(bad("Invalid cursor")),
+            },
+        };
+        let grants = self.partners.get(client_id).map(|p| &p.grants);
+        let matching: Vec<_> = self
+            .ledgers
+            .values()
+            .filter(|b| grants.is_some_and(|g| g.contains(&b.profile.ledger_id)))
+            .filter(|b| after.as_ref().is_none_or(|a| b.profile.ledger_id > *a))
+            .filter(|b| filter.as_ref().is_none_or(|h| b.profile.settles_for(h)))
+            .collect();
+        let page = self.ledger_page_size.max(1);
+        let items: Vec<Value> = matching
+            .iter()
+            .take(page)
+            .map(|b| b.profile.to_json())
+            .collect();
+        let next = match (matching.len() > page, matching.get(page.saturating_sub(1))) {
+            (true, Some(last)) => Cursor::Ledgers {
+                after_ledger_id: last.profile.ledger_id.clone(),
+                settles_for_recipient_handles: filter.clone(),
+            }
+            .encode(),
+            _ => String::new(),
+        };
+        Ok(json!({ "cursor": next, "items": items }))
+    }
+
+    /// `GET /report/v2/ledgers/{ledgerId}/{topic}/feed`.
+    pub(crate) fn feed_page(
+        &mut self,
+        client_id: &str,
+        ledger_id: &str,
+        topic: &str,
+        cursor: Option<&str>,
+        include_gdpr: bool,
+    ) -> Result<FeedPage, ApiError> {
+        let topic = parse_topic(topic)?;
+        let book = self.accessible(client_id, ledger_id)?;
+        let entries = book.visible(topic);
+        let len = entries.len();
+        let position = match cursor {
+            None => 0,
+            Some(c) => match Cursor::decode(c) {
+                Some(Cursor::Feed {
+                    ledger_id: l,
+                    topic: t,
+                    position,
+                }) if l == ledger_id && t == topic.as_str() && position <= len => position,
+                _ => return Err(bad("Invalid cursor")),
+            },
+        };
+        let here = || {
+            cursor.map(str::to_string).unwrap_or_else(|| {
+                Cursor::Feed {
+                    ledger_id: ledger_id.to_string(),
+                    topic: topic.as_str().to_string(),
+                    position,
+                }
+                .encode()
+            })
+        };
+        if position == len {
+            return Ok(FeedPage {
+                cursor: here(),
+                try_later: true,
+                items: Vec::new(),
+            });
+        }
+        let start = position.saturating_sub(self.overlap);
+        let end = start
+            .saturating_add(self.feed_page_size.max(1))
+            .max(position + 1)
+            .min(len);
+        // start <= position < end <= len, so the slice always exists.
+        let items = entries
+            .get(start..end)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.to_json(include_gdpr))
+            .collect();
+        let mut next = Cursor::Feed {
+            ledger_id: ledger_id.to_string(),
+            topic: topic.as_str().to_string(),
+            position: end,
+        }
+        .encode();
+        if self.repeat_pages {
+            let key = (ledger_id.to_string(), topic, position);
+            if !self.repeat_served.remove(&key) {
+                self.repeat_served.insert(key);
+                next = here();
+            }
+        }
+        Ok(FeedPage {
+            cursor: next,
+            try_later: end == len,
+            items,
+        })
+    }
+
+    /// `GET /report/v2/ledgers/{ledgerId}/{topic}/dates/{ledgerDate}`.
+    pub(crate) fn dates_page(
+        &self,
+        client_id: &str,
+        ledger_id: &str,
+        topic: &str,
+        ledger_date: &str,
+        cursor: Option<&str>,
+        include_gdpr: bool,
+    ) -> Result<Value, ApiError> {
+        let topic = parse_topic(topic)?;
+        let book = self.accessible(client_id, ledger_id)?;
+        let date = parse_ledger_date(ledger_date)?;
+        let entries = book.date_entries(topic, date);
+        let offset = match cursor {
+            None => 0,
+            Some(c) => match Cursor::decode(c) {
+                Some(Cursor::Dates {
+                    ledger_id: l,
+                    topic: t,
+                    ledger_date: d,
+                    offset,
+                }) if l == ledger_id
+                    && t == topic.as_str()
+                    && d == ledger_date
+                    && offset <= entries.len() =>
+                {
+                    offset
+                }
+                _ => return Err(bad("Invalid cursor")),
+            },
+        };
+        let end = offset
+            .saturating_add(self.feed_page_size.max(1))
+            .min(entries.len());
+        let items: Vec<Value> = entries
+            .get(offset..end)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.to_json(include_gdpr))
+            .collect();
+        let has_more = end < entries.len();
+        let mut body = json!({
+            "hasMore": has_more,
+            "tryLater": book.is_open(date),
+            "items": items,
+        });
+        if has_more {
+            let next = Cursor::Dates {
+                ledger_id: ledger_id.to_string(),
+                topic: topic.as_str().to_string(),
+                ledger_date: ledger_date.to_string(),
+                offset: end,
+            };
+            body["cursor"] = next.encode().into();
+        }
+        Ok(body)
+    }
+}

@@ -1,0 +1,208 @@
+//! Unit tests of the simulator's paging rules (feed, dates, cursors), without HTTP.
+
+use serde_json::Value;
+
+use super::state::ApiError;
+use super::tests::{s, sim, TOPICS};
+use super::{Simulator, SimulatorConfig};
+
+fn bad<T>(r: Result<T, ApiError>) -> bool {
+    matches!(r, Err(ApiError::BadRequest(_)))
+}
+
+fn page(sim: &Simulator, id: &str, cursor: Option<&str>) -> (String, bool, Vec<Value>) {
+    let p = sim
+        .lock()
+        .feed_page("p", id, "funds", cursor, false)
+        .expect("feed page");
+    (p.cursor, p.try_later, p.items)
+}
+
+#[test]
+fn paging_a_feed_returns_exactly_the_expected_entries_then_the_same_cursor() {
+    let sim = sim();
+    sim.set_feed_page_size(7);
+    let expected = sim.expected_entries("100003", "funds");
+    let (mut got, mut cursor) = (Vec::new(), None::<String>);
+    loop {
+        let (next, try_later, items) = page(&sim, "100003", cursor.as_deref());
+        assert!(items.len() <= 7 && !next.is_empty());
+        got.extend(items);
+        cursor = Some(next);
+        if try_later {
+            break;
+        }
+    }
+    assert_eq!(got, expected);
+    let end = cursor.expect("cursor");
+    assert_eq!(
+        page(&sim, "100003", Some(&end)),
+        (end.clone(), true, vec![])
+    );
+    sim.grow(1);
+    let (next, _, items) = page(&sim, "100003", Some(&end));
+    assert_ne!(next, end);
+    assert_eq!(
+        s(&items[0], "entryType"),
+        "fees-retained",
+        "the closed date's end comes first"
+    );
+}
+
+#[test]
+fn overlapping_pages_start_n_items_before_the_cursor() {
+    let sim = sim();
+    sim.set_feed_page_size(10);
+    sim.set_overlap(3);
+    let expected = sim.expected_entries("100001", "funds");
+    let (c1, _, first) = page(&sim, "100001", None);
+    assert_eq!(first, expected[..10]);
+    let (_, _, second) = page(&sim, "100001", Some(&c1));
+    assert_eq!(second, expected[7..17]);
+}
+
+#[test]
+fn repeated_pages_come_back_once_before_the_cursor_advances() {
+    let sim = sim();
+    sim.set_feed_page_size(10);
+    sim.set_repeat_pages(true);
+    let expected = sim.expected_entries("100001", "funds");
+    let (c0, try_later, first) = page(&sim, "100001", None);
+    assert!(!try_later);
+    assert_eq!(first, expected[..10]);
+    let (c1, _, again) = page(&sim, "100001", Some(&c0));
+    assert_eq!(first, again);
+    assert_ne!(c1, c0, "the second serve advances");
+    let (c2, _, next) = page(&sim, "100001", Some(&c1));
+    assert_eq!(
+        c2, c1,
+        "the first serve of a page keeps the request's cursor"
+    );
+    assert_eq!(next, expected[10..20]);
+    let (c3, _, next_again) = page(&sim, "100001", Some(&c1));
+    assert_eq!(next, next_again);
+    assert_ne!(c3, c1);
+}
+
+#[test]
+fn bad_and_foreign_cursors_and_topics_are_rejected() {
+    let sim = sim();
+    let (cursor, _, _) = page(&sim, "100001", None);
+    let mut st = sim.lock();
+    assert!(bad(st.feed_page(
+        "p",
+        "100002",
+        "funds",
+        Some(&cursor),
+        false
+    )));
+    assert!(bad(st.feed_page(
+        "p",
+        "100001",
+        "fees",
+        Some(&cursor),
+        false
+    )));
+    assert!(bad(st.feed_page(
+        "p",
+        "100001",
+        "funds",
+        Some("garbage"),
+        false
+    )));
+    assert!(bad(st.feed_page("p", "100001", "payouts", None, false)));
+    assert!(bad(st.dates_page(
+        "p",
+        "100001",
+        "funds",
+        "2026-01-05",
+        Some(&cursor),
+        false
+    )));
+    assert!(bad(
+        st.dates_page("p", "100001", "funds", "2026-1-5", None, false)
+    ));
+    assert!(bad(st.ledger_page("p", Some(&cursor), None)));
+    let r = st.feed_page("p", "999999", "funds", None, false);
+    assert_eq!(r.err(), Some(ApiError::NotFound));
+}
+
+#[test]
+fn dates_before_the_last_are_closed_and_the_last_and_later_are_open() {
+    let sim = sim();
+    sim.set_feed_page_size(4);
+    let st = sim.lock();
+    let get = |date: &str, cursor: Option<&str>| {
+        st.dates_page("p", "100001", "fees", date, cursor, false)
+            .expect("dates page")
+    };
+    let before = get("2026-01-04", None);
+    assert_eq!(
+        (before["tryLater"].clone(), before["hasMore"].clone()),
+        (false.into(), false.into())
+    );
+    assert!(before.get("cursor").is_none());
+    let expected: Vec<Value> = sim_entries_on(&st, "2026-01-06");
+    let mut got = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let p = get("2026-01-06", cursor.as_deref());
+        assert_eq!(p["tryLater"], false);
+        got.extend(p["items"].as_array().cloned().unwrap_or_default());
+        if p["hasMore"] == false {
+            assert!(p.get("cursor").is_none());
+            break;
+        }
+        cursor = p["cursor"].as_str().map(str::to_string);
+    }
+    assert_eq!(got, expected);
+    let last = get("2026-01-14", None);
+    assert_eq!(
+        (last["tryLater"].clone(), last["hasMore"].clone()),
+        (true.into(), true.into())
+    );
+    let after = get("2026-02-01", None);
+    assert_eq!(after["tryLater"], true);
+    assert_eq!(after["items"], Value::Array(vec![]));
+}
+
+fn sim_entries_on(st: &super::state::State, date: &str) -> Vec<Value> {
+    st.ledgers["100001"]
+        .visible(super::entry::Topic::Fees)
+        .iter()
+        .map(|e| e.to_json(false))
+        .filter(|e| e["ledgerDate"] == date)
+        .collect()
+}
+
+#[test]
+fn the_demo_data_set_has_several_thousand_entries() {
+    let sim = Simulator::new(SimulatorConfig::demo());
+    let total: usize = sim
+        .ledger_ids()
+        .iter()
+        .flat_map(|id| TOPICS.map(|t| sim.expected_entries(id, t).len()))
+        .sum();
+    assert_eq!(sim.ledger_ids().len(), 12);
+    assert!((3_000..20_000).contains(&total), "{total} entries");
+}
+
+#[test]
+fn a_ledger_without_dates_serves_an_empty_page_with_a_cursor_until_it_grows() {
+    let sim = super::tests::sim_with(SimulatorConfig {
+        days: 0,
+        ..SimulatorConfig::default()
+    });
+    let (cursor, try_later, items) = page(&sim, "100001", None);
+    assert!(!cursor.is_empty() && try_later && items.is_empty());
+    let open = sim
+        .lock()
+        .dates_page("p", "100001", "funds", "2026-01-05", None, false)
+        .expect("dates page");
+    assert_eq!(open["tryLater"], true);
+    sim.grow(1);
+    let (next, _, items) = page(&sim, "100001", Some(&cursor));
+    assert_ne!(next, cursor);
+    assert_eq!(items, sim.expected_entries("100001", "funds"));
+    assert!(!items.is_empty());
+}

@@ -1,0 +1,293 @@
+//! `feed_cursors`, `entries` and `balance_chain_breaks` as written by the feed walker: a page of
+//! entries and the cursor that follows it are committed in one transaction, in a constant
+//! number of round trips whatever the page's size.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use crate::config::Topic;
+use crate::report_api::Entry;
+
+/// Where a (ledger, topic) feed stands.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CursorRow {
+    pub ledger_id: String,
+    pub topic: String,
+    /// The cursor to send next; `None` before the first page.
+    pub cursor: Option<String>,
+    /// The `seq` of the newest stored entry (0 when none).
+    pub last_seq: i64,
+    /// `balance_after` of the newest stored entry.
+    pub last_balance_after: Option<i64>,
+    pub pages: i64,
+    pub caught_up_at: Option<DateTime<Utc>>,
+}
+
+/// A fetched page to commit.
+#[derive(Debug)]
+pub struct PageParams<'a> {
+    pub ledger_id: &'a str,
+    pub topic: Topic,
+    /// The cursor the page was fetched with (what the database must still hold).
+    pub fetched_with: Option<&'a str>,
+    /// The cursor to store.
+    pub next_cursor: &'a str,
+    pub caught_up: bool,
+    pub entries: &'a [Entry],
+}
+
+/// What committing a page did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageOutcome {
+    /// Entries stored by this page (the others were already there).
+    pub inserted: u64,
+    /// Balance-chain breaks found among them.
+    pub chain_breaks: Vec<ChainBreak>,
+}
+
+/// A place where the balance chain does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainBreak {
+    pub seq: i64,
+    pub kind: &'static str,
+    pub expected: i64,
+    pub actual: i64,
+}
+
+/// Why a page was not committed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// Another writer moved the cursor since this page was fetched; nothing was written.
+    #[error("the stored cursor moved while the page was being fetched (another instance?)")]
+    CursorMoved,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// The stored position of a feed, if it was ever synced.
+pub async fn load_cursor(
+    pool: &PgPool,
+    ledger_id: &str,
+    topic: Topic,
+) -> sqlx::Result<Option<CursorRow>> {
+    sqlx::query_as(
+        "SELECT ledger_id, topic, cursor, last_seq, last_balance_after, pages, caught_up_at
+         FROM feed_cursors WHERE ledger_id = $1 AND topic = $2",
+    )
+    .bind(ledger_id)
+    .bind(topic.as_str())
+    .fetch_optional(pool)
+    .await
+}
+
+/// Marks a feed as caught up without any other change (an empty page at the end).
+pub async fn mark_caught_up(pool: &PgPool, ledger_id: &str, topic: Topic) -> sqlx::Result<()> {
+    sqlx::query("UPDATE feed_cursors SET caught_up_at = now() WHERE ledger_id = $1 AND topic = $2")
+        .bind(ledger_id)
+        .bind(topic.as_str())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Stores a page's new entries and its cursor in one transaction. Entries already stored
+/// (same entry key) are skipped; new ones get the next `seq` numbers in page order.
+pub async fn commit_page(pool: &PgPool, page: &PageParams<'_>) -> Result<PageOutcome, CommitError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO feed_cursors (ledger_id, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(page.ledger_id)
+    .bind(page.topic.as_str())
+    .execute(&mut *tx)
+    .await?;
+    let current: CursorRow = sqlx::query_as(
+        "SELECT ledger_id, topic, cursor, last_seq, last_balance_after, pages, caught_up_at
+         FROM feed_cursors WHERE ledger_id = $1 AND topic = $2 FOR UPDATE",
+    )
+    .bind(page.ledger_id)
+    .bind(page.topic.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    if current.cursor.as_deref() != page.fetched_with {
+        return Err(CommitError::CursorMoved);
+    }
+    let inserted = insert_entries(&mut tx, page, current.last_seq).await?;
+    let (breaks, last_balance) = check_chain(current.last_balance_after, &inserted);
+    record_breaks(&mut tx, page, &breaks).await?;
+    let last_seq = current.last_seq + inserted.len() as i64;
+    sqlx::query(
+        "UPDATE feed_cursors SET cursor = $3, last_seq = $4, last_balance_after = $5,
+             pages = pages + 1, updated_at = now(),
+             caught_up_at = CASE WHEN $6 THEN now() ELSE caught_up_at END
+         WHERE ledger_id = $1 AND topic = $2",
+    )
+    .bind(page.ledger_id)
+    .bind(page.topic.as_str())
+    .bind(page.next_cursor)
+    .bind(last_seq)
+    .bind(last_balance)
+    .bind(page.caught_up)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(PageOutcome {
+        inserted: inserted.len() as u64,
+        chain_breaks: breaks,
+    })
+}
+
+/// `(seq, amount, balance_before, balance_after)` of an inserted entry.
+type Inserted = (i64, i64, i64, i64);
+
+/// One statement for the whole page: array binds unnested in page order, duplicates within
+/// the page and entries already stored filtered out, the rest numbered after `last_seq`.
+async fn insert_entries(
+    conn: &mut PgConnection,
+    page: &PageParams<'_>,
+    last_seq: i64,
+) -> sqlx::Result<Vec<Inserted>> {
+    if page.entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let e = page.entries;
+    let keys: Vec<Vec<u8>> = e.iter().map(|e| e.key().to_vec()).collect();
+    let raws: Vec<String> = e.iter().map(|e| e.raw.to_string()).collect();
+    let mut rows: Vec<Inserted> = sqlx::query_as(
+        "WITH incoming AS (
+             SELECT * FROM UNNEST($4::bytea[], $5::text[], $6::text[], $7::timestamptz[],
+                 $8::date[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::int8[],
+                 $14::text[], $15::text[])
+             WITH ORDINALITY AS i(entry_key, psp_reference, entry_type, time, ledger_date,
+                 reference, currency, amount, balance_before, balance_after, recipient_handle,
+                 raw, ord)
+         ), first_of_key AS (
+             SELECT DISTINCT ON (entry_key) * FROM incoming ORDER BY entry_key, ord
+         ), fresh AS (
+             SELECT f.*, row_number() OVER (ORDER BY ord) AS n FROM first_of_key f
+             WHERE NOT EXISTS (SELECT 1 FROM entries x
+                 WHERE x.ledger_id = $1 AND x.topic = $2 AND x.entry_key = f.entry_key)
+         )
+         INSERT INTO entries (ledger_id, topic, seq, entry_key, psp_reference, entry_type, time,
+             ledger_date, reference, currency, amount, balance_before, balance_after,
+             recipient_handle, raw)
+         SELECT $1, $2, $3 + n, entry_key, psp_reference, entry_type, time, ledger_date,
+             reference, currency, amount, balance_before, balance_after, recipient_handle,
+             raw::jsonb
+         FROM fresh ORDER BY n
+         RETURNING seq, amount, balance_before, balance_after",
+    )
+    .bind(page.ledger_id)
+    .bind(page.topic.as_str())
+    .bind(last_seq)
+    .bind(&keys)
+    .bind(
+        e.iter()
+            .map(|e| e.psp_reference.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(e.iter().map(|e| e.entry_type.as_str()).collect::<Vec<_>>())
+    .bind(e.iter().map(|e| e.time).collect::<Vec<_>>())
+    .bind(e.iter().map(|e| e.ledger_date).collect::<Vec<_>>())
+    .bind(e.iter().map(|e| e.reference.as_deref()).collect::<Vec<_>>())
+    .bind(e.iter().map(|e| e.currency.as_str()).collect::<Vec<_>>())
+    .bind(e.iter().map(|e| e.amount).collect::<Vec<_>>())
+    .bind(e.iter().map(|e| e.balance_before).collect::<Vec<_>>())
+    .bind(e.iter().map(|e| e.balance_after).collect::<Vec<_>>())
+    .bind(
+        e.iter()
+            .map(|e| e.recipient_handle.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(&raws)
+    .fetch_all(conn)
+    .await?;
+    rows.sort_unstable_by_key(|r| r.0);
+    Ok(rows)
+}
+
+/// Checks the new entries in `seq` order against the chain so far; returns the breaks and
+/// the new chain end.
+fn check_chain(mut last: Option<i64>, inserted: &[Inserted]) -> (Vec<ChainBreak>, Option<i64>) {
+    let mut breaks = Vec::new();
+    for &(seq, amount, before, after) in inserted {
+        if let Some(expected) = last.filter(|&b| b != before) {
+            breaks.push(ChainBreak {
+                seq,
+                kind: "link",
+                expected,
+                actual: before,
+            });
+        }
+        if before.checked_add(amount) != Some(after) {
+            breaks.push(ChainBreak {
+                seq,
+                kind: "arithmetic",
+                expected: before.saturating_add(amount),
+                actual: after,
+            });
+        }
+        last = Some(after);
+    }
+    (breaks, last)
+}
+
+async fn record_breaks(
+    conn: &mut PgConnection,
+    page: &PageParams<'_>,
+    breaks: &[ChainBreak],
+) -> sqlx::Result<()> {
+    if breaks.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO balance_chain_breaks (ledger_id, topic, seq, kind, expected, actual)
+         SELECT $1, $2, * FROM UNNEST($3::int8[], $4::text[], $5::int8[], $6::int8[])
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(page.ledger_id)
+    .bind(page.topic.as_str())
+    .bind(breaks.iter().map(|b| b.seq).collect::<Vec<_>>())
+    .bind(breaks.iter().map(|b| b.kind).collect::<Vec<_>>())
+    .bind(breaks.iter().map(|b| b.expected).collect::<Vec<_>>())
+    .bind(breaks.iter().map(|b| b.actual).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_check_reports_links_and_arithmetic() {
+        let rows = [
+            (1, 100, 0, 100),
+            (2, -40, 100, 60),
+            (3, 10, 70, 80),
+            (4, 5, 80, 99),
+        ];
+        let (breaks, last) = check_chain(None, &rows);
+        assert_eq!(last, Some(99));
+        assert_eq!(
+            breaks,
+            vec![
+                ChainBreak {
+                    seq: 3,
+                    kind: "link",
+                    expected: 60,
+                    actual: 70
+                },
+                ChainBreak {
+                    seq: 4,
+                    kind: "arithmetic",
+                    expected: 85,
+                    actual: 99
+                },
+            ]
+        );
+        let (breaks, _) = check_chain(Some(5), &rows[..1]);
+        assert_eq!(breaks[0].kind, "link");
+    }
+}

@@ -1,0 +1,69 @@
+//! The PostgreSQL boundary: the only place with SQL. Connecting, the embedded migrations, and
+//! one module per group of tables; every write that must be atomic is one transaction here.
+
+pub mod entries;
+pub mod feeds;
+pub mod ledgers;
+
+use std::str::FromStr;
+
+use anyhow::Context as _;
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::config::DatabaseSettings;
+
+/// The embedded migrations (`migrations/`), applied by `run`, `sync` and `migrate`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Opens the connection pool. The error names the database without its password.
+pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(settings.url.expose_secret())
+        .map_err(|_| anyhow::anyhow!("database.url is not a valid PostgreSQL URL"))?
+        .application_name("vipps-ledger-sync");
+    let target = describe(&options);
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {target}"))
+}
+
+/// `user@host:port/database`, for messages: never the password.
+pub fn describe(options: &PgConnectOptions) -> String {
+    format!(
+        "{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("(default)")
+    )
+}
+
+/// Applies every pending migration.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("applying database migrations")
+}
+
+/// Drops (if it exists) and creates the database `name` on the server `conn` is connected to.
+/// Used by the demo and the tests, each on a database of its own.
+pub async fn recreate_database(conn: &mut sqlx::PgConnection, name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "database name {name:?} must be letters, digits and underscores"
+    );
+    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .execute(&mut *conn)
+        .await
+        .with_context(|| format!("dropping database {name}"))?;
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut *conn)
+        .await
+        .with_context(|| format!("creating database {name}"))?;
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! The real binary: `sync --once`, SIGKILL at random instants, SIGTERM on `run`, config errors.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use vipps_ledger_sync::simulator::SimulatorConfig;
+
+use crate::common::{small, TestApp, CLIENT_ID, CLIENT_SECRET};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vipps-ledger-sync");
+
+/// A config file pointing the binary at the test's simulator and database.
+fn config_file(app: &TestApp, extra: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    write!(
+        f,
+        r#"
+[database]
+url = "{db}"
+[api]
+base_url = "{api}"
+request_timeout = "10s"
+[retry]
+base_backoff = "1ms"
+max_backoff = "20ms"
+[[partners]]
+name = "test-partner"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+{extra}
+"#,
+        db = app.db.url,
+        api = app.base_url,
+    )
+    .unwrap();
+    f
+}
+
+/// The binary with a clean environment (no DATABASE_URL or VLS_* from the caller).
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("VLS_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_once_prints_a_summary_and_exits_zero() {
+    let app = TestApp::spawn(small()).await;
+    let cfg = config_file(&app, "");
+    let out = command(&["--config", cfg.path().to_str().unwrap(), "sync", "--once"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("synced 4 ledgers"), "{stdout}");
+    assert!(stdout.contains("new entries"), "{stdout}");
+    app.assert_exact().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_killed_at_random_instants_and_run_again_ends_exact() {
+    let app = TestApp::spawn(SimulatorConfig {
+        ledgers: 6,
+        days: 12,
+        captures_per_day: 30,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    app.sim.set_feed_page_size(20);
+    let cfg = config_file(&app, "");
+    let args = ["--config", cfg.path().to_str().unwrap(), "sync", "--once"];
+    let mut rng = rand::thread_rng();
+    let mut killed = 0;
+    for _ in 0..6 {
+        let mut child = command(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(50..400))).await;
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(killed >= 3, "the sync was killed mid-way ({killed} times)");
+    let out = command(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.assert_exact().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_stops_on_sigterm_between_pages_and_exits_zero() {
+    let app = TestApp::spawn(SimulatorConfig {
+        ledgers: 6,
+        days: 12,
+        captures_per_day: 30,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    app.sim.set_feed_page_size(10);
+    let cfg = config_file(&app, "");
+    let mut child = command(&["--config", cfg.path().to_str().unwrap(), "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the start-up pass is storing entries, then ask it to stop.
+    let started = Instant::now();
+    loop {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM entries")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap_or(0);
+        if n > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "run stored nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "run did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "exit {status:?}: {stderr}");
+    // Nothing half-written: every cursor row agrees with the entries it follows.
+    let bad: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM feed_cursors c WHERE c.last_seq <>
+             (SELECT count(*) FROM entries e WHERE e.ledger_id = c.ledger_id AND e.topic = c.topic)",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(bad, 0);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM entries")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    let total: usize = app
+        .sim
+        .ledger_ids()
+        .iter()
+        .flat_map(|l| ["funds", "fees"].map(|t| app.sim.expected_entries(l, t).len()))
+        .sum();
+    assert!(
+        (stored as usize) < total,
+        "stopped before the end ({stored} of {total})"
+    );
+}
+
+#[test]
+fn configuration_errors_name_their_key_and_exit_two() {
+    let partner = format!(
+        "[[partners]]\nname = \"p\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\n"
+    );
+    let cases = [
+        (
+            format!("[sync]\nschedul = \"0 17 * * * *\"\n{partner}"),
+            "schedul",
+        ),
+        (
+            format!("[sync]\nschedule = \"often\"\n{partner}"),
+            "sync.schedule",
+        ),
+        (
+            format!("[api]\nbase_url = \"http://api.example.com\"\n{partner}"),
+            "api.base_url",
+        ),
+        (
+            "[[partners]]\nname = \"other\"\nclient_secret = \"x\"\n".to_owned(),
+            "client_id",
+        ),
+    ];
+    for (text, key) in cases {
+        let mut cfg = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        cfg.write_all(text.as_bytes()).unwrap();
+        let out = command(&["--config", cfg.path().to_str().unwrap(), "sync", "--once"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
+        assert!(stderr.contains(key), "{text}: {stderr}");
+        assert!(!stderr.contains(CLIENT_SECRET), "{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_without_once_or_without_partners_is_refused_clearly() {
+    let out = command(&["sync"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--once"));
+    let out = command(&["sync", "--once"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("partners"));
+}

@@ -1,0 +1,9 @@
+//! Integration tests: real PostgreSQL (a fresh database per test) and the simulator over real
+//! HTTP on 127.0.0.1. One test binary, so the crate links once.
+
+mod binary;
+mod client;
+mod common;
+mod config;
+mod store;
+mod sync;
