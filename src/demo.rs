@@ -79,8 +79,8 @@ pub async fn run(server_url: &str) -> anyhow::Result<bool> {
     println!();
     print_status(&ctx.pool, false).await?;
     println!(
-        "\nExplore it: psql '{}' -c 'SELECT entry_type, count(*), sum(amount) FROM entries GROUP BY 1'",
-        demo_db.to_url_lossy()
+        "\nExplore it: psql 'postgres://{}' -c 'SELECT entry_type, count(*), sum(amount) FROM entries GROUP BY 1'",
+        store::describe(&demo_db)
     );
     shutdown.cancel();
     println!("{}", if ok { "demo OK" } else { "demo FAILED" });

@@ -1,4 +1,4 @@
-//! Logging: `RUST_LOG` filters (default `info`), text for people or JSON for collectors,
+//! Logging: `RUST_LOG` filters (default `info`, `warn` for the demo's own output), text for people or JSON for collectors,
 //! colours only on a terminal, always to stderr so stdout stays for command output.
 
 use std::io::IsTerminal as _;
@@ -7,9 +7,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. Safe to call more than once (later calls do nothing).
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber with `default_level` unless `RUST_LOG` says otherwise.
+/// Safe to call more than once (later calls do nothing).
+pub fn init(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

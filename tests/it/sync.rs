@@ -86,13 +86,14 @@ async fn a_sync_stores_exactly_what_the_simulator_holds() {
 async fn ledgers_and_grants_are_recorded_with_the_merchant() {
     let app = TestApp::spawn(small()).await;
     assert!(app.sync_once().await.success());
-    let rows: Vec<(
+    type Row = (
         String,
         Option<String>,
         Option<String>,
         Option<String>,
-        Option<String>,
-    )> = sqlx::query_as(
+        String,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT l.ledger_id, l.currency, l.owner_id, g.merchant_id, g.partner
              FROM ledgers l JOIN grants g USING (ledger_id) ORDER BY 1",
     )
@@ -105,7 +106,7 @@ async fn ledgers_and_grants_are_recorded_with_the_merchant() {
         assert_eq!(currency.as_deref(), listed["currency"].as_str());
         assert_eq!(owner.as_deref(), listed["owner"]["id"].as_str());
         assert_eq!(merchant, owner, "the grant names the ledger's owner");
-        assert_eq!(partner.as_deref(), Some("test-partner"));
+        assert_eq!(partner, "test-partner");
     }
     let open: i64 = sqlx::query_scalar("SELECT count(*) FROM grants WHERE revoked_seen_at IS NULL")
         .fetch_one(&app.db.pool)
