@@ -10,10 +10,10 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{Settings, Topic};
 use crate::simulator::{Simulator, SimulatorConfig};
 use crate::sync::{self, SyncContext};
-use crate::{demo, store, telemetry};
+use crate::{demo, store, telemetry, views};
 
 /// Mirror the Vipps MobilePay Report API ledgers shared with you into PostgreSQL.
 #[derive(Debug, Parser)]
@@ -39,11 +39,35 @@ pub enum Command {
     },
     /// Apply the database migrations and exit.
     Migrate,
-    /// Print where every feed stands.
+    /// Print each partner's health and where every feed stands.
     Status {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// Print every ledger ever seen: merchant, state, partners that may read it.
+    Ledgers {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the open grants per partner and merchant (or every period, or one ledger's history).
+    Grants {
+        /// The whole grant history of this ledger.
+        #[arg(long, value_name = "LEDGER_ID")]
+        ledger: Option<String>,
+        /// Closed periods too.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unblock a feed whose cursor the API rejected, and read it again from the start (only
+    /// missing entries are stored).
+    ResetCursor {
+        ledger: String,
+        /// Only this topic (default: every topic of the ledger).
+        #[arg(long)]
+        topic: Option<Topic>,
     },
     /// The whole thing against the built-in simulator: no keys needed.
     Demo {
@@ -143,9 +167,33 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
-            let pool = store::connect(&settings.database).await?;
-            store::migrate(&pool).await?;
-            demo::print_status(&pool, json).await?;
+            views::print_status(&open_store(&settings).await?, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ledgers { json } => {
+            views::print_ledgers(&open_store(&settings).await?, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Grants { ledger, all, json } => {
+            let pool = open_store(&settings).await?;
+            views::print_grants(&pool, ledger.as_deref(), all, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ResetCursor { ledger, topic } => {
+            let pool = open_store(&settings).await?;
+            let topics = topic.map_or(Topic::ALL.to_vec(), |t| vec![t]);
+            let mut found = false;
+            for topic in topics {
+                if store::feeds::reset_cursor(&pool, &ledger, topic).await? {
+                    tracing::info!(%ledger, %topic, "cursor reset by request: the feed is read again from the start");
+                    println!("{ledger} {topic}: unblocked; the next sync reads it from the start");
+                    found = true;
+                }
+            }
+            if !found {
+                eprintln!("ledger {ledger}: no feed of it was ever synced");
+                return Ok(ExitCode::FAILURE);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { database_url } => {
@@ -181,6 +229,13 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Connects to the database and applies migrations, for the read-only commands.
+async fn open_store(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
+    let pool = store::connect(&settings.database).await?;
+    store::migrate(&pool).await?;
+    Ok(pool)
 }
 
 /// Cancels `cancel` on SIGTERM or SIGINT (Ctrl-C).

@@ -128,7 +128,9 @@ struct RawPartner {
 }
 
 /// A feed of a ledger: what the account it mirrors holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Topic {
     /// What Vipps MobilePay owes the merchant.
@@ -160,8 +162,10 @@ impl fmt::Display for Topic {
 #[serde(deny_unknown_fields)]
 pub struct SyncSettings {
     pub topics: Vec<Topic>,
-    /// Cron with seconds, validated with the scheduler's own parser.
+    /// Cron with seconds, validated with the scheduler's own parser: feed passes in `run`.
     pub schedule: String,
+    /// Cron with seconds: discovery of ledgers and grants in `run`.
+    pub discovery_schedule: String,
     /// (ledger, topic) units synced at the same time.
     pub concurrency: usize,
 }
@@ -309,6 +313,8 @@ impl Settings {
             return Err(ConfigError::key("sync.concurrency", "must be at least 1"));
         }
         parse_cron(&raw.sync.schedule).map_err(|e| ConfigError::key("sync.schedule", e))?;
+        parse_cron(&raw.sync.discovery_schedule)
+            .map_err(|e| ConfigError::key("sync.discovery_schedule", e))?;
         let partners = resolve_partners(raw.partners)?;
         let mut sync = raw.sync;
         sync.topics.sort();

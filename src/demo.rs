@@ -1,5 +1,5 @@
-//! `demo` and `status`: the daemon against the built-in simulator on a local PostgreSQL, and
-//! a plain view of where every feed stands.
+//! `demo`: the daemon against the built-in simulator on a local PostgreSQL, checked against
+//! the simulator after every pass.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -15,6 +15,7 @@ use crate::config::{PartnerSettings, Settings, Topic};
 use crate::simulator::{Simulator, SimulatorConfig};
 use crate::store::{self, entries};
 use crate::sync::{self, SyncContext};
+use crate::views;
 
 /// The PostgreSQL server the demo uses when neither `--database-url` nor `DATABASE_URL` is set.
 pub const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -77,7 +78,7 @@ pub async fn run(server_url: &str) -> anyhow::Result<bool> {
     ok &= report_comparison(&ctx.pool, &sim).await?;
 
     println!();
-    print_status(&ctx.pool, false).await?;
+    views::print_status(&ctx.pool, false).await?;
     println!(
         "\nExplore it: psql 'postgres://{}' -c 'SELECT entry_type, count(*), sum(amount) FROM entries GROUP BY 1'",
         store::describe(&demo_db)
@@ -127,29 +128,4 @@ async fn report_comparison(pool: &PgPool, sim: &Simulator) -> anyhow::Result<boo
         }
     }
     Ok(problems.is_empty())
-}
-
-/// Prints every feed's position, as a table or as JSON.
-pub async fn print_status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
-    let rows = entries::feed_summaries(pool).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    println!(
-        "{:<12} {:<6} {:>8} {:>16} {:>16}  currency",
-        "ledger", "topic", "entries", "sum (minor)", "balance (minor)"
-    );
-    for r in &rows {
-        println!(
-            "{:<12} {:<6} {:>8} {:>16} {:>16}  {}",
-            r.ledger_id,
-            r.topic,
-            r.entries,
-            r.amount_sum,
-            r.balance.map_or("-".to_owned(), |b| b.to_string()),
-            r.currency.as_deref().unwrap_or("-")
-        );
-    }
-    Ok(())
 }

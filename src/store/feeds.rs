@@ -21,6 +21,8 @@ pub struct CursorRow {
     pub last_balance_after: Option<i64>,
     pub pages: i64,
     pub caught_up_at: Option<DateTime<Utc>>,
+    /// Set when the API rejected the stored cursor; the feed waits for `reset-cursor`.
+    pub blocked_reason: Option<String>,
 }
 
 /// A fetched page to commit.
@@ -71,7 +73,8 @@ pub async fn load_cursor(
     topic: Topic,
 ) -> sqlx::Result<Option<CursorRow>> {
     sqlx::query_as(
-        "SELECT ledger_id, topic, cursor, last_seq, last_balance_after, pages, caught_up_at
+        "SELECT ledger_id, topic, cursor, last_seq, last_balance_after, pages, caught_up_at,
+             blocked_reason
          FROM feed_cursors WHERE ledger_id = $1 AND topic = $2",
     )
     .bind(ledger_id)
@@ -90,6 +93,36 @@ pub async fn mark_caught_up(pool: &PgPool, ledger_id: &str, topic: Topic) -> sql
     Ok(())
 }
 
+/// Blocks a feed whose stored cursor the API rejected, with the reason, so it is not polled
+/// (nor restarted) until a person decides.
+pub async fn block(pool: &PgPool, ledger_id: &str, topic: Topic, reason: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE feed_cursors SET blocked_at = now(), blocked_reason = $3
+         WHERE ledger_id = $1 AND topic = $2",
+    )
+    .bind(ledger_id)
+    .bind(topic.as_str())
+    .bind(reason)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Unblocks a feed and forgets its cursor: the next sync reads it from the start, storing
+/// only the entries that are missing. Returns false if the feed was never synced.
+pub async fn reset_cursor(pool: &PgPool, ledger_id: &str, topic: Topic) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE feed_cursors SET cursor = NULL, blocked_at = NULL, blocked_reason = NULL,
+             updated_at = now()
+         WHERE ledger_id = $1 AND topic = $2",
+    )
+    .bind(ledger_id)
+    .bind(topic.as_str())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// Stores a page's new entries and its cursor in one transaction. Entries already stored
 /// (same entry key) are skipped; new ones get the next `seq` numbers in page order.
 pub async fn commit_page(pool: &PgPool, page: &PageParams<'_>) -> Result<PageOutcome, CommitError> {
@@ -102,7 +135,8 @@ pub async fn commit_page(pool: &PgPool, page: &PageParams<'_>) -> Result<PageOut
     .execute(&mut *tx)
     .await?;
     let current: CursorRow = sqlx::query_as(
-        "SELECT ledger_id, topic, cursor, last_seq, last_balance_after, pages, caught_up_at
+        "SELECT ledger_id, topic, cursor, last_seq, last_balance_after, pages, caught_up_at,
+             blocked_reason
          FROM feed_cursors WHERE ledger_id = $1 AND topic = $2 FOR UPDATE",
     )
     .bind(page.ledger_id)

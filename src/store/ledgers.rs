@@ -1,33 +1,10 @@
-//! `ledgers` and `grants`: what each partner could see, and when.
+//! `ledgers` and `merchants`: every ledger ever listed, and the organisations owning them.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
 
 use crate::report_api::Ledger;
-
-/// A grant period as stored.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct GrantRow {
-    pub grant_id: i64,
-    pub partner: String,
-    pub ledger_id: String,
-    pub merchant_scheme: Option<String>,
-    pub merchant_id: Option<String>,
-    pub granted_seen_at: DateTime<Utc>,
-    pub last_seen_at: DateTime<Utc>,
-    pub revoked_seen_at: Option<DateTime<Utc>>,
-    pub revoke_reason: Option<String>,
-}
-
-/// What recording a sighting of a grant did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GrantChange {
-    /// A new period opened: first sighting, or seen again after a revocation.
-    Opened,
-    /// The open period was seen again.
-    StillHeld,
-}
 
 /// Inserts or refreshes a ledger as listed at `now`.
 pub async fn upsert_ledger(
@@ -71,51 +48,63 @@ pub async fn upsert_ledger(
     Ok(())
 }
 
-/// Records that `partner` saw `ledger` in its list at `now`: moves `last_seen_at` of the open
-/// period, or opens a new one.
-pub async fn record_grant_seen(
+/// Records the owner of a listed ledger in `merchants`.
+pub async fn upsert_merchant(
     conn: &mut PgConnection,
-    partner: &str,
-    ledger: &Ledger,
+    scheme: &str,
+    id: &str,
     now: DateTime<Utc>,
-) -> sqlx::Result<GrantChange> {
-    let touched = sqlx::query(
-        "UPDATE grants SET last_seen_at = GREATEST(last_seen_at, $3),
-             merchant_scheme = $4, merchant_id = $5
-         WHERE partner = $1 AND ledger_id = $2 AND revoked_seen_at IS NULL",
-    )
-    .bind(partner)
-    .bind(&ledger.ledger_id)
-    .bind(now)
-    .bind(ledger.owner.as_ref().map(|o| &o.scheme))
-    .bind(ledger.owner.as_ref().map(|o| &o.id))
-    .execute(&mut *conn)
-    .await?;
-    if touched.rows_affected() > 0 {
-        return Ok(GrantChange::StillHeld);
-    }
+) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO grants (partner, ledger_id, merchant_scheme, merchant_id, granted_seen_at,
-             last_seen_at)
-         VALUES ($1, $2, $3, $4, $5, $5)",
+        "INSERT INTO merchants (merchant_scheme, merchant_id, first_seen_at, last_seen_at)
+         VALUES ($1, $2, $3, $3)
+         ON CONFLICT (merchant_scheme, merchant_id) DO UPDATE
+             SET last_seen_at = GREATEST(merchants.last_seen_at, EXCLUDED.last_seen_at)",
     )
-    .bind(partner)
-    .bind(&ledger.ledger_id)
-    .bind(ledger.owner.as_ref().map(|o| &o.scheme))
-    .bind(ledger.owner.as_ref().map(|o| &o.id))
+    .bind(scheme)
+    .bind(id)
     .bind(now)
     .execute(conn)
     .await?;
-    Ok(GrantChange::Opened)
+    Ok(())
 }
 
-/// Every grant period, oldest first.
-pub async fn grants(conn: &mut PgConnection) -> sqlx::Result<Vec<GrantRow>> {
+/// A ledger for people: what it is, who owns it, who may read it, how far it is synced.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct LedgerOverviewRow {
+    pub ledger_id: String,
+    pub currency: Option<String>,
+    pub merchant_scheme: Option<String>,
+    pub merchant_id: Option<String>,
+    pub sales_units: Vec<String>,
+    /// Partners holding an open grant, in the order they were granted.
+    pub partners: Vec<String>,
+    pub entries: i64,
+    /// `syncing`, `blocked` (a cursor was rejected) or `revoked` (no open grant).
+    pub state: String,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+}
+
+/// Every ledger ever seen, for `ledgers`.
+pub async fn overview(pool: &sqlx::PgPool) -> sqlx::Result<Vec<LedgerOverviewRow>> {
     sqlx::query_as(
-        "SELECT grant_id, partner, ledger_id, merchant_scheme, merchant_id, granted_seen_at,
-             last_seen_at, revoked_seen_at, revoke_reason
-         FROM grants ORDER BY grant_id",
+        "SELECT l.ledger_id, l.currency, l.owner_scheme AS merchant_scheme,
+             l.owner_id AS merchant_id, l.settles_for_recipient_handles AS sales_units,
+             coalesce((SELECT array_agg(g.partner ORDER BY g.granted_seen_at) FROM grants g
+                 WHERE g.ledger_id = l.ledger_id AND g.revoked_seen_at IS NULL), '{}') AS partners,
+             coalesce((SELECT sum(c.last_seq) FROM feed_cursors c
+                 WHERE c.ledger_id = l.ledger_id), 0)::int8 AS entries,
+             CASE
+                 WHEN NOT EXISTS (SELECT 1 FROM grants g
+                     WHERE g.ledger_id = l.ledger_id AND g.revoked_seen_at IS NULL) THEN 'revoked'
+                 WHEN EXISTS (SELECT 1 FROM feed_cursors c
+                     WHERE c.ledger_id = l.ledger_id AND c.blocked_at IS NOT NULL) THEN 'blocked'
+                 ELSE 'syncing'
+             END AS state,
+             l.first_seen_at, l.last_seen_at
+         FROM ledgers l ORDER BY l.ledger_id",
     )
-    .fetch_all(conn)
+    .fetch_all(pool)
     .await
 }

@@ -3,6 +3,7 @@
 
 pub mod entries;
 pub mod feeds;
+pub mod grants;
 pub mod ledgers;
 
 use std::str::FromStr;

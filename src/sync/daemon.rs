@@ -1,68 +1,107 @@
-//! `run`: a pass at start-up, then one on every firing of `sync.schedule`, until cancelled.
-//! The cron job only *requests* a pass (tokio-cron-scheduler spawns firings detached and does
-//! not wait for them on shutdown); the one worker loop here does the work, so a pass is never
-//! cut inside a transaction and firings during a long pass coalesce into one.
+//! `run`: discovery and a feed pass at start-up, then discovery on every firing of
+//! `sync.discovery_schedule` and a feed pass on every firing of `sync.schedule`, until
+//! cancelled. The cron jobs only *request* work (tokio-cron-scheduler spawns firings detached
+//! and does not wait for them on shutdown); the one worker loop here does it, so work is never
+//! cut inside a transaction, discovery and feed passes never overlap, and firings during a
+//! long pass coalesce into one.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
-use super::{sync_once, SyncContext};
+use super::{discovery, sync_feeds, SyncContext};
 
-/// Runs passes on the schedule until `cancel` fires; returns once the current page is
-/// committed and the scheduler is stopped.
+/// Pending requests for work: at most one of each kind.
+#[derive(Default)]
+struct Requests {
+    discover: AtomicBool,
+    sync: AtomicBool,
+    wake: Notify,
+}
+
+impl Requests {
+    fn request(&self, flag: &AtomicBool) {
+        flag.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+}
+
+/// Runs until `cancel` fires; returns once the work in hand is committed and the scheduler
+/// is stopped.
 pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Result<()> {
-    // Capacity one: a firing while a pass runs leaves one request waiting, not a queue.
-    let (requests, mut pending) = mpsc::channel::<&'static str>(1);
+    let requests = Arc::new(Requests::default());
     let mut scheduler = JobScheduler::new()
         .await
         .context("starting the scheduler")?;
-    let on_fire = requests.clone();
-    let job = Job::new_async(ctx.settings.sync.schedule.as_str(), move |_, _| {
-        let on_fire = on_fire.clone();
-        Box::pin(async move {
-            let _ = on_fire.try_send("schedule");
+    let sync = &ctx.settings.sync;
+    for (schedule, key, discover) in [
+        (&sync.schedule, "sync.schedule", false),
+        (&sync.discovery_schedule, "sync.discovery_schedule", true),
+    ] {
+        let requests = Arc::clone(&requests);
+        let job = Job::new_async(schedule.as_str(), move |_, _| {
+            let requests = Arc::clone(&requests);
+            Box::pin(async move {
+                if discover {
+                    requests.request(&requests.discover);
+                }
+                requests.request(&requests.sync);
+            })
         })
-    })
-    .context("sync.schedule")?;
-    scheduler.add(job).await.context("adding the sync job")?;
+        .with_context(|| key.to_owned())?;
+        scheduler
+            .add(job)
+            .await
+            .context("adding a job to the scheduler")?;
+    }
     scheduler.start().await.context("starting the scheduler")?;
-    let _ = requests.try_send("start-up");
-    tracing::info!(schedule = %ctx.settings.sync.schedule, "daemon running");
+    requests.request(&requests.discover);
+    requests.request(&requests.sync);
+    tracing::info!(schedule = %sync.schedule, discovery_schedule = %sync.discovery_schedule, "daemon running");
 
-    loop {
-        let reason = tokio::select! {
-            _ = cancel.cancelled() => break,
-            reason = pending.recv() => match reason {
-                Some(reason) => reason,
-                None => break,
-            },
-        };
-        tracing::info!(reason, "sync pass starting");
-        let report = sync_once(&ctx, &cancel).await;
-        if report.success() {
+    while !cancel.is_cancelled() {
+        if requests.discover.swap(false, Ordering::SeqCst) {
+            let found = discovery::discover(&ctx).await;
             tracing::info!(
-                ledgers = report.ledgers,
-                inserted = report.inserted,
-                pages = report.pages,
-                seconds = report.elapsed.as_secs_f64(),
-                "sync pass finished"
+                listed = found.listed,
+                grants_opened = found.opened,
+                grants_closed = found.closed,
+                failed_partners = found.failed_partners.len(),
+                "discovery finished"
             );
-        } else {
-            tracing::warn!(
-                ledgers = report.ledgers,
-                inserted = report.inserted,
-                failed_partners = report.failed_partners.len(),
-                failed_feeds = report.failed_units.len(),
-                interrupted = report.interrupted,
-                "sync pass finished with failures"
-            );
+            continue;
+        }
+        if requests.sync.swap(false, Ordering::SeqCst) {
+            let report = sync_feeds(&ctx, &cancel).await;
+            if report.success() {
+                tracing::info!(
+                    ledgers = report.ledgers,
+                    inserted = report.inserted,
+                    pages = report.pages,
+                    seconds = report.elapsed.as_secs_f64(),
+                    "feed pass finished"
+                );
+            } else {
+                tracing::warn!(
+                    ledgers = report.ledgers,
+                    inserted = report.inserted,
+                    failed_feeds = report.failed_units.len(),
+                    interrupted = report.interrupted,
+                    "feed pass finished with failures"
+                );
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = requests.wake.notified() => {}
         }
     }
-    tracing::info!("stopping: no pass running, scheduler shutting down");
+    tracing::info!("stopping: no work running, scheduler shutting down");
     scheduler
         .shutdown()
         .await

@@ -8,8 +8,24 @@ use tokio_util::sync::CancellationToken;
 
 use super::SyncContext;
 use crate::config::Topic;
-use crate::report_api::{PartnerClient, RetryPolicy};
+use crate::report_api::{ApiError, PartnerClient, RetryPolicy};
 use crate::store::feeds::{self, PageParams};
+
+/// Why a walk stopped short, classified for the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum WalkError {
+    /// 404: the ledger is not (or no longer) shared with this partner.
+    #[error("the ledger is not shared with this partner (HTTP 404): {0}")]
+    NotShared(String),
+    /// The partner's keys or token were refused.
+    #[error("the partner's keys were refused: {0}")]
+    PartnerKeys(String),
+    /// The API refused the stored cursor; the feed must not be restarted silently.
+    #[error("the API rejected the stored cursor {cursor}: {error}")]
+    CursorRejected { cursor: String, error: String },
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
 
 /// What walking one feed did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,7 +44,7 @@ pub async fn walk_feed(
     ledger_id: &str,
     topic: Topic,
     cancel: &CancellationToken,
-) -> anyhow::Result<UnitOutcome> {
+) -> Result<UnitOutcome, WalkError> {
     let retry = RetryPolicy::from(&ctx.settings.retry);
     let mut cursor = feeds::load_cursor(&ctx.pool, ledger_id, topic)
         .await
@@ -42,13 +58,15 @@ pub async fn walk_feed(
             return Ok(outcome);
         }
         let at = cursor.as_deref().unwrap_or("(start of feed)");
-        let page = partner
-            .feed(ledger_id, topic, cursor.as_deref())
-            .await
-            .with_context(|| format!("fetching the feed at cursor {at}"))?;
+        let page = match partner.feed(ledger_id, topic, cursor.as_deref()).await {
+            Ok(page) => page,
+            Err(e) => return Err(classify(e, cursor.as_deref())),
+        };
         let same_cursor = cursor.as_deref() == Some(page.cursor.as_str());
         if page.items.is_empty() && same_cursor && page.try_later {
-            feeds::mark_caught_up(&ctx.pool, ledger_id, topic).await?;
+            feeds::mark_caught_up(&ctx.pool, ledger_id, topic)
+                .await
+                .context("marking the feed caught up")?;
             return Ok(outcome);
         }
         let committed = if page.items.is_empty() && same_cursor {
@@ -87,9 +105,10 @@ pub async fn walk_feed(
             // The feed says "more now" but gives nothing new: back off rather than spin.
             stalls += 1;
             if stalls >= retry.max_attempts {
-                anyhow::bail!(
+                return Err(anyhow::anyhow!(
                     "the feed made no progress at cursor {at} after {stalls} tries (same cursor, tryLater false, nothing new)"
-                );
+                )
+                .into());
             }
             let wait = retry.backoff(stalls).max(Duration::from_millis(1));
             tracing::warn!(?wait, "feed made no progress; backing off");
@@ -98,5 +117,27 @@ pub async fn walk_feed(
             stalls = 0;
         }
         cursor = Some(page.cursor);
+    }
+}
+
+/// Sorts an API error into what the caller must do about it.
+fn classify(e: ApiError, cursor: Option<&str>) -> WalkError {
+    let at = cursor.unwrap_or("(start of feed)");
+    match e {
+        ApiError::NotFound { body } => WalkError::NotShared(body),
+        ApiError::TokenRejected { .. } | ApiError::Unauthorized { .. } => {
+            WalkError::PartnerKeys(e.to_string())
+        }
+        ApiError::Permanent { status, .. }
+            if cursor.is_some() && (status == 400 || status == 410) =>
+        {
+            WalkError::CursorRejected {
+                cursor: at.to_owned(),
+                error: e.to_string(),
+            }
+        }
+        other => WalkError::Failed(
+            anyhow::Error::new(other).context(format!("fetching the feed at cursor {at}")),
+        ),
     }
 }

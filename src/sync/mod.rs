@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod discovery;
 pub mod feed;
+mod health;
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,7 +19,8 @@ use tracing::Instrument as _;
 
 use crate::config::{Settings, Topic};
 use crate::report_api::{PartnerClient, ReportApiClient};
-use crate::store;
+use crate::store::{self, feeds, grants};
+pub use health::PartnerHealth;
 
 /// Everything a sync needs: the database, the settings, and one API client per partner.
 #[derive(Debug)]
@@ -26,6 +28,8 @@ pub struct SyncContext {
     pub pool: PgPool,
     pub settings: Arc<Settings>,
     pub partners: Vec<Arc<PartnerClient>>,
+    /// Which partners' keys failed last, so their ledgers are read with another partner's.
+    pub health: PartnerHealth,
 }
 
 impl SyncContext {
@@ -48,6 +52,7 @@ impl SyncContext {
             pool,
             settings: Arc::new(settings),
             partners,
+            health: PartnerHealth::default(),
         })
     }
 }
@@ -63,11 +68,15 @@ pub struct UnitFailure {
 /// What one pass did.
 #[derive(Debug, Default)]
 pub struct SyncReport {
+    /// Ledgers with an open grant, synced in this pass.
     pub ledgers: usize,
     pub units_ok: usize,
     pub pages: u64,
     pub inserted: u64,
     pub chain_breaks: u64,
+    /// Grant periods opened and closed by this pass.
+    pub grants_opened: usize,
+    pub grants_closed: usize,
     pub failed_partners: Vec<(String, String)>,
     pub failed_units: Vec<UnitFailure>,
     pub interrupted: bool,
@@ -93,6 +102,13 @@ impl fmt::Display for SyncReport {
             self.pages,
             self.elapsed.as_secs_f64()
         )?;
+        if self.grants_opened + self.grants_closed > 0 {
+            writeln!(
+                f,
+                "grants: {} opened, {} closed (see `vipps-ledger-sync grants`)",
+                self.grants_opened, self.grants_closed
+            )?;
+        }
         if self.chain_breaks > 0 {
             writeln!(
                 f,
@@ -116,32 +132,47 @@ impl fmt::Display for SyncReport {
     }
 }
 
-/// One pass: discover ledgers, then walk every consented (ledger, topic) feed to its current
-/// end, `sync.concurrency` units at a time. One unit's failure never stops the others.
+/// `sync --once`: discovery, then every consented feed to its current end.
 pub async fn sync_once(ctx: &Arc<SyncContext>, cancel: &CancellationToken) -> SyncReport {
     let started = Instant::now();
     let found = discovery::discover(ctx).await;
-    let mut report = SyncReport {
-        ledgers: found.ledgers.len(),
-        failed_partners: found.failed_partners,
-        ..Default::default()
+    let mut report = sync_feeds(ctx, cancel).await;
+    report.grants_opened += found.opened;
+    report.grants_closed += found.closed;
+    report.failed_partners = found.failed_partners;
+    report.elapsed = started.elapsed();
+    report
+}
+
+/// Walks the feeds of every ledger with an open grant, `sync.concurrency` units at a time,
+/// each with the token of a partner holding a grant (healthy partners first). One unit's
+/// failure never stops the others. Ledgers without an open grant are not polled.
+pub async fn sync_feeds(ctx: &Arc<SyncContext>, cancel: &CancellationToken) -> SyncReport {
+    let started = Instant::now();
+    let mut report = SyncReport::default();
+    let open = match grants::open_by_ledger(&ctx.pool).await {
+        Ok(open) => open,
+        Err(e) => {
+            report.failed_units.push(UnitFailure {
+                ledger_id: "(all)".to_owned(),
+                topic: Topic::Funds,
+                error: format!("reading the open grants: {e}"),
+            });
+            return report;
+        }
     };
+    report.ledgers = open.len();
     let permits = Arc::new(Semaphore::new(ctx.settings.sync.concurrency));
     let mut units = JoinSet::new();
-    for (ledger_id, partner) in found.ledgers {
+    for (ledger_id, holders) in open {
         for &topic in &ctx.settings.sync.topics {
-            let (ctx, partner, cancel, permits) = (
-                Arc::clone(ctx),
-                Arc::clone(&partner),
-                cancel.clone(),
-                Arc::clone(&permits),
-            );
-            let ledger_id = ledger_id.clone();
+            let (ctx, cancel, permits) = (Arc::clone(ctx), cancel.clone(), Arc::clone(&permits));
+            let (ledger_id, holders) = (ledger_id.clone(), holders.clone());
             let span = tracing::info_span!("feed", ledger = %ledger_id, topic = %topic);
             units.spawn(
                 async move {
                     let _permit = permits.acquire_owned().await;
-                    let result = feed::walk_feed(&ctx, &partner, &ledger_id, topic, &cancel).await;
+                    let result = run_unit(&ctx, &ledger_id, topic, &holders, &cancel).await;
                     (ledger_id, topic, result)
                 }
                 .instrument(span),
@@ -163,18 +194,17 @@ pub async fn sync_once(ctx: &Arc<SyncContext>, cancel: &CancellationToken) -> Sy
             }
         };
         match result {
-            Ok(outcome) => {
-                report.pages += outcome.pages;
-                report.inserted += outcome.inserted;
-                report.chain_breaks += outcome.chain_breaks;
-                report.interrupted |= outcome.interrupted;
-                if !outcome.interrupted {
+            Ok(unit) => {
+                report.pages += unit.outcome.pages;
+                report.inserted += unit.outcome.inserted;
+                report.chain_breaks += unit.outcome.chain_breaks;
+                report.interrupted |= unit.outcome.interrupted;
+                report.grants_closed += unit.grants_closed;
+                if !unit.outcome.interrupted {
                     report.units_ok += 1;
                 }
-                tracing::debug!(ledger = %ledger_id, %topic, ?outcome, "feed synced");
             }
-            Err(e) => {
-                let error = format!("{e:#}");
+            Err(error) => {
                 tracing::error!(ledger = %ledger_id, %topic, %error, "feed sync failed");
                 report.failed_units.push(UnitFailure {
                     ledger_id,
@@ -186,4 +216,83 @@ pub async fn sync_once(ctx: &Arc<SyncContext>, cancel: &CancellationToken) -> Sy
     }
     report.elapsed = started.elapsed();
     report
+}
+
+/// What one unit did, over all the partners it tried.
+#[derive(Debug, Default)]
+struct UnitResult {
+    outcome: feed::UnitOutcome,
+    grants_closed: usize,
+}
+
+/// One (ledger, topic): tries the partners holding a grant until one can read the feed. A
+/// 404 closes that partner's grant (`feed_404`); refused keys mark the partner failed; a
+/// rejected cursor blocks the feed for a person to look at.
+async fn run_unit(
+    ctx: &SyncContext,
+    ledger_id: &str,
+    topic: Topic,
+    holders: &[String],
+    cancel: &CancellationToken,
+) -> Result<UnitResult, String> {
+    match feeds::load_cursor(&ctx.pool, ledger_id, topic).await {
+        Ok(Some(row)) if row.blocked_reason.is_some() => {
+            return Err(format!(
+                "blocked: {} (run `vipps-ledger-sync reset-cursor {ledger_id} --topic {topic}` to read it again from the start)",
+                row.blocked_reason.unwrap_or_default()
+            ))
+        }
+        Ok(_) => {}
+        Err(e) => return Err(format!("loading the stored cursor: {e}")),
+    }
+    let mut result = UnitResult::default();
+    let mut errors = Vec::new();
+    for partner in ctx.health.order(&ctx.partners, holders) {
+        match feed::walk_feed(ctx, &partner, ledger_id, topic, cancel).await {
+            Ok(outcome) => {
+                result.outcome = outcome;
+                return Ok(result);
+            }
+            Err(feed::WalkError::NotShared(body)) => {
+                match grants::close(
+                    &ctx.pool,
+                    partner.name(),
+                    ledger_id,
+                    grants::RevokeReason::Feed404,
+                    chrono::Utc::now(),
+                )
+                .await
+                {
+                    Ok(Some(grant)) => {
+                        discovery::log_closed(&grant);
+                        result.grants_closed += 1;
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(format!("closing the grant of {}: {e}", partner.name())),
+                }
+                errors.push(format!("{}: 404 {body}", partner.name()));
+            }
+            Err(feed::WalkError::PartnerKeys(error)) => {
+                ctx.health.set_failed(partner.name(), &error);
+                errors.push(format!("{}: {error}", partner.name()));
+            }
+            Err(feed::WalkError::CursorRejected { cursor, error }) => {
+                let reason = format!("the API rejected cursor {cursor}: {error}");
+                if let Err(e) = feeds::block(&ctx.pool, ledger_id, topic, &reason).await {
+                    return Err(format!("{reason}; blocking the feed failed: {e}"));
+                }
+                tracing::error!(%reason, "feed blocked: its cursor was rejected; it is not restarted without a person deciding");
+                return Err(format!("blocked: {reason}"));
+            }
+            Err(feed::WalkError::Failed(e)) => return Err(format!("{e:#}")),
+        }
+    }
+    if result.grants_closed > 0 && errors.len() == result.grants_closed {
+        // Every partner lost access: consent ended, which is not a failure of the sync.
+        return Ok(result);
+    }
+    if errors.is_empty() {
+        return Err("no configured partner holds a grant for this ledger".to_owned());
+    }
+    Err(errors.join("; "))
 }

@@ -1,0 +1,220 @@
+//! `grants` and `partners`: which partner could read which ledger of which merchant, when;
+//! and whether each partner's keys work. History is never rewritten: a grant period is
+//! opened, its `last_seen_at` moved, and closed once; re-granting opens a new period.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use crate::report_api::Ledger;
+
+/// A grant period as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct GrantRow {
+    pub grant_id: i64,
+    pub partner: String,
+    pub ledger_id: String,
+    pub merchant_scheme: Option<String>,
+    pub merchant_id: Option<String>,
+    pub granted_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub revoked_seen_at: Option<DateTime<Utc>>,
+    pub revoke_reason: Option<String>,
+}
+
+/// What recording a sighting of a grant did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantChange {
+    /// A new period opened: first sighting, or seen again after a revocation.
+    Opened,
+    /// The open period was seen again.
+    StillHeld,
+}
+
+/// Why a grant period ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeReason {
+    /// The ledger was missing from the partner's complete ledger list.
+    AbsentFromList,
+    /// The ledger's feed answered 404 to the partner's token.
+    Feed404,
+}
+
+impl RevokeReason {
+    /// The value stored in `grants.revoke_reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::AbsentFromList => "absent_from_list",
+            RevokeReason::Feed404 => "feed_404",
+        }
+    }
+}
+
+const GRANT_COLUMNS: &str = "grant_id, partner, ledger_id, merchant_scheme, merchant_id,
+    granted_seen_at, last_seen_at, revoked_seen_at, revoke_reason";
+
+/// Records that `partner` saw `ledger` in its list at `now`: moves `last_seen_at` of the open
+/// period, or opens a new one.
+pub async fn record_seen(
+    conn: &mut PgConnection,
+    partner: &str,
+    ledger: &Ledger,
+    now: DateTime<Utc>,
+) -> sqlx::Result<GrantChange> {
+    let owner = ledger.owner.as_ref();
+    let touched = sqlx::query(
+        "UPDATE grants SET last_seen_at = GREATEST(last_seen_at, $3),
+             merchant_scheme = $4, merchant_id = $5
+         WHERE partner = $1 AND ledger_id = $2 AND revoked_seen_at IS NULL",
+    )
+    .bind(partner)
+    .bind(&ledger.ledger_id)
+    .bind(now)
+    .bind(owner.map(|o| &o.scheme))
+    .bind(owner.map(|o| &o.id))
+    .execute(&mut *conn)
+    .await?;
+    if touched.rows_affected() > 0 {
+        return Ok(GrantChange::StillHeld);
+    }
+    sqlx::query(
+        "INSERT INTO grants (partner, ledger_id, merchant_scheme, merchant_id, granted_seen_at,
+             last_seen_at)
+         VALUES ($1, $2, $3, $4, $5, $5)",
+    )
+    .bind(partner)
+    .bind(&ledger.ledger_id)
+    .bind(owner.map(|o| &o.scheme))
+    .bind(owner.map(|o| &o.id))
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(GrantChange::Opened)
+}
+
+/// Closes `partner`'s open grants on ledgers missing from its complete list `listed`;
+/// returns the closed periods. Call only with a list read through all its pages.
+pub async fn close_absent(
+    conn: &mut PgConnection,
+    partner: &str,
+    listed: &[String],
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<GrantRow>> {
+    sqlx::query_as(&format!(
+        "UPDATE grants SET revoked_seen_at = GREATEST($3, last_seen_at),
+             revoke_reason = 'absent_from_list'
+         WHERE partner = $1 AND revoked_seen_at IS NULL AND NOT (ledger_id = ANY($2))
+         RETURNING {GRANT_COLUMNS}"
+    ))
+    .bind(partner)
+    .bind(listed)
+    .bind(now)
+    .fetch_all(conn)
+    .await
+}
+
+/// Closes `partner`'s open grant on `ledger_id`, if any, for `reason`.
+pub async fn close(
+    pool: &PgPool,
+    partner: &str,
+    ledger_id: &str,
+    reason: RevokeReason,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<GrantRow>> {
+    sqlx::query_as(&format!(
+        "UPDATE grants SET revoked_seen_at = GREATEST($3, last_seen_at), revoke_reason = $4
+         WHERE partner = $1 AND ledger_id = $2 AND revoked_seen_at IS NULL
+         RETURNING {GRANT_COLUMNS}"
+    ))
+    .bind(partner)
+    .bind(ledger_id)
+    .bind(now)
+    .bind(reason.as_str())
+    .fetch_optional(pool)
+    .await
+}
+
+/// Every ledger with at least one open grant, with the partners holding one (oldest first).
+pub async fn open_by_ledger(pool: &PgPool) -> sqlx::Result<Vec<(String, Vec<String>)>> {
+    sqlx::query_as(
+        "SELECT ledger_id, array_agg(partner ORDER BY granted_seen_at, partner)
+         FROM grants WHERE revoked_seen_at IS NULL GROUP BY ledger_id ORDER BY ledger_id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Grant periods, oldest first: all of them, or those of one ledger, or only the open ones.
+pub async fn list(
+    pool: &PgPool,
+    ledger_id: Option<&str>,
+    open_only: bool,
+) -> sqlx::Result<Vec<GrantRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {GRANT_COLUMNS} FROM grants
+         WHERE ($1::text IS NULL OR ledger_id = $1) AND (NOT $2 OR revoked_seen_at IS NULL)
+         ORDER BY partner, merchant_scheme, merchant_id, ledger_id, grant_id"
+    ))
+    .bind(ledger_id)
+    .bind(open_only)
+    .fetch_all(pool)
+    .await
+}
+
+/// Records a complete, successful listing by `partner` (and clears any failure).
+pub async fn partner_listed(
+    conn: &mut PgConnection,
+    partner: &str,
+    listed: usize,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO partners (partner, last_listing_at, last_listed) VALUES ($1, $2, $3)
+         ON CONFLICT (partner) DO UPDATE SET last_listing_at = $2, last_listed = $3,
+             failed_at = NULL, last_error = NULL",
+    )
+    .bind(partner)
+    .bind(now)
+    .bind(i32::try_from(listed).unwrap_or(i32::MAX))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks `partner` failed with `error` (which must hold no secret).
+pub async fn partner_failed(
+    pool: &PgPool,
+    partner: &str,
+    error: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO partners (partner, failed_at, last_error) VALUES ($1, $2, $3)
+         ON CONFLICT (partner) DO UPDATE SET failed_at = $2, last_error = $3",
+    )
+    .bind(partner)
+    .bind(now)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A partner's health.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct PartnerRow {
+    pub partner: String,
+    pub last_listing_at: Option<DateTime<Utc>>,
+    pub last_listed: Option<i32>,
+    pub failed_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+/// Every partner that ever ran.
+pub async fn partners(pool: &PgPool) -> sqlx::Result<Vec<PartnerRow>> {
+    sqlx::query_as(
+        "SELECT partner, last_listing_at, last_listed, failed_at, last_error
+         FROM partners ORDER BY partner",
+    )
+    .fetch_all(pool)
+    .await
+}
