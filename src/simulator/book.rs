@@ -24,6 +24,8 @@ struct DaySpan {
 #[derive(Debug)]
 pub(crate) struct LedgerBook {
     pub profile: LedgerProfile,
+    /// Generation of the cursors handed out; bumping it invalidates all older ones.
+    pub cursor_epoch: u32,
     start_date: NaiveDate,
     gen: GenState,
     funds: Vec<Entry>,
@@ -39,6 +41,7 @@ impl LedgerBook {
     pub(crate) fn new(profile: LedgerProfile, start_date: NaiveDate) -> LedgerBook {
         LedgerBook {
             profile,
+            cursor_epoch: 0,
             start_date,
             gen: GenState::default(),
             funds: Vec::new(),

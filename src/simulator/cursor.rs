@@ -21,6 +21,8 @@ pub(crate) enum Cursor {
         ledger_id: String,
         topic: String,
         position: usize,
+        /// The ledger's cursor generation; older generations are rejected.
+        epoch: u32,
     },
     /// A position inside one ledger date's entries.
     Dates {
@@ -28,6 +30,7 @@ pub(crate) enum Cursor {
         topic: String,
         ledger_date: String,
         offset: usize,
+        epoch: u32,
     },
     /// The next page of the ledger list.
     Ledgers {
@@ -61,6 +64,7 @@ mod tests {
             ledger_id: "100001".into(),
             topic: "funds".into(),
             position: 42,
+            epoch: 0,
         };
         let s = c.encode();
         assert!(!s.is_empty());

@@ -96,6 +96,15 @@ fn api_error(e: ApiError) -> Response {
             .into_response(),
         ApiError::NotFound => problem(StatusCode::NOT_FOUND, "No such ledgerId"),
         ApiError::BadRequest(detail) => problem(StatusCode::BAD_REQUEST, &detail),
+        ApiError::ServerError => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({
+                "errorCode": 10001,
+                "errorMessage": "Unknown or undocumented error (simulated)",
+                "contextId": "00000000-0000-4000-8000-000000000000",
+            })),
+        )
+            .into_response(),
     }
 }
 

@@ -275,6 +275,24 @@ impl Simulator {
         st.repeat_served.clear();
     }
 
+    /// Makes page `page` (1-based; page 1 is the request without a cursor) of
+    /// `GET /settlement/v1/ledgers` answer HTTP 500 (`{"errorCode":10001,...}`) for every
+    /// partner, until called again with `None`.
+    pub fn fail_ledger_list_page(&self, page: Option<usize>) {
+        self.lock().fail_ledger_page = page;
+    }
+
+    /// From now on every feed and dates cursor handed out so far for `ledger_id` is refused
+    /// with 400 problem+json (`"detail": "Invalid cursor"`), as if the API had forgotten
+    /// them. Requests without a cursor, and the cursors they return, work as before.
+    pub fn invalidate_cursors(&self, ledger_id: &str) {
+        let mut st = self.lock();
+        st.repeat_served.retain(|(l, _, _)| l != ledger_id);
+        if let Some(book) = st.ledgers.get_mut(ledger_id) {
+            book.cursor_epoch += 1;
+        }
+    }
+
     /// Serves the API on an already-bound listener until `shutdown` is cancelled.
     pub async fn serve(
         self: Arc<Self>,

@@ -76,14 +76,21 @@ impl State {
             },
         };
         let grants = self.partners.get(client_id).map(|p| &p.grants);
-        let matching: Vec<_> = self
+        let visible: Vec<_> = self
             .ledgers
             .values()
             .filter(|b| grants.is_some_and(|g| g.contains(&b.profile.ledger_id)))
-            .filter(|b| after.as_ref().is_none_or(|a| b.profile.ledger_id > *a))
             .filter(|b| filter.as_ref().is_none_or(|h| b.profile.settles_for(h)))
             .collect();
+        let skipped = visible
+            .iter()
+            .take_while(|b| after.as_ref().is_some_and(|a| b.profile.ledger_id <= *a))
+            .count();
+        let matching = visible.get(skipped..).unwrap_or_default();
         let page = self.ledger_page_size.max(1);
+        if self.fail_ledger_page == Some(skipped / page + 1) {
+            return Err(ApiError::ServerError);
+        }
         let items: Vec<Value> = matching
             .iter()
             .take(page)
@@ -111,6 +118,7 @@ impl State {
     ) -> Result<FeedPage, ApiError> {
         let topic = parse_topic(topic)?;
         let book = self.accessible(client_id, ledger_id)?;
+        let epoch = book.cursor_epoch;
         let entries = book.visible(topic);
         let len = entries.len();
         let position = match cursor {
@@ -120,7 +128,10 @@ impl State {
                     ledger_id: l,
                     topic: t,
                     position,
-                }) if l == ledger_id && t == topic.as_str() && position <= len => position,
+                    epoch: e,
+                }) if l == ledger_id && t == topic.as_str() && position <= len && e == epoch => {
+                    position
+                }
                 _ => return Err(bad("Invalid cursor")),
             },
         };
@@ -130,6 +141,7 @@ impl State {
                     ledger_id: ledger_id.to_string(),
                     topic: topic.as_str().to_string(),
                     position,
+                    epoch,
                 }
                 .encode()
             })
@@ -157,6 +169,7 @@ impl State {
             ledger_id: ledger_id.to_string(),
             topic: topic.as_str().to_string(),
             position: end,
+            epoch,
         }
         .encode();
         if self.repeat_pages {
@@ -195,7 +208,9 @@ impl State {
                     topic: t,
                     ledger_date: d,
                     offset,
+                    epoch,
                 }) if l == ledger_id
+                    && epoch == book.cursor_epoch
                     && t == topic.as_str()
                     && d == ledger_date
                     && offset <= entries.len() =>
@@ -226,6 +241,7 @@ impl State {
                 topic: topic.as_str().to_string(),
                 ledger_date: ledger_date.to_string(),
                 offset: end,
+                epoch: book.cursor_epoch,
             };
             body["cursor"] = next.encode().into();
         }

@@ -25,6 +25,8 @@ pub(crate) enum ApiError {
     NotFound,
     /// A malformed parameter; the text is the problem's `detail`.
     BadRequest(String),
+    /// An injected failure (HTTP 500), see `Simulator::fail_ledger_list_page`.
+    ServerError,
 }
 
 /// Why the token endpoint refused; both are answered `{"error":"invalid_client"}`.
@@ -67,6 +69,8 @@ pub(crate) struct State {
     pub expires_in_as_string: bool,
     pub overlap: usize,
     pub repeat_pages: bool,
+    /// 1-based page of the ledger list that answers 500.
+    pub fail_ledger_page: Option<usize>,
     /// Feed positions whose page was already served once with the unchanged cursor.
     pub repeat_served: HashSet<(String, Topic, usize)>,
     /// Ledgers by id (ids are equal-length digit strings, so this is numeric order too).
@@ -88,6 +92,7 @@ impl State {
             expires_in_as_string: false,
             overlap: 0,
             repeat_pages: false,
+            fail_ledger_page: None,
             repeat_served: HashSet::new(),
             ledgers: ledgers
                 .into_iter()

@@ -229,6 +229,11 @@ async fn the_ledger_list_pages_by_five_and_ends_with_an_empty_cursor() {
         .await;
     assert_eq!(a.body["items"].as_array().map(Vec::len), Some(1));
     assert_eq!(a.body["items"][0]["ledgerId"], "100005");
+
+    h.sim.fail_ledger_list_page(Some(1));
+    let a = h.get("/settlement/v1/ledgers", Some(&token)).await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(a.body["errorCode"], 10001);
 }
 
 #[tokio::test]

@@ -206,3 +206,58 @@ fn a_ledger_without_dates_serves_an_empty_page_with_a_cursor_until_it_grows() {
     assert_eq!(items, sim.expected_entries("100001", "funds"));
     assert!(!items.is_empty());
 }
+
+#[test]
+fn invalidated_cursors_are_refused_but_a_fresh_start_works() {
+    let sim = sim();
+    sim.set_feed_page_size(10);
+    let (old, _, _) = page(&sim, "100002", None);
+    let (other, _, _) = page(&sim, "100001", None);
+    let dates_cursor = sim
+        .lock()
+        .dates_page("p", "100002", "funds", "2026-01-06", None, false)
+        .map(|v| v["cursor"].as_str().unwrap_or_default().to_string())
+        .expect("dates page");
+    sim.invalidate_cursors("100002");
+    assert!(bad(sim.lock().feed_page(
+        "p",
+        "100002",
+        "funds",
+        Some(&old),
+        false
+    )));
+    assert!(bad(sim.lock().dates_page(
+        "p",
+        "100002",
+        "funds",
+        "2026-01-06",
+        Some(&dates_cursor),
+        false
+    )));
+    let (fresh, _, items) = page(&sim, "100002", None);
+    assert_eq!(items, sim.expected_entries("100002", "funds")[..10]);
+    assert_ne!(fresh, old);
+    assert!(sim
+        .lock()
+        .feed_page("p", "100002", "funds", Some(&fresh), false)
+        .is_ok());
+    assert!(sim
+        .lock()
+        .feed_page("p", "100001", "funds", Some(&other), false)
+        .is_ok());
+}
+
+#[test]
+fn an_injected_ledger_list_failure_hits_only_the_chosen_page() {
+    let sim = sim();
+    sim.fail_ledger_list_page(Some(2));
+    let first = sim.lock().ledger_page("p", None, None).expect("page 1");
+    let cursor = first["cursor"].as_str().unwrap_or_default().to_string();
+    let second = sim.lock().ledger_page("p", Some(&cursor), None);
+    assert_eq!(second.err(), Some(ApiError::ServerError));
+    sim.fail_ledger_list_page(None);
+    assert!(sim.lock().ledger_page("p", Some(&cursor), None).is_ok());
+    sim.fail_ledger_list_page(Some(1));
+    let first = sim.lock().ledger_page("p", None, None);
+    assert_eq!(first.err(), Some(ApiError::ServerError));
+}

@@ -247,6 +247,7 @@ async fn run_unit(
     }
     let mut result = UnitResult::default();
     let mut errors = Vec::new();
+    let mut not_shared = 0;
     for partner in ctx.health.order(&ctx.partners, holders) {
         match feed::walk_feed(ctx, &partner, ledger_id, topic, cancel).await {
             Ok(outcome) => {
@@ -270,6 +271,7 @@ async fn run_unit(
                     Ok(None) => {}
                     Err(e) => return Err(format!("closing the grant of {}: {e}", partner.name())),
                 }
+                not_shared += 1;
                 errors.push(format!("{}: 404 {body}", partner.name()));
             }
             Err(feed::WalkError::PartnerKeys(error)) => {
@@ -287,7 +289,7 @@ async fn run_unit(
             Err(feed::WalkError::Failed(e)) => return Err(format!("{e:#}")),
         }
     }
-    if result.grants_closed > 0 && errors.len() == result.grants_closed {
+    if not_shared > 0 && errors.len() == not_shared {
         // Every partner lost access: consent ended, which is not a failure of the sync.
         return Ok(result);
     }

@@ -74,29 +74,33 @@ async fn sync_once_prints_a_summary_and_exits_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_killed_at_random_instants_and_run_again_ends_exact() {
     let app = TestApp::spawn(SimulatorConfig {
-        ledgers: 6,
-        days: 12,
+        ledgers: 8,
+        days: 15,
         captures_per_day: 30,
         ..SimulatorConfig::default()
     })
     .await;
-    app.sim.set_feed_page_size(20);
+    app.sim.set_feed_page_size(10);
     let cfg = config_file(&app, "");
     let args = ["--config", cfg.path().to_str().unwrap(), "sync", "--once"];
     let mut rng = rand::thread_rng();
     let mut killed = 0;
-    for _ in 0..6 {
+    while killed < 5 {
         let mut child = command(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(50..400))).await;
-        if child.try_wait().unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(30..300))).await;
+        let finished = child.try_wait().unwrap().is_some();
+        if !finished {
             child.kill().unwrap(); // SIGKILL
             killed += 1;
         }
         child.wait().unwrap();
+        if finished {
+            break;
+        }
     }
     assert!(killed >= 3, "the sync was killed mid-way ({killed} times)");
     let out = command(&args).output().unwrap();
@@ -224,4 +228,84 @@ async fn sync_without_once_or_without_partners_is_refused_clearly() {
     let out = command(&["sync", "--once"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("partners"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grant_changes_are_logged_and_the_registry_is_printed_for_people_and_scripts() {
+    let app = TestApp::spawn(small()).await;
+    let cfg = config_file(&app, "");
+    let config = cfg.path().to_str().unwrap();
+    let out = command(&["--config", config, "sync", "--once"])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    let ledger = app.sim.ledger_ids()[0].clone();
+    let owner = app.sim.ledger_json(&ledger).unwrap()["owner"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let opened = log
+        .lines()
+        .find(|l| l.contains("grant opened") && l.contains(&ledger))
+        .unwrap_or_else(|| panic!("no audit line for {ledger}:\n{log}"));
+    assert!(
+        opened.contains("test-partner") && opened.contains(&owner),
+        "{opened}"
+    );
+    assert!(!log.contains(CLIENT_SECRET), "no secret in the logs");
+
+    app.sim.revoke(CLIENT_ID, &ledger);
+    let out = command(&["--config", config, "sync", "--once"])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.lines().any(|l| l.contains("grant closed")
+            && l.contains(&ledger)
+            && l.contains("absent_from_list")),
+        "{log}"
+    );
+
+    let out = command(&["--config", config, "grants"]).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.starts_with("test-partner"))
+            .count(),
+        3,
+        "{table}"
+    );
+    assert!(
+        !table.contains(&format!(" {ledger} ")),
+        "only open grants: {table}"
+    );
+
+    let out = command(&["--config", config, "grants", "--ledger", &ledger, "--json"])
+        .output()
+        .unwrap();
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 1);
+    assert_eq!(history[0]["revoke_reason"], "absent_from_list");
+    assert_eq!(history[0]["merchant_id"], owner.as_str());
+
+    let out = command(&["--config", config, "ledgers", "--json"])
+        .output()
+        .unwrap();
+    let ledgers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let states: Vec<&str> = ledgers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["revoked", "syncing", "syncing", "syncing"]);
+    let out = command(&["--config", config, "ledgers"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked"));
+    let out = command(&["--config", config, "status"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("test-partner"));
 }

@@ -5,5 +5,6 @@ mod binary;
 mod client;
 mod common;
 mod config;
+mod consent;
 mod store;
 mod sync;
