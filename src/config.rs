@@ -71,6 +71,10 @@ pub struct ApiSettings {
     pub request_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub token_refresh_margin: Duration,
+    /// Requests per second, all together; 0 = unlimited.
+    pub max_requests_per_second: u32,
+    /// Requests in flight at once.
+    pub max_in_flight: usize,
     pub system_name: String,
     pub system_version: String,
     pub plugin_name: String,
@@ -168,6 +172,11 @@ pub struct SyncSettings {
     pub discovery_schedule: String,
     /// (ledger, topic) units synced at the same time.
     pub concurrency: usize,
+    /// First wait before `run` retries a failing unit; doubles per failure.
+    #[serde(with = "humantime_serde")]
+    pub failure_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_failure_backoff: Duration,
 }
 
 /// `[log]`.
@@ -296,6 +305,9 @@ impl Settings {
                 "database.max_connections",
                 "must be at least 1",
             ));
+        }
+        if api.max_in_flight == 0 {
+            return Err(ConfigError::key("api.max_in_flight", "must be at least 1"));
         }
         if raw.retry.max_attempts == 0 {
             return Err(ConfigError::key("retry.max_attempts", "must be at least 1"));

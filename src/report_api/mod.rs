@@ -4,6 +4,7 @@
 //! Responses are parsed into [`models`]; failures are classified in [`ApiError`].
 
 mod error;
+mod gate;
 pub mod models;
 mod retry;
 mod token;
@@ -18,6 +19,7 @@ use serde_json::Value;
 use url::Url;
 
 pub use error::ApiError;
+pub use gate::Gate;
 pub use models::{DatesPage, Entry, FeedPage, Ledger, LedgerPage};
 pub use retry::RetryPolicy;
 pub use token::TokenCache;
@@ -32,6 +34,7 @@ pub struct ReportApiClient {
     token_url: Url,
     retry: RetryPolicy,
     token_refresh_margin: std::time::Duration,
+    gate: Arc<Gate>,
 }
 
 impl ReportApiClient {
@@ -62,6 +65,7 @@ impl ReportApiClient {
             token_url: api.token_endpoint(),
             retry: RetryPolicy::from(retry),
             token_refresh_margin: api.token_refresh_margin,
+            gate: Arc::new(Gate::new(api.max_in_flight, api.max_requests_per_second)),
         }))
     }
 
@@ -77,6 +81,7 @@ impl ReportApiClient {
                 partner.client_secret.clone(),
                 self.token_refresh_margin,
                 self.retry.clone(),
+                Arc::clone(&self.gate),
             ),
         }
     }
@@ -179,6 +184,7 @@ impl PartnerClient {
         loop {
             attempt += 1;
             let token = self.tokens.get().await?;
+            let permit = self.api.gate.enter().await;
             let result = self
                 .api
                 .http
@@ -211,14 +217,20 @@ impl PartnerClient {
                             continue;
                         }
                         Ok(body) => match ApiError::from_status(status, &body) {
-                            ApiError::RateLimited { .. } => ApiError::RateLimited {
-                                retry_after: retry::retry_after(&headers),
-                            },
+                            ApiError::RateLimited { .. } => {
+                                let retry_after = retry::retry_after(&headers);
+                                if let Some(wait) = retry_after {
+                                    // The gateway limits the host: everyone waits.
+                                    self.api.gate.pause_for(wait);
+                                }
+                                ApiError::RateLimited { retry_after }
+                            }
                             other => other,
                         },
                     }
                 }
             };
+            drop(permit);
             if !err.is_retryable() || attempt >= policy.max_attempts {
                 return Err(err);
             }
@@ -226,7 +238,13 @@ impl PartnerClient {
                 ApiError::RateLimited { retry_after } => *retry_after,
                 _ => None,
             };
-            let wait = policy.wait(attempt, retry_after);
+            // After a Retry-After the gate holds every request back; this request adds its
+            // own jittered backoff only when the server named no time.
+            let wait = if retry_after.is_some() {
+                std::time::Duration::ZERO
+            } else {
+                policy.backoff(attempt)
+            };
             tracing::warn!(attempt, ?wait, path = url.path(), error = %err, "request failed; retrying");
             tokio::time::sleep(wait).await;
         }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::error::{quote, ApiError};
+use super::gate::Gate;
 use super::retry::{self, RetryPolicy};
 
 /// A cached token and when it stops being valid.
@@ -31,6 +32,7 @@ pub struct TokenCache {
     retry: RetryPolicy,
     slot: Mutex<Option<Token>>,
     fetches: AtomicU64,
+    gate: std::sync::Arc<Gate>,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -68,6 +70,7 @@ impl TokenCache {
         client_secret: SecretString,
         margin: Duration,
         retry: RetryPolicy,
+        gate: std::sync::Arc<Gate>,
     ) -> TokenCache {
         TokenCache {
             http,
@@ -78,6 +81,7 @@ impl TokenCache {
             retry,
             slot: Mutex::new(None),
             fetches: AtomicU64::new(0),
+            gate,
         }
     }
 
@@ -122,13 +126,22 @@ impl TokenCache {
             if !err.is_retryable() || attempt >= self.retry.max_attempts {
                 return Err(err);
             }
-            let wait = self.retry.wait(attempt, None);
+            let wait = match &err {
+                ApiError::RateLimited {
+                    retry_after: Some(wait),
+                } => {
+                    self.gate.pause_for(*wait);
+                    Duration::ZERO
+                }
+                _ => self.retry.backoff(attempt),
+            };
             tracing::warn!(attempt, ?wait, error = %err, "token request failed; retrying");
             tokio::time::sleep(wait).await;
         }
     }
 
     async fn fetch_once(&self) -> Result<Token, ApiError> {
+        let _permit = self.gate.enter().await;
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let response = self

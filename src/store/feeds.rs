@@ -45,6 +45,9 @@ pub struct PageOutcome {
     pub inserted: u64,
     /// Balance-chain breaks found among them.
     pub chain_breaks: Vec<ChainBreak>,
+    /// Entries that came again with a stored entry's key but different content (recorded in
+    /// `entry_conflicts`; the stored entries are untouched).
+    pub conflicts: u64,
 }
 
 /// A place where the balance chain does not hold.
@@ -108,6 +111,49 @@ pub async fn block(pool: &PgPool, ledger_id: &str, topic: Topic, reason: &str) -
     Ok(())
 }
 
+/// Records a failed attempt at a feed and when `run` may try it again.
+pub async fn record_failure(
+    pool: &PgPool,
+    ledger_id: &str,
+    topic: Topic,
+    error: &str,
+    base: std::time::Duration,
+    max: std::time::Duration,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO feed_cursors (ledger_id, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(ledger_id)
+    .bind(topic.as_str())
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "UPDATE feed_cursors SET consecutive_failures = consecutive_failures + 1,
+             last_error = $3, last_error_at = now(),
+             next_attempt_at = now() + least($5 * interval '1 millisecond',
+                 $4 * interval '1 millisecond' * power(2, least(consecutive_failures, 30)))
+         WHERE ledger_id = $1 AND topic = $2",
+    )
+    .bind(ledger_id)
+    .bind(topic.as_str())
+    .bind(error)
+    .bind(base.as_millis() as f64)
+    .bind(max.as_millis() as f64)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Feeds that `run` leaves alone for now (backing off after failures): (ledger, topic).
+pub async fn backing_off(pool: &PgPool) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "SELECT ledger_id, topic FROM feed_cursors WHERE next_attempt_at > now()
+         ORDER BY ledger_id, topic",
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// Unblocks a feed and forgets its cursor: the next sync reads it from the start, storing
 /// only the entries that are missing. Returns false if the feed was never synced.
 pub async fn reset_cursor(pool: &PgPool, ledger_id: &str, topic: Topic) -> sqlx::Result<bool> {
@@ -147,12 +193,14 @@ pub async fn commit_page(pool: &PgPool, page: &PageParams<'_>) -> Result<PageOut
         return Err(CommitError::CursorMoved);
     }
     let inserted = insert_entries(&mut tx, page, current.last_seq).await?;
+    let conflicts = record_conflicts(&mut tx, page).await?;
     let (breaks, last_balance) = check_chain(current.last_balance_after, &inserted);
     record_breaks(&mut tx, page, &breaks).await?;
     let last_seq = current.last_seq + inserted.len() as i64;
     sqlx::query(
         "UPDATE feed_cursors SET cursor = $3, last_seq = $4, last_balance_after = $5,
-             pages = pages + 1, updated_at = now(),
+             pages = pages + 1, updated_at = now(), last_success_at = now(),
+             consecutive_failures = 0, next_attempt_at = NULL,
              caught_up_at = CASE WHEN $6 THEN now() ELSE caught_up_at END
          WHERE ledger_id = $1 AND topic = $2",
     )
@@ -168,6 +216,7 @@ pub async fn commit_page(pool: &PgPool, page: &PageParams<'_>) -> Result<PageOut
     Ok(PageOutcome {
         inserted: inserted.len() as u64,
         chain_breaks: breaks,
+        conflicts,
     })
 }
 
@@ -238,6 +287,31 @@ async fn insert_entries(
     .await?;
     rows.sort_unstable_by_key(|r| r.0);
     Ok(rows)
+}
+
+/// Records the page's entries whose key is stored with different content. Runs after the
+/// insert, so a key repeated within the page with different content is caught too.
+async fn record_conflicts(conn: &mut PgConnection, page: &PageParams<'_>) -> sqlx::Result<u64> {
+    if page.entries.is_empty() {
+        return Ok(0);
+    }
+    let keys: Vec<Vec<u8>> = page.entries.iter().map(|e| e.key().to_vec()).collect();
+    let raws: Vec<String> = page.entries.iter().map(|e| e.raw.to_string()).collect();
+    let done = sqlx::query(
+        "INSERT INTO entry_conflicts (ledger_id, topic, seq, entry_key, stored_raw, received_raw)
+         SELECT e.ledger_id, e.topic, e.seq, e.entry_key, e.raw, i.raw::jsonb
+         FROM UNNEST($3::bytea[], $4::text[]) AS i(entry_key, raw)
+         JOIN entries e ON e.ledger_id = $1 AND e.topic = $2 AND e.entry_key = i.entry_key
+         WHERE e.raw <> i.raw::jsonb
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(page.ledger_id)
+    .bind(page.topic.as_str())
+    .bind(&keys)
+    .bind(&raws)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Checks the new entries in `seq` order against the chain so far; returns the breaks and

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
-use super::{discovery, sync_feeds, SyncContext};
+use super::{discovery, sync_feeds, Backoff, SyncContext};
 
 /// Pending requests for work: at most one of each kind.
 #[derive(Default)]
@@ -76,7 +76,7 @@ pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Re
             continue;
         }
         if requests.sync.swap(false, Ordering::SeqCst) {
-            let report = sync_feeds(&ctx, &cancel).await;
+            let report = sync_feeds(&ctx, &cancel, Backoff::Honour).await;
             if report.success() {
                 tracing::info!(
                     ledgers = report.ledgers,

@@ -33,6 +33,7 @@ pub struct UnitOutcome {
     pub pages: u64,
     pub inserted: u64,
     pub chain_breaks: u64,
+    pub conflicts: u64,
     /// Stopped early because shutdown was requested.
     pub interrupted: bool,
 }
@@ -89,6 +90,14 @@ pub async fn walk_feed(
         outcome.pages += 1;
         outcome.inserted += committed.inserted;
         outcome.chain_breaks += committed.chain_breaks.len() as u64;
+        outcome.conflicts += committed.conflicts;
+        if committed.conflicts > 0 {
+            tracing::warn!(
+                conflicts = committed.conflicts,
+                cursor = at,
+                "entries came again with different content; both versions are in entry_conflicts, the stored ones are unchanged"
+            );
+        }
         for b in &committed.chain_breaks {
             tracing::warn!(
                 seq = b.seq,

@@ -74,6 +74,9 @@ pub struct SyncReport {
     pub pages: u64,
     pub inserted: u64,
     pub chain_breaks: u64,
+    pub conflicts: u64,
+    /// Units left alone because they are backing off after failures (`run` only).
+    pub backing_off: usize,
     /// Grant periods opened and closed by this pass.
     pub grants_opened: usize,
     pub grants_closed: usize,
@@ -109,6 +112,20 @@ impl fmt::Display for SyncReport {
                 self.grants_opened, self.grants_closed
             )?;
         }
+        if self.conflicts > 0 {
+            writeln!(
+                f,
+                "conflicting re-deliveries: {} (see entry_conflicts)",
+                self.conflicts
+            )?;
+        }
+        if self.backing_off > 0 {
+            writeln!(
+                f,
+                "feeds backing off after failures, not tried this time: {}",
+                self.backing_off
+            )?;
+        }
         if self.chain_breaks > 0 {
             writeln!(
                 f,
@@ -136,7 +153,7 @@ impl fmt::Display for SyncReport {
 pub async fn sync_once(ctx: &Arc<SyncContext>, cancel: &CancellationToken) -> SyncReport {
     let started = Instant::now();
     let found = discovery::discover(ctx).await;
-    let mut report = sync_feeds(ctx, cancel).await;
+    let mut report = sync_feeds(ctx, cancel, Backoff::Ignore).await;
     report.grants_opened += found.opened;
     report.grants_closed += found.closed;
     report.failed_partners = found.failed_partners;
@@ -144,10 +161,24 @@ pub async fn sync_once(ctx: &Arc<SyncContext>, cancel: &CancellationToken) -> Sy
     report
 }
 
+/// Whether a pass leaves failing units alone while they back off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backoff {
+    /// `run`: a unit that keeps failing is tried less and less often.
+    Honour,
+    /// `sync --once`: a person asked for everything now.
+    Ignore,
+}
+
 /// Walks the feeds of every ledger with an open grant, `sync.concurrency` units at a time,
 /// each with the token of a partner holding a grant (healthy partners first). One unit's
-/// failure never stops the others. Ledgers without an open grant are not polled.
-pub async fn sync_feeds(ctx: &Arc<SyncContext>, cancel: &CancellationToken) -> SyncReport {
+/// failure never stops the others; it is recorded and, under [`Backoff::Honour`], retried
+/// later with exponential backoff. Ledgers without an open grant are not polled.
+pub async fn sync_feeds(
+    ctx: &Arc<SyncContext>,
+    cancel: &CancellationToken,
+    backoff: Backoff,
+) -> SyncReport {
     let started = Instant::now();
     let mut report = SyncReport::default();
     let open = match grants::open_by_ledger(&ctx.pool).await {
@@ -162,10 +193,21 @@ pub async fn sync_feeds(ctx: &Arc<SyncContext>, cancel: &CancellationToken) -> S
         }
     };
     report.ledgers = open.len();
+    let skip = match backoff {
+        Backoff::Honour => feeds::backing_off(&ctx.pool).await.unwrap_or_default(),
+        Backoff::Ignore => Vec::new(),
+    };
     let permits = Arc::new(Semaphore::new(ctx.settings.sync.concurrency));
     let mut units = JoinSet::new();
     for (ledger_id, holders) in open {
         for &topic in &ctx.settings.sync.topics {
+            if skip
+                .iter()
+                .any(|(l, t)| *l == ledger_id && t == topic.as_str())
+            {
+                report.backing_off += 1;
+                continue;
+            }
             let (ctx, cancel, permits) = (Arc::clone(ctx), cancel.clone(), Arc::clone(&permits));
             let (ledger_id, holders) = (ledger_id.clone(), holders.clone());
             let span = tracing::info_span!("feed", ledger = %ledger_id, topic = %topic);
@@ -198,6 +240,7 @@ pub async fn sync_feeds(ctx: &Arc<SyncContext>, cancel: &CancellationToken) -> S
                 report.pages += unit.outcome.pages;
                 report.inserted += unit.outcome.inserted;
                 report.chain_breaks += unit.outcome.chain_breaks;
+                report.conflicts += unit.outcome.conflicts;
                 report.interrupted |= unit.outcome.interrupted;
                 report.grants_closed += unit.grants_closed;
                 if !unit.outcome.interrupted {

@@ -22,6 +22,7 @@ url = "{db}"
 [api]
 base_url = "{api}"
 request_timeout = "10s"
+max_requests_per_second = 0
 [retry]
 base_backoff = "1ms"
 max_backoff = "20ms"
@@ -73,9 +74,10 @@ async fn sync_once_prints_a_summary_and_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_killed_at_random_instants_and_run_again_ends_exact() {
+    let heavy = crate::common::heavy();
     let app = TestApp::spawn(SimulatorConfig {
-        ledgers: 8,
-        days: 15,
+        ledgers: if heavy { 16 } else { 8 },
+        days: if heavy { 40 } else { 15 },
         captures_per_day: 30,
         ..SimulatorConfig::default()
     })
@@ -85,7 +87,8 @@ async fn a_sync_killed_at_random_instants_and_run_again_ends_exact() {
     let args = ["--config", cfg.path().to_str().unwrap(), "sync", "--once"];
     let mut rng = rand::thread_rng();
     let mut killed = 0;
-    while killed < 5 {
+    let kills = if crate::common::heavy() { 60 } else { 5 };
+    while killed < kills {
         let mut child = command(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -103,6 +106,7 @@ async fn a_sync_killed_at_random_instants_and_run_again_ends_exact() {
         }
     }
     assert!(killed >= 3, "the sync was killed mid-way ({killed} times)");
+    eprintln!("SIGKILLed {killed} times mid-sync");
     let out = command(&args).output().unwrap();
     assert!(
         out.status.success(),

@@ -199,6 +199,11 @@ pub fn test_settings(base_url: &str, db_url: &str, partners: &[(&str, &str, &str
         ("VLS_RETRY__BASE_BACKOFF".to_owned(), "1ms".to_owned()),
         ("VLS_RETRY__MAX_BACKOFF".to_owned(), "20ms".to_owned()),
         ("VLS_API__REQUEST_TIMEOUT".to_owned(), "10s".to_owned()),
+        // The simulator needs no protection; tests that test the limit set it.
+        (
+            "VLS_API__MAX_REQUESTS_PER_SECOND".to_owned(),
+            "0".to_owned(),
+        ),
     ]);
     let mut settings = Settings::load_with_env(None, env).unwrap();
     settings.partners = partners
@@ -337,4 +342,9 @@ pub async fn assert_exact_ledgers(app: &TestApp, ledgers: &[String]) {
         .unwrap();
     assert_eq!(stored, total);
     assert_exact_some(&app.db.pool, &app.sim, ledgers).await;
+}
+
+/// Heavy variants of some tests run with `VLS_HEAVY=1` (by hand, not in CI).
+pub fn heavy() -> bool {
+    std::env::var("VLS_HEAVY").is_ok_and(|v| v == "1")
 }

@@ -156,7 +156,7 @@ async fn a_feed_404_closes_the_period() {
     let ledger = app.sim.ledger_ids()[3].clone();
     // Withdrawn between the listing and the feed pass: the feed answers 404.
     app.sim.revoke(CLIENT_ID, &ledger);
-    let report = sync::sync_feeds(&ctx, &CancellationToken::new()).await;
+    let report = sync::sync_feeds(&ctx, &CancellationToken::new(), sync::Backoff::Ignore).await;
     assert!(
         report.success(),
         "losing access is not a sync failure: {report}"
