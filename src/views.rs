@@ -45,18 +45,36 @@ pub async fn print_status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "{:<12} {:<6} {:>8} {:>16} {:>16}  currency",
-        "ledger", "topic", "entries", "sum (minor)", "balance (minor)"
+        "{:<12} {:<6} {:>8} {:>16} {:>16} {:<8} {:<20}  state",
+        "ledger", "topic", "entries", "sum (minor)", "balance (minor)", "currency", "caught up"
     );
     for r in &feeds {
+        let state = if let Some(reason) = &r.blocked_reason {
+            format!("BLOCKED: {reason}")
+        } else if r.consecutive_failures > 0 {
+            format!(
+                "FAILING ({}x, next try {}): {}",
+                r.consecutive_failures,
+                when(r.next_attempt_at),
+                or_dash(r.last_error.as_deref())
+            )
+        } else {
+            "ok".to_owned()
+        };
+        let state = if r.conflicts > 0 {
+            format!("{state}; {} conflict(s) in entry_conflicts", r.conflicts)
+        } else {
+            state
+        };
         println!(
-            "{:<12} {:<6} {:>8} {:>16} {:>16}  {}",
+            "{:<12} {:<6} {:>8} {:>16} {:>16} {:<8} {:<20}  {state}",
             r.ledger_id,
             r.topic,
             r.entries,
             r.amount_sum,
             r.balance.map_or("-".to_owned(), |b| b.to_string()),
-            or_dash(r.currency.as_deref())
+            or_dash(r.currency.as_deref()),
+            when(r.caught_up_at),
         );
     }
     Ok(())

@@ -2,8 +2,9 @@
 //!
 //! This module owns the mapping from requests to `State` calls and from outcomes to status
 //! codes and bodies (report-api.md §2, §3, §4): the MIAMI token endpoint, the three data
-//! endpoints, the removed v1 endpoint (410) and a problem+json fallback. Every handler takes
-//! the lock once, briefly, and never across an `.await`; no request can make it panic.
+//! endpoints, the removed v1 endpoint (410) and a problem+json fallback. Data requests that
+//! would answer 200 get their drawn fault (see `faults.rs`, `inject.rs`) applied. Handlers
+//! take the lock briefly and never across an `.await`; no request can make them panic.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,16 +14,20 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State as AxState};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, StatusCode};
+use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use super::faults::{Endpoint, InFlight};
+use super::inject::respond;
+use super::pages::FeedTweak;
 use super::state::{ApiError, State, TokenError};
 use super::Simulator;
 
 /// Response header carrying the feed page size in effect (report-api.md §3.2).
-const PAGE_SIZE_HEADER: &str = "vipps-feed-page-size";
+pub(crate) const PAGE_SIZE_HEADER: &str = "vipps-feed-page-size";
 /// The headers partners must send on every call (report-api.md §2.3).
 const SYSTEM_HEADERS: [&str; 4] = [
     "vipps-system-name",
@@ -56,6 +61,12 @@ pub(crate) fn query_params(query: Option<&str>) -> HashMap<String, String> {
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// What a fault draw is keyed on: method, path and query exactly as received.
+fn request_line(method: &Method, uri: &Uri) -> String {
+    let target = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+    format!("{method} {target}")
 }
 
 /// Counts missing `Vipps-System-*` headers and a stray subscription key; true if one was sent.
@@ -108,6 +119,12 @@ fn api_error(e: ApiError) -> Response {
     }
 }
 
+/// Counts a refused data request in the stats and answers it.
+fn refuse(st: &mut State, e: ApiError) -> Response {
+    let _ = st.record::<()>(Err(e.clone()));
+    api_error(e)
+}
+
 fn include_gdpr(params: &HashMap<String, String>) -> bool {
     params
         .get("includeGDPRSensitiveData")
@@ -115,6 +132,7 @@ fn include_gdpr(params: &HashMap<String, String>) -> bool {
 }
 
 async fn token(AxState(sim): AxState<Arc<Simulator>>, headers: HeaderMap, body: Bytes) -> Response {
+    let _flight = InFlight::arrive(&sim);
     let is_form = header(&headers, CONTENT_TYPE.as_str()).is_some_and(|ct| {
         ct.trim_start()
             .to_ascii_lowercase()
@@ -170,95 +188,128 @@ async fn token(AxState(sim): AxState<Arc<Simulator>>, headers: HeaderMap, body: 
 
 async fn ledgers(
     AxState(sim): AxState<Arc<Simulator>>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let _flight = InFlight::arrive(&sim);
     let params = query_params(query.as_deref());
-    let mut st = sim.lock();
-    st.stats.ledger_list_requests += 1;
-    note_headers(&mut st, &headers);
-    let result = st
-        .authenticate(header(&headers, AUTHORIZATION.as_str()))
-        .and_then(|client| {
-            st.ledger_page(
-                &client,
-                params.get("cursor").map(String::as_str),
-                params.get("settlesForRecipientHandles").map(String::as_str),
-            )
-        });
-    match st.record(result) {
-        Ok(body) => Json(body).into_response(),
-        Err(e) => api_error(e),
-    }
+    let injected = {
+        let mut st = sim.lock();
+        st.stats.ledger_list_requests += 1;
+        note_headers(&mut st, &headers);
+        let client = match st.authenticate(header(&headers, AUTHORIZATION.as_str())) {
+            Ok(client) => client,
+            Err(e) => return refuse(&mut st, e),
+        };
+        let fault = st.draw_fault(Endpoint::LedgerList, None, &request_line(&method, &uri));
+        let result = st.ledger_page(
+            &client,
+            params.get("cursor").map(String::as_str),
+            params.get("settlesForRecipientHandles").map(String::as_str),
+        );
+        match st.record(result) {
+            Ok(body) => respond(&mut st, fault, Endpoint::LedgerList, body, None),
+            Err(e) => return api_error(e),
+        }
+    };
+    injected.send().await
 }
 
 async fn feed(
     AxState(sim): AxState<Arc<Simulator>>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let _flight = InFlight::arrive(&sim);
     let Ok(Path((ledger_id, topic))) = path else {
         return problem(StatusCode::BAD_REQUEST, "Malformed path");
     };
     let params = query_params(query.as_deref());
-    let mut st = sim.lock();
-    *st.stats
-        .feed_requests
-        .entry((ledger_id.clone(), topic.clone()))
-        .or_default() += 1;
-    note_headers(&mut st, &headers);
-    let page_size = st.feed_page_size.max(1);
-    let result = match st.authenticate(header(&headers, AUTHORIZATION.as_str())) {
-        Ok(client) => st.feed_page(
+    let injected = {
+        let mut st = sim.lock();
+        *st.stats
+            .feed_requests
+            .entry((ledger_id.clone(), topic.clone()))
+            .or_default() += 1;
+        note_headers(&mut st, &headers);
+        let page_size = st.feed_page_size.max(1);
+        let client = match st.authenticate(header(&headers, AUTHORIZATION.as_str())) {
+            Ok(client) => client,
+            Err(e) => return refuse(&mut st, e),
+        };
+        let line = request_line(&method, &uri);
+        let mut fault = st.draw_fault(Endpoint::Feed, Some(&ledger_id), &line);
+        let tweak = FeedTweak::for_fault(fault);
+        let result = st.feed_page(
             &client,
             &ledger_id,
             &topic,
             params.get("cursor").map(String::as_str),
             include_gdpr(&params),
-        ),
-        Err(e) => Err(e),
+            tweak,
+        );
+        match st.record(result) {
+            Ok(page) => {
+                if tweak.changes_page() && !page.tweaked {
+                    fault = None; // nothing to overlap, or no cursor: served as usual
+                }
+                respond(
+                    &mut st,
+                    fault,
+                    Endpoint::Feed,
+                    page.to_json(),
+                    Some(page_size),
+                )
+            }
+            Err(e) => return api_error(e),
+        }
     };
-    match st.record(result) {
-        Ok(page) => (
-            [(PAGE_SIZE_HEADER, page_size.to_string())],
-            Json(page.to_json()),
-        )
-            .into_response(),
-        Err(e) => api_error(e),
-    }
+    injected.send().await
 }
 
 async fn dates(
     AxState(sim): AxState<Arc<Simulator>>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     path: Result<Path<(String, String, String)>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let _flight = InFlight::arrive(&sim);
     let Ok(Path((ledger_id, topic, ledger_date))) = path else {
         return problem(StatusCode::BAD_REQUEST, "Malformed path");
     };
     let params = query_params(query.as_deref());
-    let mut st = sim.lock();
-    st.stats.dates_requests += 1;
-    note_headers(&mut st, &headers);
-    let page_size = st.feed_page_size.max(1);
-    let result = st
-        .authenticate(header(&headers, AUTHORIZATION.as_str()))
-        .and_then(|client| {
-            st.dates_page(
-                &client,
-                &ledger_id,
-                &topic,
-                &ledger_date,
-                params.get("cursor").map(String::as_str),
-                include_gdpr(&params),
-            )
-        });
-    match st.record(result) {
-        Ok(body) => ([(PAGE_SIZE_HEADER, page_size.to_string())], Json(body)).into_response(),
-        Err(e) => api_error(e),
-    }
+    let injected = {
+        let mut st = sim.lock();
+        st.stats.dates_requests += 1;
+        note_headers(&mut st, &headers);
+        let page_size = st.feed_page_size.max(1);
+        let client = match st.authenticate(header(&headers, AUTHORIZATION.as_str())) {
+            Ok(client) => client,
+            Err(e) => return refuse(&mut st, e),
+        };
+        let line = request_line(&method, &uri);
+        let fault = st.draw_fault(Endpoint::Dates, Some(&ledger_id), &line);
+        let result = st.dates_page(
+            &client,
+            &ledger_id,
+            &topic,
+            &ledger_date,
+            params.get("cursor").map(String::as_str),
+            include_gdpr(&params),
+        );
+        match st.record(result) {
+            Ok(body) => respond(&mut st, fault, Endpoint::Dates, body, Some(page_size)),
+            Err(e) => return api_error(e),
+        }
+    };
+    injected.send().await
 }
 
 async fn gone() -> Response {

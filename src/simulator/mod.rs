@@ -5,8 +5,12 @@
 //! ledger list, the `funds`/`fees` feeds and the per-date reports, with realistic, seeded data
 //! (balance chains, capture fees sharing a `pspReference`, disputes, unknown entry types and
 //! fields, two payout spellings, two `time` spellings). Test controls (page size, token
-//! lifetime, overlapping or repeated pages, growth, grants) and request counters let tests
-//! check what a client did. All state sits behind one `std::sync::Mutex`, held briefly.
+//! lifetime, overlapping or repeated pages, growth, grants, expired tokens) and request
+//! counters let tests check what a client did. Seeded fault injection ([`FaultConfig`]:
+//! 429 with `Retry-After`, 5xx, broken or malformed bodies, stalls, overlapping or stuck feed
+//! pages) is reproducible per request, and the counters record how the client coped
+//! (`Retry-After` violations, peak concurrency). All state sits behind one
+//! `std::sync::Mutex`, held briefly.
 //!
 //! Cursor behaviour a client can rely on here (the real API documents less): a feed cursor is
 //! never empty and points just past the items served; `tryLater` is true iff the page reached
@@ -18,13 +22,20 @@ mod book;
 mod cursor;
 mod entry;
 mod events;
+mod faults;
 mod generate;
 mod http;
+mod inject;
 mod pages;
 mod profile;
 mod state;
+mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_faults;
+#[cfg(test)]
+mod tests_faults_wire;
 #[cfg(test)]
 mod tests_http;
 #[cfg(test)]
@@ -32,7 +43,6 @@ mod tests_http_reports;
 #[cfg(test)]
 mod tests_paging;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -45,6 +55,9 @@ use book::LedgerBook;
 use entry::Topic;
 use profile::LedgerProfile;
 use state::State;
+
+pub use faults::FaultConfig;
+pub use stats::SimStats;
 
 /// What the simulator generates and how it pages; see [`Default`] for the values tests use.
 #[derive(Clone, Debug)]
@@ -93,57 +106,6 @@ impl SimulatorConfig {
             captures_per_day: 15,
             ..SimulatorConfig::default()
         }
-    }
-}
-
-/// Request counters, as a snapshot.
-#[derive(Clone, Debug, Default)]
-pub struct SimStats {
-    /// Calls to `POST /miami/v1/token`.
-    pub token_requests: u64,
-    /// Token calls refused (bad credentials, bad request, subscription key).
-    pub token_failures: u64,
-    /// Calls to `GET /settlement/v1/ledgers`.
-    pub ledger_list_requests: u64,
-    /// Feed calls per (ledger id, topic) as written in the path, whatever the outcome.
-    pub feed_requests: BTreeMap<(String, String), u64>,
-    /// Calls to the dates endpoint.
-    pub dates_requests: u64,
-    /// 401 answers on data endpoints.
-    pub unauthorized: u64,
-    /// 404 answers on data endpoints.
-    pub not_found: u64,
-    /// Token or data calls without all four `Vipps-System-*` headers.
-    pub missing_system_headers: u64,
-    /// Calls that carried `Ocp-Apim-Subscription-Key` (an accounting partner never should).
-    pub subscription_key_sent: u64,
-}
-
-impl SimStats {
-    /// All feed calls, over every ledger and topic.
-    pub fn total_feed_requests(&self) -> u64 {
-        self.feed_requests.values().sum()
-    }
-
-    /// The counters as JSON (feed calls keyed `"<ledgerId>/<topic>"`), for `GET /_sim/stats`.
-    pub fn to_json(&self) -> Value {
-        let feeds: serde_json::Map<String, Value> = self
-            .feed_requests
-            .iter()
-            .map(|((l, t), n)| (format!("{l}/{t}"), (*n).into()))
-            .collect();
-        json!({
-            "token_requests": self.token_requests,
-            "token_failures": self.token_failures,
-            "ledger_list_requests": self.ledger_list_requests,
-            "feed_requests": feeds,
-            "total_feed_requests": self.total_feed_requests(),
-            "dates_requests": self.dates_requests,
-            "unauthorized": self.unauthorized,
-            "not_found": self.not_found,
-            "missing_system_headers": self.missing_system_headers,
-            "subscription_key_sent": self.subscription_key_sent,
-        })
     }
 }
 
@@ -246,9 +208,26 @@ impl Simulator {
         self.lock().stats.clone()
     }
 
-    /// Zeroes the request counters.
+    /// Zeroes the request counters; `max_in_flight` restarts at the calls in flight now.
     pub fn reset_stats(&self) {
-        self.lock().stats = SimStats::default();
+        let mut st = self.lock();
+        st.stats = SimStats::default();
+        st.stats.max_in_flight = st.in_flight;
+    }
+
+    /// Turns seeded fault injection on (`Some`) or off (`None`) for data requests from now
+    /// on; see [`FaultConfig`]. Either way the per-request draw counts start again, so the
+    /// same configuration and the same request sequence give the same faults.
+    pub fn set_faults(&self, faults: Option<FaultConfig>) {
+        let mut st = self.lock();
+        st.faults = faults;
+        st.fault_draws.clear();
+    }
+
+    /// Every token handed out so far is refused with 401 from now on (as if revoked early);
+    /// new tokens from the token endpoint work.
+    pub fn expire_tokens(&self) {
+        self.lock().expire_tokens();
     }
 
     /// Most items per feed or dates page from now on (at least 1).

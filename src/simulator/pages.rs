@@ -4,13 +4,15 @@
 //! the feed cursor is never empty and points just past the items served; `tryLater` is true
 //! exactly when a page reaches the end of what is currently available; at the end with
 //! nothing new the same cursor comes back with no items. It also applies the test controls
-//! (overlapping pages, repeated pages). Callers have already authenticated the request.
+//! (overlapping pages, repeated pages) and the feed faults that change which entries a page
+//! holds (see `FeedTweak`). Callers have already authenticated the request.
 
 use chrono::NaiveDate;
 use serde_json::{json, Value};
 
 use super::cursor::Cursor;
 use super::entry::Topic;
+use super::faults::{Fault, FaultKind};
 use super::state::{ApiError, State};
 
 /// One feed response.
@@ -19,6 +21,40 @@ pub(crate) struct FeedPage {
     pub cursor: String,
     pub try_later: bool,
     pub items: Vec<Value>,
+    /// The requested [`FeedTweak`] (overlap or no progress) changed this page.
+    pub tweaked: bool,
+}
+
+/// How an injected fault changes a feed page before it is built (see `faults.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FeedTweak {
+    /// Serve as usual.
+    None,
+    /// The page will not reach the client intact: leave the repeat-pages control alone.
+    Discarded,
+    /// Start this many more items before the cursor position (real entries served again).
+    Overlap(usize),
+    /// With a cursor in the request: that cursor, `tryLater: false` and no items.
+    NoProgress,
+}
+
+impl FeedTweak {
+    /// The tweak a drawn fault asks for: overlap by 1..=5 items (from the draw's detail
+    /// word), no progress, nothing (no fault, a stall), or `Discarded` for faults that
+    /// replace or spoil the page.
+    pub(crate) fn for_fault(fault: Option<Fault>) -> FeedTweak {
+        match fault.map(|f| (f.kind, f.detail)) {
+            None | Some((FaultKind::Stall, _)) => FeedTweak::None,
+            Some((FaultKind::Overlap, detail)) => FeedTweak::Overlap((detail % 5) as usize + 1),
+            Some((FaultKind::NoProgress, _)) => FeedTweak::NoProgress,
+            Some(_) => FeedTweak::Discarded,
+        }
+    }
+
+    /// Whether the tweak is itself the fault (so `FeedPage::tweaked` says if it happened).
+    pub(crate) fn changes_page(self) -> bool {
+        matches!(self, FeedTweak::Overlap(_) | FeedTweak::NoProgress)
+    }
 }
 
 impl FeedPage {
@@ -115,6 +151,7 @@ impl State {
         topic: &str,
         cursor: Option<&str>,
         include_gdpr: bool,
+        tweak: FeedTweak,
     ) -> Result<FeedPage, ApiError> {
         let topic = parse_topic(topic)?;
         let book = self.accessible(client_id, ledger_id)?;
@@ -146,25 +183,40 @@ impl State {
                 .encode()
             })
         };
+        let slice = |range: std::ops::Range<usize>| -> Vec<Value> {
+            let part = entries.get(range).unwrap_or_default();
+            part.iter().map(|e| e.to_json(include_gdpr)).collect()
+        };
+        let back = match tweak {
+            FeedTweak::Overlap(n) => n,
+            _ => 0,
+        };
+        if tweak == FeedTweak::NoProgress && cursor.is_some() {
+            return Ok(FeedPage {
+                cursor: here(),
+                try_later: false,
+                items: Vec::new(),
+                tweaked: true,
+            });
+        }
         if position == len {
+            // At the end only an injected overlap serves anything: the last items again.
+            let start = position.saturating_sub(back);
             return Ok(FeedPage {
                 cursor: here(),
                 try_later: true,
-                items: Vec::new(),
+                items: slice(start..len),
+                tweaked: start < position,
             });
         }
-        let start = position.saturating_sub(self.overlap);
+        let usual_start = position.saturating_sub(self.overlap);
+        let start = usual_start.saturating_sub(back);
         let end = start
             .saturating_add(self.feed_page_size.max(1))
             .max(position + 1)
             .min(len);
         // start <= position < end <= len, so the slice always exists.
-        let items = entries
-            .get(start..end)
-            .unwrap_or_default()
-            .iter()
-            .map(|e| e.to_json(include_gdpr))
-            .collect();
+        let items = slice(start..end);
         let mut next = Cursor::Feed {
             ledger_id: ledger_id.to_string(),
             topic: topic.as_str().to_string(),
@@ -172,7 +224,7 @@ impl State {
             epoch,
         }
         .encode();
-        if self.repeat_pages {
+        if self.repeat_pages && tweak != FeedTweak::Discarded {
             let key = (ledger_id.to_string(), topic, position);
             if !self.repeat_served.remove(&key) {
                 self.repeat_served.insert(key);
@@ -183,6 +235,7 @@ impl State {
             cursor: next,
             try_later: end == len,
             items,
+            tweaked: start < usual_start,
         })
     }
 

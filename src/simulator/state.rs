@@ -1,5 +1,5 @@
 //! The simulator's mutable state: ledgers, partners and their grants, issued tokens, test
-//! controls and request counters.
+//! controls, fault settings and request counters.
 //!
 //! This module owns everything behind the simulator's one `Mutex` and the rules that do not
 //! depend on HTTP: who may log in (client credentials), which token belongs to whom and until
@@ -14,7 +14,7 @@ use rand::RngCore;
 
 use super::book::LedgerBook;
 use super::entry::Topic;
-use super::SimStats;
+use super::{FaultConfig, SimStats};
 
 /// Why a data request is refused; the HTTP layer turns it into a status and body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +78,16 @@ pub(crate) struct State {
     pub partners: BTreeMap<String, Partner>,
     tokens: HashMap<String, TokenInfo>,
     pub stats: SimStats,
+    /// Fault injection settings; `None` = off.
+    pub faults: Option<FaultConfig>,
+    /// How many fault draws each request line (method, path, query) has had.
+    pub fault_draws: HashMap<String, u64>,
+    /// When the longest `Retry-After` sent so far runs out (host-wide).
+    pub blocked_until: Option<Instant>,
+    /// When the latest 429 was sent.
+    pub blocked_since: Option<Instant>,
+    /// Token and data calls being handled now.
+    pub in_flight: u64,
 }
 
 impl State {
@@ -101,6 +111,11 @@ impl State {
             partners: BTreeMap::new(),
             tokens: HashMap::new(),
             stats: SimStats::default(),
+            faults: None,
+            fault_draws: HashMap::new(),
+            blocked_until: None,
+            blocked_since: None,
+            in_flight: 0,
         }
     }
 
@@ -140,6 +155,11 @@ impl State {
             access_token,
             expires_in_secs: self.token_ttl.as_secs(),
         })
+    }
+
+    /// Forgets every issued token, so each is refused from now on.
+    pub(crate) fn expire_tokens(&mut self) {
+        self.tokens.clear();
     }
 
     /// The client id behind a `Bearer` token that has not expired.

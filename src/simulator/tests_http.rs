@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Simulator, SimulatorConfig};
 
-const SYSTEM_HEADERS: [(&str, &str); 4] = [
+pub(super) const SYSTEM_HEADERS: [(&str, &str); 4] = [
     ("Vipps-System-Name", "vipps-ledger-sync"),
     ("Vipps-System-Version", "0.1.0"),
     ("Vipps-System-Plugin-Name", "vipps-ledger-sync"),

@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use super::pages::FeedTweak;
 use super::state::ApiError;
 use super::tests::{s, sim, TOPICS};
 use super::{Simulator, SimulatorConfig};
@@ -13,7 +14,7 @@ fn bad<T>(r: Result<T, ApiError>) -> bool {
 fn page(sim: &Simulator, id: &str, cursor: Option<&str>) -> (String, bool, Vec<Value>) {
     let p = sim
         .lock()
-        .feed_page("p", id, "funds", cursor, false)
+        .feed_page("p", id, "funds", cursor, false, FeedTweak::None)
         .expect("feed page");
     (p.cursor, p.try_later, p.items)
 }
@@ -94,23 +95,33 @@ fn bad_and_foreign_cursors_and_topics_are_rejected() {
         "100002",
         "funds",
         Some(&cursor),
-        false
+        false,
+        FeedTweak::None
     )));
     assert!(bad(st.feed_page(
         "p",
         "100001",
         "fees",
         Some(&cursor),
-        false
+        false,
+        FeedTweak::None
     )));
     assert!(bad(st.feed_page(
         "p",
         "100001",
         "funds",
         Some("garbage"),
-        false
+        false,
+        FeedTweak::None
     )));
-    assert!(bad(st.feed_page("p", "100001", "payouts", None, false)));
+    assert!(bad(st.feed_page(
+        "p",
+        "100001",
+        "payouts",
+        None,
+        false,
+        FeedTweak::None
+    )));
     assert!(bad(st.dates_page(
         "p",
         "100001",
@@ -123,7 +134,7 @@ fn bad_and_foreign_cursors_and_topics_are_rejected() {
         st.dates_page("p", "100001", "funds", "2026-1-5", None, false)
     ));
     assert!(bad(st.ledger_page("p", Some(&cursor), None)));
-    let r = st.feed_page("p", "999999", "funds", None, false);
+    let r = st.feed_page("p", "999999", "funds", None, false, FeedTweak::None);
     assert_eq!(r.err(), Some(ApiError::NotFound));
 }
 
@@ -224,7 +235,8 @@ fn invalidated_cursors_are_refused_but_a_fresh_start_works() {
         "100002",
         "funds",
         Some(&old),
-        false
+        false,
+        FeedTweak::None
     )));
     assert!(bad(sim.lock().dates_page(
         "p",
@@ -239,11 +251,11 @@ fn invalidated_cursors_are_refused_but_a_fresh_start_works() {
     assert_ne!(fresh, old);
     assert!(sim
         .lock()
-        .feed_page("p", "100002", "funds", Some(&fresh), false)
+        .feed_page("p", "100002", "funds", Some(&fresh), false, FeedTweak::None)
         .is_ok());
     assert!(sim
         .lock()
-        .feed_page("p", "100001", "funds", Some(&other), false)
+        .feed_page("p", "100001", "funds", Some(&other), false, FeedTweak::None)
         .is_ok());
 }
 

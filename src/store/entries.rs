@@ -35,6 +35,13 @@ pub struct FeedSummaryRow {
     pub amount_sum: i64,
     pub balance: Option<i64>,
     pub currency: Option<String>,
+    pub caught_up_at: Option<DateTime<Utc>>,
+    pub consecutive_failures: i32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub blocked_reason: Option<String>,
+    /// Conflicting re-deliveries recorded for this feed.
+    pub conflicts: i64,
 }
 
 /// Every entry of one feed in feed order.
@@ -62,7 +69,10 @@ pub async fn feed_summaries(pool: &PgPool) -> sqlx::Result<Vec<FeedSummaryRow>> 
              (SELECT coalesce(sum(amount), 0)::int8 FROM entries e
                  WHERE e.ledger_id = c.ledger_id AND e.topic = c.topic) AS amount_sum,
              c.last_balance_after AS balance,
-             l.currency
+             l.currency, c.caught_up_at, c.consecutive_failures, c.last_error, c.next_attempt_at,
+             c.blocked_reason,
+             (SELECT count(*) FROM entry_conflicts x
+                 WHERE x.ledger_id = c.ledger_id AND x.topic = c.topic) AS conflicts
          FROM feed_cursors c JOIN ledgers l USING (ledger_id)
          ORDER BY c.ledger_id, c.topic",
     )

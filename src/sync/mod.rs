@@ -249,6 +249,19 @@ pub async fn sync_feeds(
             }
             Err(error) => {
                 tracing::error!(ledger = %ledger_id, %topic, %error, "feed sync failed");
+                let sync = &ctx.settings.sync;
+                let recorded = feeds::record_failure(
+                    &ctx.pool,
+                    &ledger_id,
+                    topic,
+                    &error,
+                    sync.failure_backoff,
+                    sync.max_failure_backoff,
+                )
+                .await;
+                if let Err(e) = recorded {
+                    tracing::error!(ledger = %ledger_id, %topic, error = %e, "could not record the failure");
+                }
                 report.failed_units.push(UnitFailure {
                     ledger_id,
                     topic,

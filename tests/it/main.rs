@@ -6,5 +6,6 @@ mod client;
 mod common;
 mod config;
 mod consent;
+mod resilience;
 mod store;
 mod sync;
