@@ -41,12 +41,6 @@ impl RetryPolicy {
         }
         rand::thread_rng().gen_range(Duration::ZERO..=cap)
     }
-
-    /// The wait before the next attempt: the server's `Retry-After` if it sent one (never
-    /// less), else the jittered backoff.
-    pub fn wait(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        retry_after.unwrap_or_else(|| self.backoff(attempt))
-    }
 }
 
 /// Reads `Retry-After` as delta-seconds or as an HTTP date.

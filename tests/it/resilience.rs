@@ -331,3 +331,90 @@ proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn a_bad_page_is_rejected_naming_ledger_topic_and_cursor_and_the_cursor_does_not_move() {
+    let mut app = TestApp::spawn(small()).await;
+    app.sim.set_feed_page_size(10);
+    assert!(app.sync_once().await.success());
+    let ledger = app.sim.ledger_ids()[0].clone();
+    let before = feeds::load_cursor(&app.db.pool, &ledger, Topic::Funds)
+        .await
+        .unwrap()
+        .unwrap();
+    app.sim.grow(1);
+    app.settings.retry.max_attempts = 2;
+    for (kind, faults, needle) in [
+        (
+            "invalid entry",
+            FaultConfig {
+                rate_invalid_entry: 1.0,
+                ..FaultConfig::default()
+            },
+            &["balanceAfter"][..],
+        ),
+        (
+            "wrong types",
+            FaultConfig {
+                rate_wrong_types: 1.0,
+                ..FaultConfig::default()
+            },
+            &["invalid type", "not a boolean"][..],
+        ),
+        (
+            "html",
+            FaultConfig {
+                rate_html: 1.0,
+                ..FaultConfig::default()
+            },
+            &["not JSON"][..],
+        ),
+        (
+            "missing cursor",
+            FaultConfig {
+                rate_missing_cursor: 1.0,
+                ..FaultConfig::default()
+            },
+            &["`cursor` is missing"][..],
+        ),
+    ] {
+        app.sim.set_faults(Some(FaultConfig {
+            only_ledger: Some(ledger.clone()),
+            ..faults
+        }));
+        let report = app.sync_once().await;
+        let failure = report
+            .failed_units
+            .iter()
+            .find(|u| u.ledger_id == ledger && u.topic == Topic::Funds)
+            .unwrap_or_else(|| panic!("{kind}: {report}"));
+        let cursor = before.cursor.as_deref().unwrap();
+        assert!(
+            failure.error.contains(cursor),
+            "{kind}: names the cursor: {}",
+            failure.error
+        );
+        assert!(
+            needle.iter().any(|n| failure.error.contains(n)),
+            "{kind}: says what was wrong: {}",
+            failure.error
+        );
+        assert!(
+            !failure.error.contains("12.50") && !failure.error.contains("0.50"),
+            "{kind}: no values: {}",
+            failure.error
+        );
+        let after = feeds::load_cursor(&app.db.pool, &ledger, Topic::Funds)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (after.cursor, after.last_seq, after.pages),
+            (before.cursor.clone(), before.last_seq, before.pages),
+            "{kind}"
+        );
+    }
+    app.sim.set_faults(None);
+    assert!(app.sync_once().await.success());
+    app.assert_exact().await;
+}
