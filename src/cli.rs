@@ -130,13 +130,9 @@ pub fn main() -> ExitCode {
 async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run => {
-            if let Err(e) = settings.require_partners() {
-                eprintln!("{e}");
+            let Some((ctx, cancel)) = start_sync(settings).await? else {
                 return Ok(ExitCode::from(2));
-            }
-            let ctx = Arc::new(SyncContext::connect(settings).await?);
-            let cancel = CancellationToken::new();
-            tokio::spawn(stop_on_signal(cancel.clone()));
+            };
             sync::daemon::run(ctx, cancel).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -145,13 +141,9 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             Ok(ExitCode::from(2))
         }
         Command::Sync { once: true } => {
-            if let Err(e) = settings.require_partners() {
-                eprintln!("{e}");
+            let Some((ctx, cancel)) = start_sync(settings).await? else {
                 return Ok(ExitCode::from(2));
-            }
-            let ctx = Arc::new(SyncContext::connect(settings).await?);
-            let cancel = CancellationToken::new();
-            tokio::spawn(stop_on_signal(cancel.clone()));
+            };
             let report = sync::sync_once(&ctx, &cancel).await;
             print!("{report}");
             Ok(if report.success() {
@@ -229,6 +221,21 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// For `run` and `sync`: checks a partner is configured (printing why not, and `None`),
+/// connects, migrates, and arranges for SIGTERM/SIGINT to cancel the work between pages.
+async fn start_sync(
+    settings: Settings,
+) -> anyhow::Result<Option<(Arc<SyncContext>, CancellationToken)>> {
+    if let Err(e) = settings.require_partners() {
+        eprintln!("{e}");
+        return Ok(None);
+    }
+    let ctx = Arc::new(SyncContext::connect(settings).await?);
+    let cancel = CancellationToken::new();
+    tokio::spawn(stop_on_signal(cancel.clone()));
+    Ok(Some((ctx, cancel)))
 }
 
 /// Connects to the database and applies migrations, for the read-only commands.

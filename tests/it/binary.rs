@@ -176,12 +176,7 @@ async fn run_stops_on_sigterm_between_pages_and_exits_zero() {
         .fetch_one(&app.db.pool)
         .await
         .unwrap();
-    let total: usize = app
-        .sim
-        .ledger_ids()
-        .iter()
-        .flat_map(|l| ["funds", "fees"].map(|t| app.sim.expected_entries(l, t).len()))
-        .sum();
+    let total = crate::common::expected_total(&app.sim);
     assert!(
         (stored as usize) < total,
         "stopped before the end ({stored} of {total})"

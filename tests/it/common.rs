@@ -348,3 +348,11 @@ pub async fn assert_exact_ledgers(app: &TestApp, ledgers: &[String]) {
 pub fn heavy() -> bool {
     std::env::var("VLS_HEAVY").is_ok_and(|v| v == "1")
 }
+
+/// How many entries the simulator holds, over every ledger and topic.
+pub fn expected_total(sim: &Simulator) -> usize {
+    sim.ledger_ids()
+        .iter()
+        .flat_map(|l| ["funds", "fees"].map(|t| sim.expected_entries(l, t).len()))
+        .sum()
+}

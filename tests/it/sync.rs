@@ -12,12 +12,7 @@ async fn a_sync_stores_exactly_what_the_simulator_holds() {
     assert_eq!(report.ledgers, 12);
     app.assert_exact().await;
 
-    let total: usize = app
-        .sim
-        .ledger_ids()
-        .iter()
-        .flat_map(|l| ["funds", "fees"].map(|t| app.sim.expected_entries(l, t).len()))
-        .sum();
+    let total = crate::common::expected_total(&app.sim);
     assert_eq!(report.inserted as usize, total);
     assert!(
         total > 1000,
