@@ -177,6 +177,9 @@ pub struct SyncSettings {
     pub failure_backoff: Duration,
     #[serde(with = "humantime_serde")]
     pub max_failure_backoff: Duration,
+    /// How long a unit's lease lasts without renewal.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
 }
 
 /// `[log]`.
@@ -320,6 +323,9 @@ impl Settings {
         }
         if raw.sync.topics.is_empty() {
             return Err(ConfigError::key("sync.topics", "name at least one topic"));
+        }
+        if raw.sync.lease_ttl < Duration::from_secs(1) {
+            return Err(ConfigError::key("sync.lease_ttl", "must be at least 1s"));
         }
         if raw.sync.concurrency == 0 {
             return Err(ConfigError::key("sync.concurrency", "must be at least 1"));

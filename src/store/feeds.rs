@@ -34,6 +34,8 @@ pub struct PageParams<'a> {
     pub fetched_with: Option<&'a str>,
     /// The cursor to store.
     pub next_cursor: &'a str,
+    /// The lease this page is committed under; the commit renews it.
+    pub lease: &'a Lease,
     pub caught_up: bool,
     pub entries: &'a [Entry],
 }
@@ -59,9 +61,20 @@ pub struct ChainBreak {
     pub actual: i64,
 }
 
+/// A unit's lease: who holds it, and the fencing token every commit must still match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub fence: i64,
+    pub ttl: std::time::Duration,
+}
+
 /// Why a page was not committed.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
+    /// Another instance took the unit's lease (this one stalled past it); nothing was written.
+    #[error("the unit's lease was taken over by another instance (fence {held} is newer than ours, {ours}); this late commit is refused")]
+    Fenced { ours: i64, held: i64 },
     /// Another writer moved the cursor since this page was fetched; nothing was written.
     #[error("the stored cursor moved while the page was being fetched (another instance?)")]
     CursorMoved,
@@ -180,15 +193,24 @@ pub async fn commit_page(pool: &PgPool, page: &PageParams<'_>) -> Result<PageOut
     .bind(page.topic.as_str())
     .execute(&mut *tx)
     .await?;
-    let current: CursorRow = sqlx::query_as(
-        "SELECT ledger_id, topic, cursor, last_seq, last_balance_after, pages, caught_up_at,
-             blocked_reason
-         FROM feed_cursors WHERE ledger_id = $1 AND topic = $2 FOR UPDATE",
-    )
-    .bind(page.ledger_id)
-    .bind(page.topic.as_str())
-    .fetch_one(&mut *tx)
-    .await?;
+    let (current, fence): (CursorRow, i64) = {
+        let row: LockedRow = sqlx::query_as(
+            "SELECT ledger_id, topic, cursor, last_seq, last_balance_after, pages, caught_up_at,
+                 blocked_reason, fence
+             FROM feed_cursors WHERE ledger_id = $1 AND topic = $2 FOR UPDATE",
+        )
+        .bind(page.ledger_id)
+        .bind(page.topic.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        (row.cursor_row, row.fence)
+    };
+    if fence != page.lease.fence {
+        return Err(CommitError::Fenced {
+            ours: page.lease.fence,
+            held: fence,
+        });
+    }
     if current.cursor.as_deref() != page.fetched_with {
         return Err(CommitError::CursorMoved);
     }
@@ -200,6 +222,7 @@ pub async fn commit_page(pool: &PgPool, page: &PageParams<'_>) -> Result<PageOut
     sqlx::query(
         "UPDATE feed_cursors SET cursor = $3, last_seq = $4, last_balance_after = $5,
              pages = pages + 1, updated_at = now(), last_success_at = now(),
+             lease_expires_at = now() + $7 * interval '1 millisecond',
              consecutive_failures = 0, next_attempt_at = NULL,
              caught_up_at = CASE WHEN $6 THEN now() ELSE caught_up_at END
          WHERE ledger_id = $1 AND topic = $2",
@@ -210,6 +233,7 @@ pub async fn commit_page(pool: &PgPool, page: &PageParams<'_>) -> Result<PageOut
     .bind(last_seq)
     .bind(last_balance)
     .bind(page.caught_up)
+    .bind(page.lease.ttl.as_millis() as f64)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -218,6 +242,69 @@ pub async fn commit_page(pool: &PgPool, page: &PageParams<'_>) -> Result<PageOut
         chain_breaks: breaks,
         conflicts,
     })
+}
+
+/// The cursor row with its fence, read under lock.
+#[derive(sqlx::FromRow)]
+struct LockedRow {
+    #[sqlx(flatten)]
+    cursor_row: CursorRow,
+    fence: i64,
+}
+
+/// Takes the lease of a unit for `holder` if nobody holds a live one; `None` when another
+/// instance does. Every acquisition gets a new, larger fence.
+pub async fn acquire_lease(
+    pool: &PgPool,
+    ledger_id: &str,
+    topic: Topic,
+    holder: &str,
+    ttl: std::time::Duration,
+) -> sqlx::Result<Option<Lease>> {
+    sqlx::query(
+        "INSERT INTO feed_cursors (ledger_id, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(ledger_id)
+    .bind(topic.as_str())
+    .execute(pool)
+    .await?;
+    let fence: Option<i64> = sqlx::query_scalar(
+        "UPDATE feed_cursors SET lease_holder = $3, fence = fence + 1,
+             lease_expires_at = now() + $4 * interval '1 millisecond'
+         WHERE ledger_id = $1 AND topic = $2
+             AND (lease_holder IS NULL OR lease_expires_at < now())
+         RETURNING fence",
+    )
+    .bind(ledger_id)
+    .bind(topic.as_str())
+    .bind(holder)
+    .bind(ttl.as_millis() as f64)
+    .fetch_optional(pool)
+    .await?;
+    Ok(fence.map(|fence| Lease {
+        holder: holder.to_owned(),
+        fence,
+        ttl,
+    }))
+}
+
+/// Gives a lease back, if it is still ours.
+pub async fn release_lease(
+    pool: &PgPool,
+    ledger_id: &str,
+    topic: Topic,
+    lease: &Lease,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE feed_cursors SET lease_holder = NULL, lease_expires_at = NULL
+         WHERE ledger_id = $1 AND topic = $2 AND fence = $3",
+    )
+    .bind(ledger_id)
+    .bind(topic.as_str())
+    .bind(lease.fence)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// `(seq, amount, balance_before, balance_after)` of an inserted entry.

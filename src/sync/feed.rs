@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::SyncContext;
 use crate::config::Topic;
 use crate::report_api::{ApiError, PartnerClient, RetryPolicy};
-use crate::store::feeds::{self, PageParams};
+use crate::store::feeds::{self, CommitError, Lease, PageParams};
 
 /// Why a walk stopped short, classified for the caller.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +20,9 @@ pub enum WalkError {
     /// The partner's keys or token were refused.
     #[error("the partner's keys were refused: {0}")]
     PartnerKeys(String),
+    /// Another instance took the unit over (this one stalled past its lease).
+    #[error("{0}")]
+    LeaseLost(String),
     /// The API refused the stored cursor; the feed must not be restarted silently.
     #[error("the API rejected the stored cursor {cursor}: {error}")]
     CursorRejected { cursor: String, error: String },
@@ -38,12 +41,16 @@ pub struct UnitOutcome {
     pub interrupted: bool,
 }
 
-/// Walks `ledger_id`'s `topic` feed to its current end.
+/// Walks `ledger_id`'s `topic` feed to its current end under `lease`. While a page is being
+/// committed, the next one is already being fetched with the cursor the page returned (the
+/// cursor allows it: it is known before the commit); if the commit fails, that page is
+/// dropped unused.
 pub async fn walk_feed(
     ctx: &SyncContext,
     partner: &PartnerClient,
     ledger_id: &str,
     topic: Topic,
+    lease: &Lease,
     cancel: &CancellationToken,
 ) -> Result<UnitOutcome, WalkError> {
     let retry = RetryPolicy::from(&ctx.settings.retry);
@@ -53,16 +60,18 @@ pub async fn walk_feed(
         .and_then(|row| row.cursor);
     let mut outcome = UnitOutcome::default();
     let mut stalls = 0;
+    let mut prefetched = None;
     loop {
         if cancel.is_cancelled() {
             outcome.interrupted = true;
             return Ok(outcome);
         }
         let at = cursor.as_deref().unwrap_or("(start of feed)");
-        let page = match partner.feed(ledger_id, topic, cursor.as_deref()).await {
-            Ok(page) => page,
-            Err(e) => return Err(classify(e, cursor.as_deref())),
+        let fetched = match prefetched.take() {
+            Some(result) => result,
+            None => partner.feed(ledger_id, topic, cursor.as_deref()).await,
         };
+        let page = fetched.map_err(|e| classify(e, cursor.as_deref()))?;
         let same_cursor = cursor.as_deref() == Some(page.cursor.as_str());
         if page.items.is_empty() && same_cursor && page.try_later {
             feeds::mark_caught_up(&ctx.pool, ledger_id, topic)
@@ -73,19 +82,37 @@ pub async fn walk_feed(
         let committed = if page.items.is_empty() && same_cursor {
             Default::default()
         } else {
-            feeds::commit_page(
-                &ctx.pool,
-                &PageParams {
-                    ledger_id,
-                    topic,
-                    fetched_with: cursor.as_deref(),
-                    next_cursor: &page.cursor,
-                    caught_up: page.try_later,
-                    entries: &page.items,
-                },
-            )
-            .await
-            .with_context(|| format!("storing the page fetched at cursor {at}"))?
+            let params = PageParams {
+                ledger_id,
+                topic,
+                fetched_with: cursor.as_deref(),
+                next_cursor: &page.cursor,
+                lease,
+                caught_up: page.try_later,
+                entries: &page.items,
+            };
+            let commit = feeds::commit_page(&ctx.pool, &params);
+            let result = if page.try_later {
+                commit.await
+            } else {
+                let next = partner.feed(ledger_id, topic, Some(&page.cursor));
+                let (result, next) = tokio::join!(commit, next);
+                prefetched = Some(next);
+                result
+            };
+            match result {
+                Ok(committed) => committed,
+                Err(CommitError::Fenced { ours, held }) => {
+                    return Err(WalkError::LeaseLost(format!(
+                        "the page fetched at cursor {at} was not stored: another instance holds the unit now (fence {held}, ours {ours})"
+                    )))
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("storing the page fetched at cursor {at}"))
+                        .into())
+                }
+            }
         };
         outcome.pages += 1;
         outcome.inserted += committed.inserted;
@@ -111,7 +138,9 @@ pub async fn walk_feed(
             return Ok(outcome);
         }
         if same_cursor && committed.inserted == 0 {
-            // The feed says "more now" but gives nothing new: back off rather than spin.
+            // The feed says "more now" but gives nothing new: back off rather than spin,
+            // and ask again after the wait rather than use a page fetched before it.
+            prefetched = None;
             stalls += 1;
             if stalls >= retry.max_attempts {
                 return Err(anyhow::anyhow!(

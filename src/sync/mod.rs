@@ -30,6 +30,8 @@ pub struct SyncContext {
     pub partners: Vec<Arc<PartnerClient>>,
     /// Which partners' keys failed last, so their ledgers are read with another partner's.
     pub health: PartnerHealth,
+    /// This process's name on the leases it holds: `host:pid:random`.
+    pub instance: String,
 }
 
 impl SyncContext {
@@ -53,8 +55,22 @@ impl SyncContext {
             settings: Arc::new(settings),
             partners,
             health: PartnerHealth::default(),
+            instance: instance_name(),
         })
     }
+}
+
+/// A name for this process on its leases, unique enough among instances of one database.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown-host".to_owned());
+    format!(
+        "{}:{}:{:08x}",
+        host.trim(),
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }
 
 /// A (ledger, topic) unit that failed in a pass.
@@ -77,6 +93,8 @@ pub struct SyncReport {
     pub conflicts: u64,
     /// Units left alone because they are backing off after failures (`run` only).
     pub backing_off: usize,
+    /// Units another instance was syncing at the time (its lease was live).
+    pub held_elsewhere: usize,
     /// Grant periods opened and closed by this pass.
     pub grants_opened: usize,
     pub grants_closed: usize,
@@ -88,8 +106,12 @@ pub struct SyncReport {
 
 impl SyncReport {
     /// True when every partner and every unit succeeded and the pass ran to its end.
+    /// A unit another instance was syncing is not a success of this pass.
     pub fn success(&self) -> bool {
-        self.failed_partners.is_empty() && self.failed_units.is_empty() && !self.interrupted
+        self.failed_partners.is_empty()
+            && self.failed_units.is_empty()
+            && !self.interrupted
+            && self.held_elsewhere == 0
     }
 }
 
@@ -117,6 +139,13 @@ impl fmt::Display for SyncReport {
                 f,
                 "conflicting re-deliveries: {} (see entry_conflicts)",
                 self.conflicts
+            )?;
+        }
+        if self.held_elsewhere > 0 {
+            writeln!(
+                f,
+                "feeds being synced by another instance: {}",
+                self.held_elsewhere
             )?;
         }
         if self.backing_off > 0 {
@@ -243,7 +272,9 @@ pub async fn sync_feeds(
                 report.conflicts += unit.outcome.conflicts;
                 report.interrupted |= unit.outcome.interrupted;
                 report.grants_closed += unit.grants_closed;
-                if !unit.outcome.interrupted {
+                if unit.held_elsewhere {
+                    report.held_elsewhere += 1;
+                } else if !unit.outcome.interrupted {
                     report.units_ok += 1;
                 }
             }
@@ -279,6 +310,8 @@ pub async fn sync_feeds(
 struct UnitResult {
     outcome: feed::UnitOutcome,
     grants_closed: usize,
+    /// Another instance holds the unit's lease; nothing was done here.
+    held_elsewhere: bool,
 }
 
 /// One (ledger, topic): tries the partners holding a grant until one can read the feed. A
@@ -301,11 +334,47 @@ async fn run_unit(
         Ok(_) => {}
         Err(e) => return Err(format!("loading the stored cursor: {e}")),
     }
+    let lease = match feeds::acquire_lease(
+        &ctx.pool,
+        ledger_id,
+        topic,
+        &ctx.instance,
+        ctx.settings.sync.lease_ttl,
+    )
+    .await
+    {
+        Ok(Some(lease)) => lease,
+        Ok(None) => {
+            tracing::debug!("another instance holds this unit");
+            return Ok(UnitResult {
+                held_elsewhere: true,
+                ..UnitResult::default()
+            });
+        }
+        Err(e) => return Err(format!("taking the unit's lease: {e}")),
+    };
+    let result = walk_with_partners(ctx, ledger_id, topic, holders, &lease, cancel).await;
+    if let Err(e) = feeds::release_lease(&ctx.pool, ledger_id, topic, &lease).await {
+        // It expires by itself; the next pass (here or elsewhere) takes it over then.
+        tracing::warn!(error = %e, "could not release the unit's lease");
+    }
+    result
+}
+
+/// The partners holding a grant, tried in turn under the unit's lease.
+async fn walk_with_partners(
+    ctx: &SyncContext,
+    ledger_id: &str,
+    topic: Topic,
+    holders: &[String],
+    lease: &feeds::Lease,
+    cancel: &CancellationToken,
+) -> Result<UnitResult, String> {
     let mut result = UnitResult::default();
     let mut errors = Vec::new();
     let mut not_shared = 0;
     for partner in ctx.health.order(&ctx.partners, holders) {
-        match feed::walk_feed(ctx, &partner, ledger_id, topic, cancel).await {
+        match feed::walk_feed(ctx, &partner, ledger_id, topic, lease, cancel).await {
             Ok(outcome) => {
                 result.outcome = outcome;
                 return Ok(result);
@@ -341,6 +410,10 @@ async fn run_unit(
                 }
                 tracing::error!(%reason, "feed blocked: its cursor was rejected; it is not restarted without a person deciding");
                 return Err(format!("blocked: {reason}"));
+            }
+            Err(feed::WalkError::LeaseLost(why)) => {
+                tracing::warn!(%why, "lease lost: a late commit was refused");
+                return Err(format!("lease lost: {why}"));
             }
             Err(feed::WalkError::Failed(e)) => return Err(format!("{e:#}")),
         }

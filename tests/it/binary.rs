@@ -23,6 +23,10 @@ url = "{db}"
 base_url = "{api}"
 request_timeout = "10s"
 max_requests_per_second = 0
+[sync]
+# A killed instance's leases expire quickly, so the next run can take its units over.
+lease_ttl = "1s"
+{extra}
 [retry]
 base_backoff = "1ms"
 max_backoff = "20ms"
@@ -30,7 +34,6 @@ max_backoff = "20ms"
 name = "test-partner"
 client_id = "{CLIENT_ID}"
 client_secret = "{CLIENT_SECRET}"
-{extra}
 "#,
         db = app.db.url,
         api = app.base_url,
@@ -107,6 +110,8 @@ async fn a_sync_killed_at_random_instants_and_run_again_ends_exact() {
     }
     assert!(killed >= 3, "the sync was killed mid-way ({killed} times)");
     eprintln!("SIGKILLed {killed} times mid-sync");
+    // The last killed run's leases must expire before its units can be taken over.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let out = command(&args).output().unwrap();
     assert!(
         out.status.success(),
@@ -307,4 +312,75 @@ async fn grant_changes_are_logged_and_the_registry_is_printed_for_people_and_scr
     assert!(String::from_utf8_lossy(&out.stdout).contains("revoked"));
     let out = command(&["--config", config, "status"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("test-partner"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_work_and_a_stalled_one_cannot_overwrite_newer_progress() {
+    let app = TestApp::spawn(SimulatorConfig {
+        ledgers: 8,
+        days: 15,
+        captures_per_day: 30,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    app.sim.set_feed_page_size(10);
+    let total = crate::common::expected_total(&app.sim) as i64;
+    // Both instances run a pass every second; leases last one second.
+    let cfg = config_file(&app, "schedule = \"* * * * * *\"\nconcurrency = 4");
+    let spawn = |name: &str| {
+        let log = std::fs::File::create(
+            std::env::temp_dir().join(format!("vls-{name}-{}.log", std::process::id())),
+        )
+        .unwrap();
+        command(&["--config", cfg.path().to_str().unwrap(), "run"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let stored = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM entries")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap()
+    };
+    let mut a = spawn("a");
+    let mut b = spawn("b");
+    let started = Instant::now();
+    while stored().await < total / 5 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A stalls past its leases; B takes its units over; A wakes up with pages in hand.
+    unsafe { libc::kill(a.id() as i32, libc::SIGSTOP) };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    unsafe { libc::kill(a.id() as i32, libc::SIGCONT) };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.kill().unwrap(); // SIGKILL: A must pick up B's units once their leases expire.
+    b.wait().unwrap();
+    while stored().await < total {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "A did not finish B's work"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    unsafe { libc::kill(a.id() as i32, libc::SIGTERM) };
+    assert!(a.wait().unwrap().success());
+    app.assert_exact().await;
+    let takeovers: i64 = sqlx::query_scalar("SELECT count(*) FROM feed_cursors WHERE fence > 1")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert!(takeovers > 0, "units changed hands");
+    let log = std::fs::read_to_string(
+        std::env::temp_dir().join(format!("vls-a-{}.log", std::process::id())),
+    )
+    .unwrap();
+    let refused = log.matches("lease lost").count();
+    eprintln!("late commits refused after the stall: {refused}");
+    assert!(
+        refused > 0,
+        "the stalled instance's late commits were refused:\n{log}"
+    );
 }

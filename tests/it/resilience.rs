@@ -242,6 +242,16 @@ async fn an_entry_that_comes_again_with_different_content_is_a_conflict_and_the_
         .unwrap()
         .unwrap()
         .cursor;
+    let lease = feeds::acquire_lease(
+        &app.db.pool,
+        &ledger,
+        Topic::Funds,
+        "test",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let out = feeds::commit_page(
         &app.db.pool,
         &PageParams {
@@ -249,6 +259,7 @@ async fn an_entry_that_comes_again_with_different_content_is_a_conflict_and_the_
             topic: Topic::Funds,
             fetched_with: cursor.as_deref(),
             next_cursor: cursor.as_deref().unwrap(),
+            lease: &lease,
             caught_up: true,
             entries: &entries,
         },

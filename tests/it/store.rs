@@ -3,9 +3,11 @@
 
 use chrono::Utc;
 use serde_json::json;
+use std::time::Duration;
 use vipps_ledger_sync::config::Topic;
 use vipps_ledger_sync::report_api::{Entry, Ledger};
-use vipps_ledger_sync::store::feeds::{self, CommitError, PageParams};
+
+use vipps_ledger_sync::store::feeds::{self, CommitError, Lease, PageParams};
 use vipps_ledger_sync::store::ledgers;
 
 use crate::common::TestDb;
@@ -19,7 +21,7 @@ fn entry(psp: &str, amount: i64, before: i64) -> Entry {
     .unwrap()
 }
 
-async fn with_ledger(db: &TestDb) {
+async fn with_ledger(db: &TestDb) -> Lease {
     let ledger: Ledger =
         serde_json::from_value(json!({"ledgerId": "L1", "currency": "NOK"})).unwrap();
     let mut conn = db.pool.acquire().await.unwrap();
@@ -33,14 +35,33 @@ async fn with_ledger(db: &TestDb) {
     )
     .await
     .unwrap();
+    lease(db, "test").await.unwrap()
 }
 
-fn page<'a>(entries: &'a [Entry], from: Option<&'a str>, to: &'a str) -> PageParams<'a> {
+async fn lease(db: &TestDb, holder: &str) -> Option<Lease> {
+    feeds::acquire_lease(
+        &db.pool,
+        "L1",
+        Topic::Funds,
+        holder,
+        Duration::from_millis(300),
+    )
+    .await
+    .unwrap()
+}
+
+fn page<'a>(
+    entries: &'a [Entry],
+    from: Option<&'a str>,
+    to: &'a str,
+    lease: &'a Lease,
+) -> PageParams<'a> {
     PageParams {
         ledger_id: "L1",
         topic: Topic::Funds,
         fetched_with: from,
         next_cursor: to,
+        lease,
         caught_up: false,
         entries,
     }
@@ -53,9 +74,9 @@ async fn count(db: &TestDb, sql: &str) -> i64 {
 #[tokio::test]
 async fn a_page_and_its_cursor_commit_together_and_replays_store_nothing() {
     let db = TestDb::new().await;
-    with_ledger(&db).await;
+    let lease = with_ledger(&db).await;
     let a = [entry("1", 100, 0), entry("2", 50, 100), entry("2", 50, 100)];
-    let out = feeds::commit_page(&db.pool, &page(&a, None, "c1"))
+    let out = feeds::commit_page(&db.pool, &page(&a, None, "c1", &lease))
         .await
         .unwrap();
     assert_eq!(
@@ -64,7 +85,7 @@ async fn a_page_and_its_cursor_commit_together_and_replays_store_nothing() {
     );
     // An overlapping page: one old entry, one new.
     let b = [entry("2", 50, 100), entry("3", -30, 150)];
-    let out = feeds::commit_page(&db.pool, &page(&b, Some("c1"), "c2"))
+    let out = feeds::commit_page(&db.pool, &page(&b, Some("c1"), "c2", &lease))
         .await
         .unwrap();
     assert_eq!(out.inserted, 1);
@@ -88,13 +109,13 @@ async fn a_page_and_its_cursor_commit_together_and_replays_store_nothing() {
 #[tokio::test]
 async fn a_commit_from_a_stale_cursor_is_refused_and_writes_nothing() {
     let db = TestDb::new().await;
-    with_ledger(&db).await;
+    let lease = with_ledger(&db).await;
     let a = [entry("1", 100, 0)];
-    feeds::commit_page(&db.pool, &page(&a, None, "c1"))
+    feeds::commit_page(&db.pool, &page(&a, None, "c1", &lease))
         .await
         .unwrap();
     let b = [entry("9", 1, 100)];
-    let err = feeds::commit_page(&db.pool, &page(&b, None, "other"))
+    let err = feeds::commit_page(&db.pool, &page(&b, None, "other", &lease))
         .await
         .unwrap_err();
     assert!(matches!(err, CommitError::CursorMoved), "{err}");
@@ -109,11 +130,11 @@ async fn a_commit_from_a_stale_cursor_is_refused_and_writes_nothing() {
 #[tokio::test]
 async fn balance_chain_breaks_are_recorded_with_their_position() {
     let db = TestDb::new().await;
-    with_ledger(&db).await;
+    let lease = with_ledger(&db).await;
     let mut bad = entry("3", 10, 160);
     bad.balance_after = 999;
     let a = [entry("1", 100, 0), entry("2", 50, 100), bad];
-    let out = feeds::commit_page(&db.pool, &page(&a, None, "c1"))
+    let out = feeds::commit_page(&db.pool, &page(&a, None, "c1", &lease))
         .await
         .unwrap();
     assert_eq!(out.chain_breaks.len(), 2, "{:?}", out.chain_breaks);
@@ -132,8 +153,34 @@ async fn balance_chain_breaks_are_recorded_with_their_position() {
     );
     // The chain continues from what the API said, so one break is reported once.
     let b = [entry("4", 1, 999)];
-    let out = feeds::commit_page(&db.pool, &page(&b, Some("c1"), "c2"))
+    let out = feeds::commit_page(&db.pool, &page(&b, Some("c1"), "c2", &lease))
         .await
         .unwrap();
     assert!(out.chain_breaks.is_empty());
+}
+
+#[tokio::test]
+async fn a_stale_lease_holders_late_commit_is_refused() {
+    let db = TestDb::new().await;
+    let stale = with_ledger(&db).await;
+    assert_eq!(lease(&db, "other").await, None, "a live lease is not taken");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let fresh = lease(&db, "other")
+        .await
+        .expect("an expired lease is taken over");
+    assert!(fresh.fence > stale.fence);
+    let a = [entry("1", 100, 0)];
+    let err = feeds::commit_page(&db.pool, &page(&a, None, "c1", &stale))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CommitError::Fenced { .. }), "{err}");
+    assert_eq!(count(&db, "SELECT count(*) FROM entries").await, 0);
+    feeds::commit_page(&db.pool, &page(&a, None, "c1", &fresh))
+        .await
+        .unwrap();
+    // Releasing a lease we no longer hold does not free the new holder's.
+    feeds::release_lease(&db.pool, "L1", Topic::Funds, &stale)
+        .await
+        .unwrap();
+    assert_eq!(lease(&db, "third").await, None);
 }
