@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -226,23 +225,27 @@ pub async fn sync_feeds(
         Backoff::Honour => feeds::backing_off(&ctx.pool).await.unwrap_or_default(),
         Backoff::Ignore => Vec::new(),
     };
-    let permits = Arc::new(Semaphore::new(ctx.settings.sync.concurrency));
+    let skip: std::collections::HashSet<(String, String)> = skip.into_iter().collect();
+    // At most `concurrency` units exist at a time (not one task per unit up front), so
+    // memory stays flat however many ledgers there are.
+    let concurrency = ctx.settings.sync.concurrency;
     let mut units = JoinSet::new();
     for (ledger_id, holders) in open {
         for &topic in &ctx.settings.sync.topics {
-            if skip
-                .iter()
-                .any(|(l, t)| *l == ledger_id && t == topic.as_str())
-            {
+            if skip.contains(&(ledger_id.clone(), topic.as_str().to_owned())) {
                 report.backing_off += 1;
                 continue;
             }
-            let (ctx, cancel, permits) = (Arc::clone(ctx), cancel.clone(), Arc::clone(&permits));
+            while units.len() >= concurrency {
+                if let Some(joined) = units.join_next().await {
+                    absorb(ctx, &mut report, joined).await;
+                }
+            }
+            let (ctx, cancel) = (Arc::clone(ctx), cancel.clone());
             let (ledger_id, holders) = (ledger_id.clone(), holders.clone());
             let span = tracing::info_span!("feed", ledger = %ledger_id, topic = %topic);
             units.spawn(
                 async move {
-                    let _permit = permits.acquire_owned().await;
                     let result = run_unit(&ctx, &ledger_id, topic, &holders, &cancel).await;
                     (ledger_id, topic, result)
                 }
@@ -251,58 +254,66 @@ pub async fn sync_feeds(
         }
     }
     while let Some(joined) = units.join_next().await {
-        let (ledger_id, topic, result) = match joined {
-            Ok(done) => done,
-            Err(e) => {
-                // A panic in a unit is a bug; report it like any failure and go on.
-                tracing::error!(error = %e, "a feed task died");
-                report.failed_units.push(UnitFailure {
-                    ledger_id: "(unknown)".to_owned(),
-                    topic: Topic::Funds,
-                    error: e.to_string(),
-                });
-                continue;
-            }
-        };
-        match result {
-            Ok(unit) => {
-                report.pages += unit.outcome.pages;
-                report.inserted += unit.outcome.inserted;
-                report.chain_breaks += unit.outcome.chain_breaks;
-                report.conflicts += unit.outcome.conflicts;
-                report.interrupted |= unit.outcome.interrupted;
-                report.grants_closed += unit.grants_closed;
-                if unit.held_elsewhere {
-                    report.held_elsewhere += 1;
-                } else if !unit.outcome.interrupted {
-                    report.units_ok += 1;
-                }
-            }
-            Err(error) => {
-                tracing::error!(ledger = %ledger_id, %topic, %error, "feed sync failed");
-                let sync = &ctx.settings.sync;
-                let recorded = feeds::record_failure(
-                    &ctx.pool,
-                    &ledger_id,
-                    topic,
-                    &error,
-                    sync.failure_backoff,
-                    sync.max_failure_backoff,
-                )
-                .await;
-                if let Err(e) = recorded {
-                    tracing::error!(ledger = %ledger_id, %topic, error = %e, "could not record the failure");
-                }
-                report.failed_units.push(UnitFailure {
-                    ledger_id,
-                    topic,
-                    error,
-                });
-            }
-        }
+        absorb(ctx, &mut report, joined).await;
     }
     report.elapsed = started.elapsed();
     report
+}
+
+/// A unit's task as joined: its ledger, topic and result.
+type Joined = Result<(String, Topic, Result<UnitResult, String>), tokio::task::JoinError>;
+
+/// Adds a finished unit to the report; a failure is recorded for backoff.
+async fn absorb(ctx: &SyncContext, report: &mut SyncReport, joined: Joined) {
+    let (ledger_id, topic, result) = match joined {
+        Ok(done) => done,
+        Err(e) => {
+            // A panic in a unit is a bug; report it like any failure and go on.
+            tracing::error!(error = %e, "a feed task died");
+            report.failed_units.push(UnitFailure {
+                ledger_id: "(unknown)".to_owned(),
+                topic: Topic::Funds,
+                error: e.to_string(),
+            });
+            return;
+        }
+    };
+    match result {
+        Ok(unit) => {
+            report.pages += unit.outcome.pages;
+            report.inserted += unit.outcome.inserted;
+            report.chain_breaks += unit.outcome.chain_breaks;
+            report.conflicts += unit.outcome.conflicts;
+            report.interrupted |= unit.outcome.interrupted;
+            report.grants_closed += unit.grants_closed;
+            if unit.held_elsewhere {
+                report.held_elsewhere += 1;
+            } else if !unit.outcome.interrupted {
+                report.units_ok += 1;
+            }
+        }
+        Err(error) => {
+            tracing::error!(ledger = %ledger_id, %topic, %error, "feed sync failed");
+            let sync = &ctx.settings.sync;
+            let recorded = feeds::record_failure(
+                &ctx.pool,
+                &ledger_id,
+                topic,
+                &error,
+                sync.failure_backoff,
+                sync.max_failure_backoff,
+            )
+            .await;
+            if let Err(e) = recorded {
+                tracing::error!(ledger = %ledger_id, %topic, error = %e, "could not record the failure");
+            }
+            report.failed_units.push(UnitFailure {
+                ledger_id,
+                topic,
+                error,
+            });
+        }
+    }
 }
 
 /// What one unit did, over all the partners it tried.

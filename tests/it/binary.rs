@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use vipps_ledger_sync::simulator::SimulatorConfig;
+use vipps_ledger_sync::simulator::{FaultConfig, SimulatorConfig};
 
 use crate::common::{small, TestApp, CLIENT_ID, CLIENT_SECRET};
 
@@ -323,7 +323,14 @@ async fn two_instances_share_the_work_and_a_stalled_one_cannot_overwrite_newer_p
         ..SimulatorConfig::default()
     })
     .await;
-    app.sim.set_feed_page_size(10);
+    app.sim.set_feed_page_size(20);
+    // Every response takes 100 ms, so a stopped instance is almost surely waiting on the API
+    // with pages to commit, not inside a transaction.
+    app.sim.set_faults(Some(FaultConfig {
+        rate_stall: 1.0,
+        stall: Duration::from_millis(100),
+        ..FaultConfig::default()
+    }));
     let total = crate::common::expected_total(&app.sim) as i64;
     // Both instances run a pass every second; leases last one second.
     let cfg = config_file(&app, "schedule = \"* * * * * *\"\nconcurrency = 4");
@@ -351,9 +358,40 @@ async fn two_instances_share_the_work_and_a_stalled_one_cannot_overwrite_newer_p
         assert!(started.elapsed() < Duration::from_secs(30), "no progress");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // A stalls past its leases; B takes its units over; A wakes up with pages in hand.
+    // A stalls past its leases; B takes at least one of A's units over; A wakes up with
+    // pages in hand for it.
     unsafe { libc::kill(a.id() as i32, libc::SIGSTOP) };
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let held_by_a: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT ledger_id, topic, fence FROM feed_cursors WHERE lease_holder LIKE $1",
+    )
+    .bind(format!("%:{}:%", a.id()))
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    assert!(!held_by_a.is_empty(), "A held units when it stopped");
+    let stopped = Instant::now();
+    loop {
+        let mut taken = false;
+        for (ledger, topic, fence) in &held_by_a {
+            let now: i64 = sqlx::query_scalar(
+                "SELECT fence FROM feed_cursors WHERE ledger_id = $1 AND topic = $2",
+            )
+            .bind(ledger)
+            .bind(topic)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+            taken |= now > *fence;
+        }
+        if taken {
+            break;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(60),
+            "B never took over A's units"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     unsafe { libc::kill(a.id() as i32, libc::SIGCONT) };
     tokio::time::sleep(Duration::from_millis(300)).await;
     b.kill().unwrap(); // SIGKILL: A must pick up B's units once their leases expire.

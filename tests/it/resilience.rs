@@ -429,3 +429,31 @@ async fn a_bad_page_is_rejected_naming_ledger_topic_and_cursor_and_the_cursor_do
     assert!(app.sync_once().await.success());
     app.assert_exact().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_never_exceed_the_sync_concurrency() {
+    let mut app = TestApp::spawn(SimulatorConfig {
+        ledgers: 6,
+        ..small()
+    })
+    .await;
+    app.settings.sync.concurrency = 3;
+    app.settings.api.max_in_flight = 50;
+    app.sim.set_feed_page_size(10);
+    app.sim.set_faults(Some(FaultConfig {
+        seed: 9,
+        rate_stall: 0.3,
+        stall: Duration::from_millis(40),
+        ..FaultConfig::default()
+    }));
+    assert!(app.sync_once().await.success());
+    let stats = app.sim.stats();
+    assert!(
+        stats.max_in_flight <= 3,
+        "{} in flight with sync.concurrency 3",
+        stats.max_in_flight
+    );
+    assert_eq!(stats.max_in_flight, 3, "the pool was full at times");
+    app.sim.set_faults(None);
+    app.assert_exact().await;
+}

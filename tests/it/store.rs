@@ -184,3 +184,29 @@ async fn a_stale_lease_holders_late_commit_is_refused() {
         .unwrap();
     assert_eq!(lease(&db, "third").await, None);
 }
+
+#[tokio::test]
+async fn a_page_of_a_thousand_entries_and_its_cursor_are_one_transaction() {
+    let db = TestDb::new().await;
+    let lease = with_ledger(&db).await;
+    let entries: Vec<Entry> = (0..1000)
+        .map(|i| entry(&format!("p{i}"), 10, i * 10))
+        .collect();
+    let out = feeds::commit_page(&db.pool, &page(&entries, None, "c1", &lease))
+        .await
+        .unwrap();
+    assert_eq!(out.inserted, 1000);
+    // Every row written by one transaction carries its id as xmin.
+    let xids: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT xmin::text FROM entries
+         UNION SELECT xmin::text FROM feed_cursors WHERE cursor = 'c1'",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        xids.len(),
+        1,
+        "entries and cursor in one transaction: {xids:?}"
+    );
+}
