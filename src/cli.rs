@@ -87,6 +87,15 @@ pub enum Command {
         ledgers: usize,
         #[arg(long, default_value_t = 10)]
         days: u32,
+        /// Average captures per ledger and day.
+        #[arg(long, default_value_t = 20)]
+        captures_per_day: u32,
+        /// Entries per feed page (the API's maximum is 1000).
+        #[arg(long, default_value_t = 1000)]
+        page_size: usize,
+        /// Ledgers per page of the ledger list.
+        #[arg(long, default_value_t = 5)]
+        ledger_page_size: usize,
         /// Accounting keys the simulator accepts (granted every ledger).
         #[arg(long, default_value = "demo-client")]
         client_id: String,
@@ -201,6 +210,9 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             seed,
             ledgers,
             days,
+            captures_per_day,
+            page_size,
+            ledger_page_size,
             client_id,
             client_secret,
         } => {
@@ -208,6 +220,9 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
                 seed,
                 ledgers,
                 days,
+                captures_per_day,
+                feed_page_size: page_size,
+                ledger_page_size,
                 ..SimulatorConfig::default()
             });
             sim.add_partner_with_all_ledgers(&client_id, &client_secret);

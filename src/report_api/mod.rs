@@ -177,7 +177,7 @@ impl PartnerClient {
     }
 
     /// GET with the token, the retry policy, and one token refresh on 401.
-    async fn get<T>(&self, url: Url, parse: fn(Value) -> Result<T, String>) -> Result<T, ApiError> {
+    async fn get<T>(&self, url: Url, parse: fn(&[u8]) -> Result<T, String>) -> Result<T, ApiError> {
         let policy = &self.api.retry;
         let mut attempt = 0;
         let mut refreshed = false;
@@ -199,15 +199,10 @@ impl PartnerClient {
                     let headers = response.headers().clone();
                     match response.bytes().await {
                         Err(e) => ApiError::from(e),
-                        Ok(body) if status.is_success() => {
-                            match serde_json::from_slice::<Value>(&body)
-                                .map_err(|e| format!("body is not JSON ({e})"))
-                                .and_then(parse)
-                            {
-                                Ok(page) => return Ok(page),
-                                Err(why) => ApiError::InvalidResponse(why),
-                            }
-                        }
+                        Ok(body) if status.is_success() => match parse(&body) {
+                            Ok(page) => return Ok(page),
+                            Err(why) => ApiError::InvalidResponse(why),
+                        },
                         Ok(_) if status == 401 && !refreshed => {
                             // The token may have been revoked or expired early: fetch one new
                             // token and try once more, without spending an attempt.
@@ -292,19 +287,49 @@ fn object(v: &Value) -> Result<(), String> {
     }
 }
 
-fn parse_ledger_page(mut v: Value) -> Result<LedgerPage, String> {
-    object(&v)?;
-    let cursor = text(&v, "cursor")?.filter(|c| !c.is_empty());
-    let items = items(&mut v, |raw| {
-        let mut ledger: Ledger = serde_json::from_value(raw.clone())
-            .map_err(|e| format!("ledger does not match the documented schema: {e}"))?;
-        ledger.raw = raw;
-        Ok(ledger)
-    })?;
-    Ok(LedgerPage { cursor, items })
+/// A body as JSON, or why not (serde's message names a position, never content).
+fn json(body: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(body).map_err(|e| format!("body is not JSON ({e})"))
 }
 
-fn parse_feed_page(mut v: Value) -> Result<FeedPage, String> {
+/// The ledger list is read item by item from the raw text, never as one JSON tree, so a page
+/// of a thousand ledgers costs little memory.
+fn parse_ledger_page(body: &[u8]) -> Result<LedgerPage, String> {
+    #[derive(serde::Deserialize)]
+    struct Wire<'a> {
+        #[serde(default)]
+        cursor: Option<String>,
+        #[serde(default, borrow)]
+        items: Option<Vec<&'a serde_json::value::RawValue>>,
+    }
+    let wire: Wire = serde_json::from_slice(body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            format!("body is not JSON ({e})")
+        } else {
+            format!("the ledger list does not match the documented schema ({e})")
+        }
+    })?;
+    let items = wire
+        .items
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let mut ledger: Ledger = serde_json::from_str(raw.get()).map_err(|e| {
+                format!("item {i} of the page: ledger does not match the documented schema: {e}")
+            })?;
+            ledger.raw = raw.to_owned();
+            Ok(ledger)
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(LedgerPage {
+        cursor: wire.cursor.filter(|c| !c.is_empty()),
+        items,
+    })
+}
+
+fn parse_feed_page(body: &[u8]) -> Result<FeedPage, String> {
+    let mut v = json(body)?;
     object(&v)?;
     let cursor = text(&v, "cursor")?
         .filter(|c| !c.is_empty())
@@ -318,7 +343,8 @@ fn parse_feed_page(mut v: Value) -> Result<FeedPage, String> {
     })
 }
 
-fn parse_dates_page(mut v: Value) -> Result<DatesPage, String> {
+fn parse_dates_page(body: &[u8]) -> Result<DatesPage, String> {
+    let mut v = json(body)?;
     object(&v)?;
     let has_more = flag(&v, "hasMore")?.unwrap_or(false);
     let cursor = text(&v, "cursor")?.filter(|c| !c.is_empty());

@@ -11,14 +11,14 @@ use sha2::{Digest, Sha256};
 pub const PERSONAL_FIELDS: [&str; 3] = ["name", "maskedPhoneNo", "message"];
 
 /// A `{scheme, id}` pair: an organisation number or a bank account.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub struct SchemeId {
     pub scheme: String,
     pub id: String,
 }
 
 /// A sales unit settled by a ledger.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SalesUnit {
     #[serde(default)]
@@ -44,9 +44,13 @@ pub struct Ledger {
     pub settles_for_recipient_handles: Vec<String>,
     #[serde(default)]
     pub sales_units: Vec<SalesUnit>,
-    /// The object exactly as received.
-    #[serde(skip)]
-    pub raw: Value,
+    /// The object exactly as received (its JSON text).
+    #[serde(skip, default = "empty_object")]
+    pub raw: Box<serde_json::value::RawValue>,
+}
+
+fn empty_object() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string("{}".to_owned()).expect("{} is JSON")
 }
 
 /// One page of the ledger list. `cursor` is `None` on the last page.

@@ -215,7 +215,12 @@ pub async fn commit_page(pool: &PgPool, page: &PageParams<'_>) -> Result<PageOut
         return Err(CommitError::CursorMoved);
     }
     let inserted = insert_entries(&mut tx, page, current.last_seq).await?;
-    let conflicts = record_conflicts(&mut tx, page).await?;
+    // Only an entry that was not inserted can conflict with a stored one.
+    let conflicts = if inserted.len() < page.entries.len() {
+        record_conflicts(&mut tx, page).await?
+    } else {
+        0
+    };
     let (breaks, last_balance) = check_chain(current.last_balance_after, &inserted);
     record_breaks(&mut tx, page, &breaks).await?;
     let last_seq = current.last_seq + inserted.len() as i64;

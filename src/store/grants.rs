@@ -52,6 +52,17 @@ impl RevokeReason {
 const GRANT_COLUMNS: &str = "grant_id, partner, ledger_id, merchant_scheme, merchant_id,
     granted_seen_at, last_seen_at, revoked_seen_at, revoke_reason";
 
+/// Serialises the discovery of `partner` across instances until the transaction ends.
+pub async fn lock_partner(conn: &mut PgConnection, partner: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtext('vipps-ledger-sync discovery'), hashtext($1))",
+    )
+    .bind(partner)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Records that `partner` saw `ledger` in its list at `now`: moves `last_seen_at` of the open
 /// period, or opens a new one.
 pub async fn record_seen(
@@ -91,23 +102,22 @@ pub async fn record_seen(
     Ok(GrantChange::Opened)
 }
 
-/// Closes `partner`'s open grants on ledgers missing from its complete list `listed`;
-/// returns the closed periods. Call only with a list read through all its pages.
+/// Closes `partner`'s open grants that a complete listing started at `listed_at` did not
+/// show: every ledger it showed had its `last_seen_at` moved to at least `listed_at` by
+/// [`record_seen`], so the others are older. Returns the closed periods. Call only after a
+/// listing read through all its pages.
 pub async fn close_absent(
     conn: &mut PgConnection,
     partner: &str,
-    listed: &[String],
-    now: DateTime<Utc>,
+    listed_at: DateTime<Utc>,
 ) -> sqlx::Result<Vec<GrantRow>> {
     sqlx::query_as(&format!(
-        "UPDATE grants SET revoked_seen_at = GREATEST($3, last_seen_at),
-             revoke_reason = 'absent_from_list'
-         WHERE partner = $1 AND revoked_seen_at IS NULL AND NOT (ledger_id = ANY($2))
+        "UPDATE grants SET revoked_seen_at = $2, revoke_reason = 'absent_from_list'
+         WHERE partner = $1 AND revoked_seen_at IS NULL AND last_seen_at < $2
          RETURNING {GRANT_COLUMNS}"
     ))
     .bind(partner)
-    .bind(listed)
-    .bind(now)
+    .bind(listed_at)
     .fetch_all(conn)
     .await
 }
@@ -133,12 +143,21 @@ pub async fn close(
     .await
 }
 
-/// Every ledger with at least one open grant, with the partners holding one (oldest first).
-pub async fn open_by_ledger(pool: &PgPool) -> sqlx::Result<Vec<(String, Vec<String>)>> {
+/// Up to `limit` ledgers with at least one open grant, after `after` in id order, with the
+/// partners holding one (oldest first). Read in chunks so memory does not grow with the
+/// number of ledgers.
+pub async fn open_by_ledger(
+    pool: &PgPool,
+    after: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<(String, Vec<String>)>> {
     sqlx::query_as(
         "SELECT ledger_id, array_agg(partner ORDER BY granted_seen_at, partner)
-         FROM grants WHERE revoked_seen_at IS NULL GROUP BY ledger_id ORDER BY ledger_id",
+         FROM grants WHERE revoked_seen_at IS NULL AND ($1::text IS NULL OR ledger_id > $1)
+         GROUP BY ledger_id ORDER BY ledger_id LIMIT $2",
     )
+    .bind(after)
+    .bind(limit)
     .fetch_all(pool)
     .await
 }

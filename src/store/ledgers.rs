@@ -1,7 +1,6 @@
 //! `ledgers` and `merchants`: every ledger ever listed, and the organisations owning them.
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::PgConnection;
 
 use crate::report_api::Ledger;
@@ -12,16 +11,12 @@ pub async fn upsert_ledger(
     ledger: &Ledger,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    let sales_units = ledger
-        .raw
-        .get("salesUnits")
-        .cloned()
-        .unwrap_or_else(|| Value::Array(Vec::new()));
+    let sales_units = serde_json::to_value(&ledger.sales_units).unwrap_or_default();
     sqlx::query(
         "INSERT INTO ledgers (ledger_id, currency, owner_scheme, owner_id, payout_account_scheme,
              payout_account_id, settles_for_recipient_handles, sales_units, raw, first_seen_at,
              last_seen_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10, $10)
          ON CONFLICT (ledger_id) DO UPDATE SET
              currency = EXCLUDED.currency,
              owner_scheme = EXCLUDED.owner_scheme,
@@ -41,7 +36,7 @@ pub async fn upsert_ledger(
     .bind(ledger.payout_bank_account.as_ref().map(|a| &a.id))
     .bind(&ledger.settles_for_recipient_handles)
     .bind(&sales_units)
-    .bind(&ledger.raw)
+    .bind(ledger.raw.get())
     .bind(now)
     .execute(conn)
     .await?;

@@ -1,6 +1,7 @@
 //! The PostgreSQL boundary: the only place with SQL. Connecting, the embedded migrations, and
 //! one module per group of tables; every write that must be atomic is one transaction here.
 
+pub mod bench;
 pub mod entries;
 pub mod feeds;
 pub mod grants;

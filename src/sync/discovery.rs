@@ -1,15 +1,16 @@
-//! Ledger discovery and the consent registry: each partner's complete ledger list is
-//! recorded in one transaction: `ledgers` and `merchants` upserted, a grant period opened for
-//! each newly seen (partner, ledger), `last_seen_at` moved for the others, and the periods of
-//! ledgers missing from the list closed. A listing that fails part way changes nothing, so a
-//! partial list never revokes anything. Every change of a grant is logged at info.
+//! Ledger discovery and the consent registry: each page of a partner's ledger list is recorded
+//! as it arrives (`ledgers` and `merchants` upserted, a grant period opened for each newly seen
+//! (partner, ledger), `last_seen_at` moved for the others); once the list is complete, the
+//! periods of ledgers missing from it are closed. A listing that fails part way closes
+//! nothing, so a partial list never revokes anything. Every change of a grant is logged at
+//! info.
 
 use anyhow::Context as _;
 use chrono::Utc;
 use tracing::Instrument as _;
 
 use super::SyncContext;
-use crate::report_api::PartnerClient;
+use crate::report_api::{Ledger, PartnerClient};
 use crate::store::grants::{self, GrantChange, GrantRow};
 use crate::store::ledgers;
 
@@ -55,19 +56,59 @@ pub async fn discover(ctx: &SyncContext) -> Discovery {
     found
 }
 
-/// Returns (ledgers listed, grants opened, grants closed).
+/// Returns (ledgers listed, grants opened, grants closed). Each page of the list is recorded
+/// as it arrives (seeing a ledger is a fact even if a later page fails), so memory does not
+/// grow with the number of ledgers. Once the list is known to be complete, the periods it
+/// did not touch (`last_seen_at` older than the listing) are closed.
 async fn discover_partner(
     ctx: &SyncContext,
     partner: &PartnerClient,
 ) -> anyhow::Result<(usize, usize, usize)> {
-    let listed = partner
-        .list_ledgers()
-        .await
-        .context("listing ledgers (GET /settlement/v1/ledgers)")?;
     let now = Utc::now();
+    let mut listed = 0;
+    let mut opened = 0;
+    let mut cursor: Option<String> = None;
+    for number in 1.. {
+        let page = partner
+            .ledger_page(cursor.as_deref())
+            .await
+            .with_context(|| {
+                format!("listing ledgers (GET /settlement/v1/ledgers), page {number}")
+            })?;
+        opened += record_page(ctx, partner, &page.items, now).await?;
+        listed += page.items.len();
+        match page.cursor {
+            Some(next) if Some(&next) == cursor.as_ref() => {
+                anyhow::bail!("the ledger list returned the same cursor twice; nothing was revoked")
+            }
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
     let mut tx = ctx.pool.begin().await?;
+    grants::lock_partner(&mut tx, partner.name()).await?;
+    let closed = grants::close_absent(&mut tx, partner.name(), now).await?;
+    grants::partner_listed(&mut tx, partner.name(), listed, now).await?;
+    tx.commit().await?;
+    for grant in &closed {
+        log_closed(grant);
+    }
+    tracing::info!(ledgers = listed, "ledger list read");
+    Ok((listed, opened, closed.len()))
+}
+
+/// Records one page of the ledger list in one transaction; returns the grants opened.
+async fn record_page(
+    ctx: &SyncContext,
+    partner: &PartnerClient,
+    page: &[Ledger],
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<usize> {
+    let mut tx = ctx.pool.begin().await?;
+    // Two instances discovering the same partner at once take turns.
+    grants::lock_partner(&mut tx, partner.name()).await?;
     let mut opened = Vec::new();
-    for ledger in &listed {
+    for ledger in page {
         ledgers::upsert_ledger(&mut tx, ledger, now)
             .await
             .with_context(|| format!("storing ledger {}", ledger.ledger_id))?;
@@ -81,12 +122,9 @@ async fn discover_partner(
             opened.push(ledger);
         }
     }
-    let ids: Vec<String> = listed.iter().map(|l| l.ledger_id.clone()).collect();
-    let closed = grants::close_absent(&mut tx, partner.name(), &ids, now).await?;
-    grants::partner_listed(&mut tx, partner.name(), listed.len(), now).await?;
     tx.commit().await?;
     // Logged after the commit, so the audit trail never shows a change that did not happen.
-    for ledger in opened.iter() {
+    for ledger in &opened {
         let owner = ledger.owner.as_ref();
         tracing::info!(
             partner = partner.name(),
@@ -96,11 +134,7 @@ async fn discover_partner(
             "grant opened: the partner may read this ledger"
         );
     }
-    for grant in &closed {
-        log_closed(grant);
-    }
-    tracing::info!(ledgers = listed.len(), "ledger list read");
-    Ok((listed.len(), opened.len(), closed.len()))
+    Ok(opened.len())
 }
 
 /// The audit line for a closed grant period.

@@ -189,6 +189,9 @@ pub async fn sync_once(ctx: &Arc<SyncContext>, cancel: &CancellationToken) -> Sy
     report
 }
 
+/// Ledgers with open grants read per query by a feed pass.
+const OPEN_GRANTS_CHUNK: i64 = 500;
+
 /// Whether a pass leaves failing units alone while they back off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backoff {
@@ -209,18 +212,6 @@ pub async fn sync_feeds(
 ) -> SyncReport {
     let started = Instant::now();
     let mut report = SyncReport::default();
-    let open = match grants::open_by_ledger(&ctx.pool).await {
-        Ok(open) => open,
-        Err(e) => {
-            report.failed_units.push(UnitFailure {
-                ledger_id: "(all)".to_owned(),
-                topic: Topic::Funds,
-                error: format!("reading the open grants: {e}"),
-            });
-            return report;
-        }
-    };
-    report.ledgers = open.len();
     let skip = match backoff {
         Backoff::Honour => feeds::backing_off(&ctx.pool).await.unwrap_or_default(),
         Backoff::Ignore => Vec::new(),
@@ -230,27 +221,45 @@ pub async fn sync_feeds(
     // memory stays flat however many ledgers there are.
     let concurrency = ctx.settings.sync.concurrency;
     let mut units = JoinSet::new();
-    for (ledger_id, holders) in open {
-        for &topic in &ctx.settings.sync.topics {
-            if skip.contains(&(ledger_id.clone(), topic.as_str().to_owned())) {
-                report.backing_off += 1;
-                continue;
-            }
-            while units.len() >= concurrency {
-                if let Some(joined) = units.join_next().await {
-                    absorb(ctx, &mut report, joined).await;
+    let mut after: Option<String> = None;
+    loop {
+        let chunk =
+            match grants::open_by_ledger(&ctx.pool, after.as_deref(), OPEN_GRANTS_CHUNK).await {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    report.failed_units.push(UnitFailure {
+                        ledger_id: "(all)".to_owned(),
+                        topic: Topic::Funds,
+                        error: format!("reading the open grants: {e}"),
+                    });
+                    break;
                 }
-            }
-            let (ctx, cancel) = (Arc::clone(ctx), cancel.clone());
-            let (ledger_id, holders) = (ledger_id.clone(), holders.clone());
-            let span = tracing::info_span!("feed", ledger = %ledger_id, topic = %topic);
-            units.spawn(
-                async move {
-                    let result = run_unit(&ctx, &ledger_id, topic, &holders, &cancel).await;
-                    (ledger_id, topic, result)
+            };
+        let Some((last, _)) = chunk.last() else { break };
+        after = Some(last.clone());
+        report.ledgers += chunk.len();
+        for (ledger_id, holders) in chunk {
+            for &topic in &ctx.settings.sync.topics {
+                if skip.contains(&(ledger_id.clone(), topic.as_str().to_owned())) {
+                    report.backing_off += 1;
+                    continue;
                 }
-                .instrument(span),
-            );
+                while units.len() >= concurrency {
+                    if let Some(joined) = units.join_next().await {
+                        absorb(ctx, &mut report, joined).await;
+                    }
+                }
+                let (ctx, cancel) = (Arc::clone(ctx), cancel.clone());
+                let (ledger_id, holders) = (ledger_id.clone(), holders.clone());
+                let span = tracing::info_span!("feed", ledger = %ledger_id, topic = %topic);
+                units.spawn(
+                    async move {
+                        let result = run_unit(&ctx, &ledger_id, topic, &holders, &cancel).await;
+                        (ledger_id, topic, result)
+                    }
+                    .instrument(span),
+                );
+            }
         }
     }
     while let Some(joined) = units.join_next().await {

@@ -25,16 +25,9 @@ async fn with_ledger(db: &TestDb) -> Lease {
     let ledger: Ledger =
         serde_json::from_value(json!({"ledgerId": "L1", "currency": "NOK"})).unwrap();
     let mut conn = db.pool.acquire().await.unwrap();
-    ledgers::upsert_ledger(
-        &mut conn,
-        &Ledger {
-            raw: json!({}),
-            ..ledger
-        },
-        Utc::now(),
-    )
-    .await
-    .unwrap();
+    ledgers::upsert_ledger(&mut conn, &ledger, Utc::now())
+        .await
+        .unwrap();
     lease(db, "test").await.unwrap()
 }
 

@@ -1,0 +1,227 @@
+//! The benchmark (run by hand, never in CI): the real `vipps-ledger-sync` binary syncs from the
+//! real simulator process into a fresh database, and PostgreSQL's own `COPY` of the same rows
+//! into a table of the same shape gives the yardstick.
+//!
+//! ```sh
+//! cargo build --release --locked
+//! target/release/vls-bench --ledgers 12 --days 120 --captures 60            # initial sync
+//! target/release/vls-bench --ledgers 10000 --days 1 --captures 1 --caught-up # a caught-up pass
+//! target/release/vls-bench --preload 1000000 ...                               # into a big table
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions as _, PgPool};
+use vipps_ledger_sync::store;
+
+/// Measure an initial sync (or a caught-up pass) against the simulator.
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(long, default_value_t = 12)]
+    ledgers: usize,
+    #[arg(long, default_value_t = 120)]
+    days: u32,
+    /// Average captures per ledger and day (each brings 1-2 fees, refunds, payouts…).
+    #[arg(long, default_value_t = 60)]
+    captures: u32,
+    #[arg(long, default_value_t = 1000)]
+    page_size: usize,
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Ledgers per page of the simulated ledger list (the real API's page size is not
+    /// documented).
+    #[arg(long, default_value_t = 1000)]
+    ledger_page_size: usize,
+    /// Synthetic entries stored before the sync, to measure inserts into a large table.
+    #[arg(long, default_value_t = 0)]
+    preload: i64,
+    /// Measure a second pass over caught-up feeds instead of the first sync.
+    #[arg(long)]
+    caught_up: bool,
+    /// PostgreSQL server; the benchmark (re)creates its own database `vls_bench` there.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let bin = sibling("vipps-ledger-sync")?;
+    let server = PgConnectOptions::from_str(&args.database_url).context("--database-url")?;
+    let db = server.clone().database("vls_bench");
+    store::recreate_database(&mut server.connect().await?, "vls_bench").await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .connect_with(db.clone())
+        .await?;
+    store::migrate(&pool).await?;
+    if args.preload > 0 {
+        let t = Instant::now();
+        store::bench::preload(&pool, args.preload).await?;
+        println!(
+            "preloaded {} entries in {:.1} s",
+            args.preload,
+            t.elapsed().as_secs_f64()
+        );
+    }
+
+    let port = free_port()?;
+    let mut sim = Command::new(&bin)
+        .args(["simulate", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--ledgers",
+            &args.ledgers.to_string(),
+            "--days",
+            &args.days.to_string(),
+        ])
+        .args(["--captures-per-day", &args.captures.to_string()])
+        .args(["--page-size", &args.page_size.to_string()])
+        .args(["--ledger-page-size", &args.ledger_page_size.to_string()])
+        .stdout(Stdio::null())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .context("starting the simulator")?;
+    let result = measure(&args, &bin, port, &db, &pool).await;
+    let _ = sim.kill();
+    let _ = sim.wait();
+    result
+}
+
+async fn measure(
+    args: &Args,
+    bin: &Path,
+    port: u16,
+    db: &PgConnectOptions,
+    pool: &PgPool,
+) -> anyhow::Result<()> {
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for(&base).await?;
+    let config = tempfile_path("vls-bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"postgres://{}\"\nmax_connections = {}\n[api]\nbase_url = \"{base}\"\nmax_requests_per_second = 0\nmax_in_flight = {}\n[sync]\nconcurrency = {}\n[[partners]]\nname = \"bench\"\nclient_id = \"demo-client\"\nclient_secret = \"demo-secret\"\n",
+            store::describe(db),
+            args.concurrency + 2,
+            args.concurrency * 2,
+            args.concurrency,
+        ),
+    )?;
+    let sync = || run_measured(bin, &config);
+    let (mut secs, mut peak_kb) = sync()?;
+    let stats_before = sim_stats(&base).await?;
+    let entries = store::entries::count(pool).await? - args.preload;
+    let mut requests = stats_before["requests_total"].as_u64().unwrap_or(0);
+    println!(
+        "ledgers {}, feeds {}, page size {}, ledger list page size {}, concurrency {}",
+        args.ledgers,
+        args.ledgers * 2,
+        args.page_size,
+        args.ledger_page_size,
+        args.concurrency
+    );
+    if args.caught_up {
+        println!(
+            "first pass: {entries} entries in {secs:.2} s, peak RSS {} MB",
+            peak_kb / 1024
+        );
+        (secs, peak_kb) = sync()?;
+        let stats = sim_stats(&base).await?;
+        requests = stats["requests_total"].as_u64().unwrap_or(0) - requests;
+        let feeds = args.ledgers as u64 * 2;
+        let listing = (args.ledgers as u64).div_ceil(args.ledger_page_size as u64);
+        println!(
+            "caught-up pass: {secs:.2} s, {requests} requests (one per feed: {feeds}, listing pages: {listing}, token: 1), peak RSS {:.1} MB",
+            peak_kb as f64 / 1024.0
+        );
+        return Ok(());
+    }
+    let rate = entries as f64 / secs;
+    let (copied, copy_took) = store::bench::copy_rate(pool).await?;
+    let copy_rate = copied as f64 / copy_took.as_secs_f64();
+    println!("initial sync: {entries} entries in {secs:.2} s = {rate:.0} entries/s");
+    println!(
+        "requests: {requests}; peak RSS of the daemon: {:.1} MB",
+        peak_kb as f64 / 1024.0
+    );
+    println!("COPY of the same {copied} rows into a table of the same shape: {:.2} s = {copy_rate:.0} rows/s", copy_took.as_secs_f64());
+    println!("ratio sync / COPY: {:.2}", rate / copy_rate);
+    if args.preload > 0 {
+        println!("(into a table already holding {} entries)", args.preload);
+    }
+    Ok(())
+}
+
+/// Runs `sync --once` and returns its wall time and peak resident memory (KiB).
+fn run_measured(bin: &Path, config: &Path) -> anyhow::Result<(f64, i64)> {
+    let started = Instant::now();
+    let child: Child = Command::new(bin)
+        .args([
+            "--config",
+            config.to_str().unwrap_or_default(),
+            "sync",
+            "--once",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let mut status = 0;
+    // SAFETY: rusage is plain data filled in by the kernel; the pid is our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let secs = started.elapsed().as_secs_f64();
+    if pid <= 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("sync --once failed (wait status {status})");
+    }
+    Ok((secs, usage.ru_maxrss))
+}
+
+async fn sim_stats(base: &str) -> anyhow::Result<serde_json::Value> {
+    Ok(reqwest::get(format!("{base}/_sim/stats"))
+        .await?
+        .json()
+        .await?)
+}
+
+async fn wait_for(base: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while reqwest::get(format!("{base}/_sim/stats")).await.is_err() {
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("the simulator did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn tempfile_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{}-{name}", std::process::id()))
+}
+
+/// The main binary, next to this one.
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let path = me.with_file_name(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release --locked)",
+            path.display()
+        );
+    }
+    Ok(path)
+}

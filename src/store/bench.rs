@@ -1,0 +1,88 @@
+//! SQL for the benchmark (`vls-bench`) only: synthetic history to measure inserts against a
+//! large table, and PostgreSQL's own `COPY` rate for the same rows, the yardstick.
+
+use std::time::{Duration, Instant};
+
+use futures_util::TryStreamExt as _;
+use sqlx::PgPool;
+
+/// The ledger id the synthetic rows are stored under.
+pub const PRELOAD_LEDGER: &str = "bench-preload";
+
+/// Rows inserted per statement while preloading.
+const PRELOAD_CHUNK: i64 = 500_000;
+
+/// Adds `rows` synthetic entries (realistic size and keys) under [`PRELOAD_LEDGER`].
+pub async fn preload(pool: &PgPool, rows: i64) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO ledgers (ledger_id, raw) VALUES ($1, '{}') ON CONFLICT DO NOTHING")
+        .bind(PRELOAD_LEDGER)
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO feed_cursors (ledger_id, topic) VALUES ($1, 'funds') ON CONFLICT DO NOTHING",
+    )
+    .bind(PRELOAD_LEDGER)
+    .execute(pool)
+    .await?;
+    let mut from = 1;
+    while from <= rows {
+        let to = (from + PRELOAD_CHUNK - 1).min(rows);
+        sqlx::query(
+            "INSERT INTO entries (ledger_id, topic, seq, entry_key, psp_reference, entry_type,
+                 time, ledger_date, reference, currency, amount, balance_before, balance_after,
+                 recipient_handle, raw)
+             SELECT $1, 'funds', g, sha256(('bench' || g)::bytea), (3000000000 + g)::text,
+                 'capture', timestamptz '2020-01-01' + g * interval '1 second',
+                 date '2020-01-01' + (g / 20000)::int, 'order-' || g, 'NOK', 10000,
+                 g * 10000, (g + 1) * 10000, 'api:123456',
+                 jsonb_build_object('pspReference', (3000000000 + g)::text,
+                     'time', to_char(timestamptz '2020-01-01' + g * interval '1 second',
+                         'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                     'ledgerDate', (date '2020-01-01' + (g / 20000)::int)::text,
+                     'entryType', 'capture', 'reference', 'order-' || g, 'currency', 'NOK',
+                     'amount', 10000, 'balanceBefore', g * 10000, 'balanceAfter', (g + 1) * 10000,
+                     'recipientHandle', 'api:123456')
+             FROM generate_series($2::int8, $3::int8) g",
+        )
+        .bind(PRELOAD_LEDGER)
+        .bind(from)
+        .bind(to)
+        .execute(pool)
+        .await?;
+        from = to + 1;
+    }
+    sqlx::query("ANALYZE entries").execute(pool).await?;
+    Ok(())
+}
+
+/// Copies every synced (not preloaded) entry into a fresh table of the same shape (same
+/// columns, constraints and indexes) with `COPY … FROM STDIN`; returns rows and the time the
+/// `COPY` took.
+pub async fn copy_rate(pool: &PgPool) -> sqlx::Result<(u64, Duration)> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("DROP TABLE IF EXISTS bench_copy")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("CREATE TABLE bench_copy (LIKE entries INCLUDING ALL)")
+        .execute(&mut *conn)
+        .await?;
+    let data: Vec<u8> = conn
+        .copy_out_raw(&format!(
+            "COPY (SELECT * FROM entries WHERE ledger_id <> '{PRELOAD_LEDGER}' ORDER BY ledger_id, topic, seq) TO STDOUT"
+        ))
+        .await?
+        .try_fold(Vec::new(), |mut all, chunk| async move {
+            all.extend_from_slice(&chunk);
+            Ok(all)
+        })
+        .await?;
+    let started = Instant::now();
+    let mut copy = conn.copy_in_raw("COPY bench_copy FROM STDIN").await?;
+    copy.send(data).await?;
+    let rows = copy.finish().await?;
+    let took = started.elapsed();
+    sqlx::query("DROP TABLE bench_copy")
+        .execute(&mut *conn)
+        .await?;
+    Ok((rows, took))
+}
