@@ -113,7 +113,7 @@ impl PartnerClient {
         let mut cursor: Option<String> = None;
         loop {
             let page = self.ledger_page(cursor.as_deref()).await?;
-            ledgers.extend(page.items);
+            ledgers.extend(page.ledgers());
             match page.cursor {
                 Some(next) if Some(&next) == cursor.as_ref() => {
                     return Err(ApiError::InvalidResponse(
@@ -309,19 +309,13 @@ fn parse_ledger_page(body: &[u8]) -> Result<LedgerPage, String> {
             format!("the ledger list does not match the documented schema ({e})")
         }
     })?;
-    let items = wire
-        .items
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-        .map(|(i, raw)| {
-            let mut ledger: Ledger = serde_json::from_str(raw.get()).map_err(|e| {
-                format!("item {i} of the page: ledger does not match the documented schema: {e}")
-            })?;
-            ledger.raw = raw.to_owned();
-            Ok(ledger)
-        })
-        .collect::<Result<_, String>>()?;
+    let items = wire.items.unwrap_or_default();
+    for (i, raw) in items.iter().enumerate() {
+        serde_json::from_str::<Ledger>(raw.get()).map_err(|e| {
+            format!("item {i} of the page: ledger does not match the documented schema: {e}")
+        })?;
+    }
+    let items = items.into_iter().map(|raw| raw.to_owned()).collect();
     Ok(LedgerPage {
         cursor: wire.cursor.filter(|c| !c.is_empty()),
         items,

@@ -53,11 +53,43 @@ fn empty_object() -> Box<serde_json::value::RawValue> {
     serde_json::value::RawValue::from_string("{}".to_owned()).expect("{} is JSON")
 }
 
-/// One page of the ledger list. `cursor` is `None` on the last page.
+/// One page of the ledger list. `cursor` is `None` on the last page. Its ledgers were
+/// validated when the page was read, and are kept as their JSON text (a fraction of the
+/// memory of parsed ledgers) until [`LedgerPage::ledgers`] parses them one at a time.
 #[derive(Debug, Clone)]
 pub struct LedgerPage {
     pub cursor: Option<String>,
-    pub items: Vec<Ledger>,
+    pub(crate) items: Vec<Box<serde_json::value::RawValue>>,
+}
+
+impl LedgerPage {
+    /// How many ledgers the page holds.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the page holds no ledger.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The page's ledgers, each parsed when reached.
+    pub fn ledgers(&self) -> impl Iterator<Item = Ledger> + '_ {
+        // Every item parsed once already when the page was read; this cannot fail.
+        self.items
+            .iter()
+            .filter_map(|raw| Ledger::from_raw(raw.clone()).ok())
+    }
+}
+
+impl Ledger {
+    /// Parses a ledger from its JSON text, keeping the text as `raw`.
+    pub fn from_raw(raw: Box<serde_json::value::RawValue>) -> Result<Ledger, String> {
+        let mut ledger: Ledger = serde_json::from_str(raw.get())
+            .map_err(|e| format!("ledger does not match the documented schema: {e}"))?;
+        ledger.raw = raw;
+        Ok(ledger)
+    }
 }
 
 /// One page of a feed. The cursor is never empty; `try_later` means "caught up for now".

@@ -10,7 +10,7 @@ use chrono::Utc;
 use tracing::Instrument as _;
 
 use super::SyncContext;
-use crate::report_api::{Ledger, PartnerClient};
+use crate::report_api::{LedgerPage, PartnerClient};
 use crate::store::grants::{self, GrantChange, GrantRow};
 use crate::store::ledgers;
 
@@ -75,8 +75,8 @@ async fn discover_partner(
             .with_context(|| {
                 format!("listing ledgers (GET /settlement/v1/ledgers), page {number}")
             })?;
-        opened += record_page(ctx, partner, &page.items, now).await?;
-        listed += page.items.len();
+        opened += record_page(ctx, partner, &page, now).await?;
+        listed += page.len();
         match page.cursor {
             Some(next) if Some(&next) == cursor.as_ref() => {
                 anyhow::bail!("the ledger list returned the same cursor twice; nothing was revoked")
@@ -101,34 +101,34 @@ async fn discover_partner(
 async fn record_page(
     ctx: &SyncContext,
     partner: &PartnerClient,
-    page: &[Ledger],
+    page: &LedgerPage,
     now: chrono::DateTime<Utc>,
 ) -> anyhow::Result<usize> {
     let mut tx = ctx.pool.begin().await?;
     // Two instances discovering the same partner at once take turns.
     grants::lock_partner(&mut tx, partner.name()).await?;
     let mut opened = Vec::new();
-    for ledger in page {
-        ledgers::upsert_ledger(&mut tx, ledger, now)
+    for ledger in page.ledgers() {
+        ledgers::upsert_ledger(&mut tx, &ledger, now)
             .await
             .with_context(|| format!("storing ledger {}", ledger.ledger_id))?;
         if let Some(owner) = &ledger.owner {
             ledgers::upsert_merchant(&mut tx, &owner.scheme, &owner.id, now).await?;
         }
-        let change = grants::record_seen(&mut tx, partner.name(), ledger, now)
+        let change = grants::record_seen(&mut tx, partner.name(), &ledger, now)
             .await
             .with_context(|| format!("storing the grant of ledger {}", ledger.ledger_id))?;
         if change == GrantChange::Opened {
-            opened.push(ledger);
+            opened.push((ledger.ledger_id, ledger.owner));
         }
     }
     tx.commit().await?;
     // Logged after the commit, so the audit trail never shows a change that did not happen.
-    for ledger in &opened {
-        let owner = ledger.owner.as_ref();
+    for (ledger_id, owner) in &opened {
+        let owner = owner.as_ref();
         tracing::info!(
             partner = partner.name(),
-            ledger = %ledger.ledger_id,
+            ledger = %ledger_id,
             merchant_scheme = owner.map(|o| o.scheme.as_str()),
             merchant_id = owner.map(|o| o.id.as_str()),
             "grant opened: the partner may read this ledger"
