@@ -177,6 +177,10 @@ pub struct SyncSettings {
     pub failure_backoff: Duration,
     #[serde(with = "humantime_serde")]
     pub max_failure_backoff: Duration,
+    /// Request and store the payer's personal fields.
+    pub include_gdpr_sensitive_data: bool,
+    /// Days after an entry's `time` its personal fields are emptied; 0 = never.
+    pub personal_data_retention_days: u32,
     /// How long a unit's lease lasts without renewal.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,

@@ -83,6 +83,7 @@ impl ReportApiClient {
                 self.retry.clone(),
                 Arc::clone(&self.gate),
             ),
+            personal_data: false,
         }
     }
 }
@@ -93,9 +94,17 @@ pub struct PartnerClient {
     api: Arc<ReportApiClient>,
     name: String,
     tokens: TokenCache,
+    /// Ask for `name`, `maskedPhoneNo` and `message` (`includeGDPRSensitiveData=true`).
+    personal_data: bool,
 }
 
 impl PartnerClient {
+    /// Asks for the personal fields on every feed and dates request (off by default).
+    pub fn with_personal_data(mut self, on: bool) -> Self {
+        self.personal_data = on;
+        self
+    }
+
     /// The partner's configured name.
     pub fn name(&self) -> &str {
         &self.name
@@ -173,6 +182,11 @@ impl PartnerClient {
             .push(ledger_id)
             .push(topic.as_str())
             .extend(rest);
+        if self.personal_data {
+            // Repeated on every paged request, as the API requires.
+            url.query_pairs_mut()
+                .append_pair("includeGDPRSensitiveData", "true");
+        }
         url
     }
 

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
 use crate::config::Topic;
+use crate::report_api::models::PersonalData;
 use crate::report_api::Entry;
 
 /// Where a (ledger, topic) feed stands.
@@ -36,6 +37,8 @@ pub struct PageParams<'a> {
     pub next_cursor: &'a str,
     /// The lease this page is committed under; the commit renews it.
     pub lease: &'a Lease,
+    /// Store the entries' personal fields (`sync.include_gdpr_sensitive_data`).
+    pub personal_data: bool,
     pub caught_up: bool,
     pub entries: &'a [Entry],
 }
@@ -332,10 +335,10 @@ async fn insert_entries(
         "WITH incoming AS (
              SELECT * FROM UNNEST($4::bytea[], $5::text[], $6::text[], $7::timestamptz[],
                  $8::date[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::int8[],
-                 $14::text[], $15::text[])
+                 $14::text[], $15::text[], $16::text[], $17::text[], $18::text[])
              WITH ORDINALITY AS i(entry_key, psp_reference, entry_type, time, ledger_date,
                  reference, currency, amount, balance_before, balance_after, recipient_handle,
-                 raw, ord)
+                 raw, name, masked_phone_no, message, ord)
          ), first_of_key AS (
              SELECT DISTINCT ON (entry_key) * FROM incoming ORDER BY entry_key, ord
          ), fresh AS (
@@ -345,10 +348,10 @@ async fn insert_entries(
          )
          INSERT INTO entries (ledger_id, topic, seq, entry_key, psp_reference, entry_type, time,
              ledger_date, reference, currency, amount, balance_before, balance_after,
-             recipient_handle, raw)
+             recipient_handle, raw, name, masked_phone_no, message)
          SELECT $1, $2, $3 + n, entry_key, psp_reference, entry_type, time, ledger_date,
              reference, currency, amount, balance_before, balance_after, recipient_handle,
-             raw::jsonb
+             raw::jsonb, name, masked_phone_no, message
          FROM fresh ORDER BY n
          RETURNING seq, amount, balance_before, balance_after",
     )
@@ -375,10 +378,40 @@ async fn insert_entries(
             .collect::<Vec<_>>(),
     )
     .bind(&raws)
+    .bind(personal(e, page.personal_data, |p| p.name.as_deref()))
+    .bind(personal(e, page.personal_data, |p| {
+        p.masked_phone_no.as_deref()
+    }))
+    .bind(personal(e, page.personal_data, |p| p.message.as_deref()))
     .fetch_all(conn)
     .await?;
     rows.sort_unstable_by_key(|r| r.0);
     Ok(rows)
+}
+
+/// One personal field of every entry, or all NULL when personal data is not to be stored.
+fn personal<'a>(
+    entries: &'a [Entry],
+    store: bool,
+    field: impl Fn(&'a PersonalData) -> Option<&'a str>,
+) -> Vec<Option<&'a str>> {
+    entries
+        .iter()
+        .map(|e| if store { field(&e.personal) } else { None })
+        .collect()
+}
+
+/// Empties the personal fields of entries older than `days` days; returns how many rows.
+pub async fn purge_personal_data(pool: &PgPool, days: u32) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE entries SET name = NULL, masked_phone_no = NULL, message = NULL
+         WHERE (name IS NOT NULL OR masked_phone_no IS NOT NULL OR message IS NOT NULL)
+             AND time < now() - make_interval(days => $1)",
+    )
+    .bind(days as i32)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Records the page's entries whose key is stored with different content. Runs after the

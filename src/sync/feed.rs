@@ -88,6 +88,7 @@ pub async fn walk_feed(
                 fetched_with: cursor.as_deref(),
                 next_cursor: &page.cursor,
                 lease,
+                personal_data: ctx.settings.sync.include_gdpr_sensitive_data,
                 caught_up: page.try_later,
                 entries: &page.items,
             };

@@ -47,7 +47,12 @@ impl SyncContext {
         let partners = settings
             .partners
             .iter()
-            .map(|p| Arc::new(api.partner(p)))
+            .map(|p| {
+                Arc::new(
+                    api.partner(p)
+                        .with_personal_data(settings.sync.include_gdpr_sensitive_data),
+                )
+            })
             .collect();
         Ok(SyncContext {
             pool,
@@ -189,6 +194,19 @@ pub async fn sync_once(ctx: &Arc<SyncContext>, cancel: &CancellationToken) -> Sy
     report
 }
 
+/// Empties personal fields past `sync.personal_data_retention_days` (0: never).
+async fn purge_personal_data(ctx: &SyncContext) {
+    let days = ctx.settings.sync.personal_data_retention_days;
+    if days == 0 {
+        return;
+    }
+    match feeds::purge_personal_data(&ctx.pool, days).await {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(rows, days, "personal data past its retention emptied"),
+        Err(e) => tracing::error!(error = %e, "purging personal data failed; retried next pass"),
+    }
+}
+
 /// Ledgers with open grants read per query by a feed pass.
 const OPEN_GRANTS_CHUNK: i64 = 500;
 
@@ -212,6 +230,7 @@ pub async fn sync_feeds(
 ) -> SyncReport {
     let started = Instant::now();
     let mut report = SyncReport::default();
+    purge_personal_data(ctx).await;
     let skip = match backoff {
         Backoff::Honour => feeds::backing_off(&ctx.pool).await.unwrap_or_default(),
         Backoff::Ignore => Vec::new(),

@@ -6,6 +6,7 @@ mod client;
 mod common;
 mod config;
 mod consent;
+mod personal;
 mod resilience;
 mod store;
 mod sync;

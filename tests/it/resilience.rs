@@ -260,6 +260,7 @@ async fn an_entry_that_comes_again_with_different_content_is_a_conflict_and_the_
             fetched_with: cursor.as_deref(),
             next_cursor: cursor.as_deref().unwrap(),
             lease: &lease,
+            personal_data: false,
             caught_up: true,
             entries: &entries,
         },

@@ -55,6 +55,7 @@ fn page<'a>(
         fetched_with: from,
         next_cursor: to,
         lease,
+        personal_data: false,
         caught_up: false,
         entries,
     }
