@@ -10,3 +10,4 @@ mod personal;
 mod resilience;
 mod store;
 mod sync;
+mod views;
