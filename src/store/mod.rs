@@ -44,12 +44,32 @@ pub fn describe(options: &PgConnectOptions) -> String {
     )
 }
 
-/// Applies every pending migration.
+/// Applies every pending migration. When none is pending nothing is executed, so the daemon
+/// can run as a login without DDL rights (`vls_writer`) once the owner has migrated.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR
-        .run(pool)
-        .await
-        .context("applying database migrations")
+    if up_to_date(pool).await {
+        return Ok(());
+    }
+    MIGRATOR.run(pool).await.context(
+        "applying database migrations (as a login without DDL rights, have the database owner run `vipps-ledger-sync migrate` first)",
+    )
+}
+
+/// Whether every embedded migration is applied, with the same checksum.
+async fn up_to_date(pool: &PgPool) -> bool {
+    let applied: Vec<(i64, Vec<u8>)> =
+        match sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(_) => return false,
+        };
+    MIGRATOR.iter().all(|m| {
+        applied
+            .iter()
+            .any(|(v, sum)| *v == m.version && sum.as_slice() == &*m.checksum)
+    })
 }
 
 /// Drops (if it exists) and creates the database `name` on the server `conn` is connected to.

@@ -1,6 +1,7 @@
 //! Integration tests: real PostgreSQL (a fresh database per test) and the simulator over real
 //! HTTP on 127.0.0.1. One test binary, so the crate links once.
 
+mod access;
 mod binary;
 mod client;
 mod common;
