@@ -61,6 +61,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare every closed ledger date with the API's daily report and check the balance
+    /// chains; exit 0 only if nothing differs.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
     /// Unblock a feed whose cursor the API rejected, and read it again from the start (only
     /// missing entries are stored).
     ResetCursor {
@@ -156,6 +162,22 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             let report = sync::sync_once(&ctx, &cancel).await;
             print!("{report}");
             Ok(if report.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Verify { json } => {
+            let Some((ctx, cancel)) = start_sync(settings).await? else {
+                return Ok(ExitCode::from(2));
+            };
+            let report = crate::reconcile::verify(&ctx, &cancel).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(if report.clean() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -217,7 +217,15 @@ pub async fn commit_page(pool: &PgPool, page: &PageParams<'_>) -> Result<PageOut
     if current.cursor.as_deref() != page.fetched_with {
         return Err(CommitError::CursorMoved);
     }
-    let inserted = insert_entries(&mut tx, page, current.last_seq).await?;
+    let inserted = insert_entries(
+        &mut tx,
+        page.ledger_id,
+        page.topic,
+        current.last_seq,
+        page.entries,
+        page.personal_data,
+    )
+    .await?;
     // Only an entry that was not inserted can conflict with a stored one.
     let conflicts = if inserted.len() < page.entries.len() {
         record_conflicts(&mut tx, page).await?
@@ -318,17 +326,33 @@ pub async fn release_lease(
 /// `(seq, amount, balance_before, balance_after)` of an inserted entry.
 type Inserted = (i64, i64, i64, i64);
 
+/// Inserts entries found outside the feed walk (reconciliation) after `last_seq`, without
+/// personal data; the caller holds the feed's row lock and moves `last_seq`.
+pub async fn insert_unsequenced(
+    conn: &mut PgConnection,
+    ledger_id: &str,
+    topic: Topic,
+    last_seq: i64,
+    entries: &[Entry],
+) -> sqlx::Result<u64> {
+    let rows = insert_entries(conn, ledger_id, topic, last_seq, entries, false).await?;
+    Ok(rows.len() as u64)
+}
+
 /// One statement for the whole page: array binds unnested in page order, duplicates within
 /// the page and entries already stored filtered out, the rest numbered after `last_seq`.
 async fn insert_entries(
     conn: &mut PgConnection,
-    page: &PageParams<'_>,
+    ledger_id: &str,
+    topic: Topic,
     last_seq: i64,
+    entries: &[Entry],
+    personal_data: bool,
 ) -> sqlx::Result<Vec<Inserted>> {
-    if page.entries.is_empty() {
+    if entries.is_empty() {
         return Ok(Vec::new());
     }
-    let e = page.entries;
+    let e = entries;
     let keys: Vec<Vec<u8>> = e.iter().map(|e| e.key().to_vec()).collect();
     let raws: Vec<String> = e.iter().map(|e| e.raw.to_string()).collect();
     let mut rows: Vec<Inserted> = sqlx::query_as(
@@ -355,8 +379,8 @@ async fn insert_entries(
          FROM fresh ORDER BY n
          RETURNING seq, amount, balance_before, balance_after",
     )
-    .bind(page.ledger_id)
-    .bind(page.topic.as_str())
+    .bind(ledger_id)
+    .bind(topic.as_str())
     .bind(last_seq)
     .bind(&keys)
     .bind(
@@ -378,11 +402,9 @@ async fn insert_entries(
             .collect::<Vec<_>>(),
     )
     .bind(&raws)
-    .bind(personal(e, page.personal_data, |p| p.name.as_deref()))
-    .bind(personal(e, page.personal_data, |p| {
-        p.masked_phone_no.as_deref()
-    }))
-    .bind(personal(e, page.personal_data, |p| p.message.as_deref()))
+    .bind(personal(e, personal_data, |p| p.name.as_deref()))
+    .bind(personal(e, personal_data, |p| p.masked_phone_no.as_deref()))
+    .bind(personal(e, personal_data, |p| p.message.as_deref()))
     .fetch_all(conn)
     .await?;
     rows.sort_unstable_by_key(|r| r.0);

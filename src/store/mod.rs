@@ -6,6 +6,7 @@ pub mod entries;
 pub mod feeds;
 pub mod grants;
 pub mod ledgers;
+pub mod reconcile;
 
 use std::str::FromStr;
 

@@ -94,6 +94,17 @@ pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Re
                     "feed pass finished with failures"
                 );
             }
+            // Closed dates are checked against the daily reports after every pass; only
+            // dates not yet reconciled (or open ones that are due) cost requests.
+            match crate::reconcile::verify(&ctx, &cancel).await {
+                Ok(v) if v.clean() => tracing::info!(feeds = v.feeds.len(), "reconciliation clean"),
+                Ok(v) => tracing::warn!(
+                    feeds = v.feeds.len(),
+                    mismatching_dates = v.feeds.iter().map(|f| f.dates_mismatch).sum::<usize>(),
+                    "reconciliation found differences (see reconciliations)"
+                ),
+                Err(e) => tracing::error!(error = format!("{e:#}"), "reconciliation failed"),
+            }
             continue;
         }
         tokio::select! {

@@ -8,6 +8,7 @@ mod common;
 mod config;
 mod consent;
 mod personal;
+mod reconcile;
 mod resilience;
 mod store;
 mod sync;
