@@ -170,6 +170,8 @@ pub struct SyncSettings {
     pub schedule: String,
     /// Cron with seconds: discovery of ledgers and grants in `run`.
     pub discovery_schedule: String,
+    /// Cron with seconds: reconciliation against the daily reports in `run`.
+    pub verify_schedule: String,
     /// (ledger, topic) units synced at the same time.
     pub concurrency: usize,
     /// First wait before `run` retries a failing unit; doubles per failure.
@@ -337,6 +339,8 @@ impl Settings {
         parse_cron(&raw.sync.schedule).map_err(|e| ConfigError::key("sync.schedule", e))?;
         parse_cron(&raw.sync.discovery_schedule)
             .map_err(|e| ConfigError::key("sync.discovery_schedule", e))?;
+        parse_cron(&raw.sync.verify_schedule)
+            .map_err(|e| ConfigError::key("sync.verify_schedule", e))?;
         let partners = resolve_partners(raw.partners)?;
         let mut sync = raw.sync;
         sync.topics.sort();

@@ -121,7 +121,9 @@ pub async fn verify(ctx: &SyncContext, cancel: &CancellationToken) -> anyhow::Re
                     topic: topic.to_string(),
                     ..Default::default()
                 };
-                if let Err(e) = verify_feed(ctx, &partner, &ledger_id, topic, &mut feed).await {
+                if let Err(e) =
+                    verify_feed(ctx, &partner, &ledger_id, topic, &mut feed, cancel).await
+                {
                     tracing::error!(ledger = %ledger_id, %topic, error = format!("{e:#}"), "reconciliation failed");
                     feed.error = Some(format!("{e:#}"));
                 }
@@ -138,8 +140,13 @@ async fn verify_feed(
     ledger_id: &str,
     topic: Topic,
     out: &mut FeedVerification,
+    cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     for date in reconcile::dates_due(&ctx.pool, ledger_id, topic).await? {
+        // Stop between dates when asked: each date is recorded on its own.
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
         let Some(report) = fetch_closed_date(partner, ledger_id, topic, date).await? else {
             out.dates_open += 1;
             reconcile::record(

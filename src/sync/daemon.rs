@@ -1,9 +1,10 @@
 //! `run`: discovery and a feed pass at start-up, then discovery on every firing of
-//! `sync.discovery_schedule` and a feed pass on every firing of `sync.schedule`, until
-//! cancelled. The cron jobs only *request* work (tokio-cron-scheduler spawns firings detached
-//! and does not wait for them on shutdown); the one worker loop here does it, so work is never
-//! cut inside a transaction, discovery and feed passes never overlap, and firings during a
-//! long pass coalesce into one.
+//! `sync.discovery_schedule`, a feed pass on every firing of `sync.schedule` and
+//! reconciliation on every firing of `sync.verify_schedule`, until cancelled. The cron jobs
+//! only *request* work (tokio-cron-scheduler spawns firings detached and does not wait for
+//! them on shutdown); the one worker loop here does it, so work is never cut inside a
+//! transaction, the three kinds of work never overlap, and firings during a long pass
+//! coalesce into one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,11 +16,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::{discovery, sync_feeds, Backoff, SyncContext};
 
+/// The kinds of work a schedule can ask for.
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    Discover,
+    Sync,
+    Verify,
+}
+
 /// Pending requests for work: at most one of each kind.
 #[derive(Default)]
 struct Requests {
     discover: AtomicBool,
     sync: AtomicBool,
+    verify: AtomicBool,
     wake: Notify,
 }
 
@@ -38,18 +48,28 @@ pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Re
         .await
         .context("starting the scheduler")?;
     let sync = &ctx.settings.sync;
-    for (schedule, key, discover) in [
-        (&sync.schedule, "sync.schedule", false),
-        (&sync.discovery_schedule, "sync.discovery_schedule", true),
+    for (schedule, key, work) in [
+        (&sync.schedule, "sync.schedule", Work::Sync),
+        (
+            &sync.discovery_schedule,
+            "sync.discovery_schedule",
+            Work::Discover,
+        ),
+        (&sync.verify_schedule, "sync.verify_schedule", Work::Verify),
     ] {
         let requests = Arc::clone(&requests);
         let job = Job::new_async(schedule.as_str(), move |_, _| {
             let requests = Arc::clone(&requests);
             Box::pin(async move {
-                if discover {
-                    requests.request(&requests.discover);
+                match work {
+                    // New grants are synced right after they are found.
+                    Work::Discover => {
+                        requests.request(&requests.discover);
+                        requests.request(&requests.sync);
+                    }
+                    Work::Sync => requests.request(&requests.sync),
+                    Work::Verify => requests.request(&requests.verify),
                 }
-                requests.request(&requests.sync);
             })
         })
         .with_context(|| key.to_owned())?;
@@ -61,7 +81,12 @@ pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Re
     scheduler.start().await.context("starting the scheduler")?;
     requests.request(&requests.discover);
     requests.request(&requests.sync);
-    tracing::info!(schedule = %sync.schedule, discovery_schedule = %sync.discovery_schedule, "daemon running");
+    tracing::info!(
+        schedule = %sync.schedule,
+        discovery_schedule = %sync.discovery_schedule,
+        verify_schedule = %sync.verify_schedule,
+        "daemon running"
+    );
 
     while !cancel.is_cancelled() {
         if requests.discover.swap(false, Ordering::SeqCst) {
@@ -94,8 +119,10 @@ pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Re
                     "feed pass finished with failures"
                 );
             }
-            // Closed dates are checked against the daily reports after every pass; only
-            // dates not yet reconciled (or open ones that are due) cost requests.
+            continue;
+        }
+        if requests.verify.swap(false, Ordering::SeqCst) {
+            // Only dates not yet reconciled (or open ones that are due) cost requests.
             match crate::reconcile::verify(&ctx, &cancel).await {
                 Ok(v) if v.clean() => tracing::info!(feeds = v.feeds.len(), "reconciliation clean"),
                 Ok(v) => tracing::warn!(
