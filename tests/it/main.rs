@@ -10,6 +10,7 @@ mod consent;
 mod personal;
 mod reconcile;
 mod resilience;
+mod schema;
 mod store;
 mod sync;
 mod views;
