@@ -77,6 +77,11 @@ pub async fn run(server_url: &str) -> anyhow::Result<bool> {
     ok &= third.success() && third.inserted == 0;
     ok &= report_comparison(&ctx.pool, &sim).await?;
 
+    println!("\n== reconciliation: every closed ledger date against the API's daily report");
+    let verified = crate::reconcile::verify(&ctx, &cancel).await?;
+    print!("{verified}");
+    ok &= verified.clean();
+
     println!();
     views::print_status(&ctx.pool, false).await?;
     println!(

@@ -424,3 +424,48 @@ async fn two_instances_share_the_work_and_a_stalled_one_cannot_overwrite_newer_p
         "the stalled instance's late commits were refused:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_prints_a_summary_per_feed_for_people_and_scripts() {
+    let app = TestApp::spawn(small()).await;
+    let cfg = config_file(&app, "");
+    let config = cfg.path().to_str().unwrap();
+    assert!(command(&["--config", config, "sync", "--once"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let out = command(&["--config", config, "verify"]).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.contains("reconciled: no differences"), "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("1000")).count(),
+        8,
+        "{table}"
+    );
+    sqlx::query("UPDATE entries SET amount = amount + 1 WHERE seq = 3")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM reconciliations")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let out = command(&["--config", config, "verify", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "differences exit 1");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let differing: u64 = report["feeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["differing"].as_u64().unwrap())
+        .sum();
+    assert!(differing >= 8, "{report}");
+}
