@@ -112,6 +112,22 @@ pub async fn mark_caught_up(pool: &PgPool, ledger_id: &str, topic: Topic) -> sql
     Ok(())
 }
 
+/// Creates a feed's cursor row if it does not exist yet.
+async fn ensure_row<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    ledger_id: &str,
+    topic: Topic,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO feed_cursors (ledger_id, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(ledger_id)
+    .bind(topic.as_str())
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
 /// Blocks a feed whose stored cursor the API rejected, with the reason, so it is not polled
 /// (nor restarted) until a person decides.
 pub async fn block(pool: &PgPool, ledger_id: &str, topic: Topic, reason: &str) -> sqlx::Result<()> {
@@ -136,13 +152,7 @@ pub async fn record_failure(
     base: std::time::Duration,
     max: std::time::Duration,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO feed_cursors (ledger_id, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-    )
-    .bind(ledger_id)
-    .bind(topic.as_str())
-    .execute(pool)
-    .await?;
+    ensure_row(pool, ledger_id, topic).await?;
     sqlx::query(
         "UPDATE feed_cursors SET consecutive_failures = consecutive_failures + 1,
              last_error = $3, last_error_at = now(),
@@ -189,13 +199,7 @@ pub async fn reset_cursor(pool: &PgPool, ledger_id: &str, topic: Topic) -> sqlx:
 /// (same entry key) are skipped; new ones get the next `seq` numbers in page order.
 pub async fn commit_page(pool: &PgPool, page: &PageParams<'_>) -> Result<PageOutcome, CommitError> {
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO feed_cursors (ledger_id, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-    )
-    .bind(page.ledger_id)
-    .bind(page.topic.as_str())
-    .execute(&mut *tx)
-    .await?;
+    ensure_row(&mut *tx, page.ledger_id, page.topic).await?;
     let (current, fence): (CursorRow, i64) = {
         let row: LockedRow = sqlx::query_as(
             "SELECT ledger_id, topic, cursor, last_seq, last_balance_after, pages, caught_up_at,
@@ -277,13 +281,7 @@ pub async fn acquire_lease(
     holder: &str,
     ttl: std::time::Duration,
 ) -> sqlx::Result<Option<Lease>> {
-    sqlx::query(
-        "INSERT INTO feed_cursors (ledger_id, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-    )
-    .bind(ledger_id)
-    .bind(topic.as_str())
-    .execute(pool)
-    .await?;
+    ensure_row(pool, ledger_id, topic).await?;
     let fence: Option<i64> = sqlx::query_scalar(
         "UPDATE feed_cursors SET lease_holder = $3, fence = fence + 1,
              lease_expires_at = now() + $4 * interval '1 millisecond'
