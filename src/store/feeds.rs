@@ -112,6 +112,32 @@ pub async fn mark_caught_up(pool: &PgPool, ledger_id: &str, topic: Topic) -> sql
     Ok(())
 }
 
+/// The `LISTEN` channel told about every committed page that stored new entries.
+pub const NEW_ENTRIES_CHANNEL: &str = "vipps_ledger_sync_entries";
+
+/// Queues a notification on [`NEW_ENTRIES_CHANNEL`]; PostgreSQL delivers it when (and only if)
+/// the transaction commits. Payload: `{"ledger_id", "topic", "last_seq", "inserted"}`.
+pub(crate) async fn notify_new_entries(
+    conn: &mut PgConnection,
+    ledger_id: &str,
+    topic: Topic,
+    last_seq: i64,
+    inserted: usize,
+) -> sqlx::Result<()> {
+    let payload = serde_json::json!({
+        "ledger_id": ledger_id,
+        "topic": topic.as_str(),
+        "last_seq": last_seq,
+        "inserted": inserted,
+    });
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(NEW_ENTRIES_CHANNEL)
+        .bind(payload.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Creates a feed's cursor row if it does not exist yet.
 async fn ensure_row<'e>(
     executor: impl sqlx::PgExecutor<'e>,
@@ -256,6 +282,16 @@ pub async fn commit_page(pool: &PgPool, page: &PageParams<'_>) -> Result<PageOut
     .bind(page.lease.ttl.as_millis() as f64)
     .execute(&mut *tx)
     .await?;
+    if !inserted.is_empty() {
+        notify_new_entries(
+            &mut tx,
+            page.ledger_id,
+            page.topic,
+            last_seq,
+            inserted.len(),
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(PageOutcome {
         inserted: inserted.len() as u64,

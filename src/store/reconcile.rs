@@ -105,6 +105,10 @@ pub async fn append_found(
     .bind(inserted as i64)
     .execute(&mut *tx)
     .await?;
+    if inserted > 0 {
+        let newest = last_seq + inserted as i64;
+        feeds::notify_new_entries(&mut tx, ledger_id, topic, newest, inserted as usize).await?;
+    }
     tx.commit().await?;
     Ok(inserted)
 }

@@ -7,6 +7,7 @@ mod client;
 mod common;
 mod config;
 mod consent;
+mod follow;
 mod personal;
 mod reconcile;
 mod resilience;
