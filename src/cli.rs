@@ -67,6 +67,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write entries (or the per-date summary) of ledger dates FROM..=TO as CSV or JSON lines.
+    Export {
+        /// Only these ledgers (repeat the flag); default: every ledger (or the partner's).
+        #[arg(long = "ledger", value_name = "LEDGER_ID")]
+        ledgers: Vec<String>,
+        /// Only ledgers this partner holds or held a grant for.
+        #[arg(long)]
+        partner: Option<String>,
+        #[arg(long)]
+        topic: Option<Topic>,
+        /// First ledger date (YYYY-MM-DD).
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last ledger date, included.
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        /// Per (ledger, topic, date, entry type) counts and sums instead of entries.
+        #[arg(long)]
+        summary: bool,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: crate::export::Format,
+        /// Write here (atomically) instead of to stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Unblock a feed whose cursor the API rejected, and read it again from the start (only
     /// missing entries are stored).
     ResetCursor {
@@ -182,6 +207,35 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Export {
+            ledgers,
+            partner,
+            topic,
+            from,
+            to,
+            summary,
+            format,
+            output,
+        } => {
+            if from > to {
+                eprintln!("--from {from} is after --to {to}");
+                return Ok(ExitCode::from(2));
+            }
+            let pool = open_store(&settings).await?;
+            let filter = store::export::ExportFilter {
+                ledgers,
+                partner,
+                topic: topic.map(|t| t.as_str().to_owned()),
+                from,
+                to,
+            };
+            let n =
+                crate::export::export(&pool, &filter, summary, format, output.as_deref()).await?;
+            if let Some(path) = &output {
+                eprintln!("{n} records written to {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
             let pool = store::connect(&settings.database).await?;

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod export;
 pub mod reconcile;
 pub mod report_api;
 pub mod simulator;

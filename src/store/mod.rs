@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod entries;
+pub mod export;
 pub mod feeds;
 pub mod grants;
 pub mod ledgers;

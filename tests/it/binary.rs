@@ -469,3 +469,95 @@ async fn verify_prints_a_summary_per_feed_for_people_and_scripts() {
         .sum();
     assert!(differing >= 8, "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_writes_the_stored_entries_and_summaries_as_csv_and_json_lines() {
+    let app = TestApp::spawn(small()).await;
+    let cfg = config_file(&app, "");
+    let config = cfg.path().to_str().unwrap();
+    assert!(command(&["--config", config, "sync", "--once"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let ledger = app.sim.ledger_ids()[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("entries.csv");
+    let out = command(&[
+        "--config",
+        config,
+        "export",
+        "--ledger",
+        &ledger,
+        "--from",
+        "2026-01-05",
+        "--to",
+        "2026-01-06",
+        "--output",
+        file.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
+    let mut reader = csv::Reader::from_path(&file).unwrap();
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let stored: Vec<(i64, i64, String)> = sqlx::query_as(
+        "SELECT seq, amount, currency FROM entries WHERE ledger_id = $1
+             AND ledger_date BETWEEN '2026-01-05' AND '2026-01-06' ORDER BY topic, seq",
+    )
+    .bind(&ledger)
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(records.len(), stored.len());
+    let headers = reader.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    for (r, (seq, amount, currency)) in records.iter().zip(&stored) {
+        assert_eq!(r[col("seq")].parse::<i64>().unwrap(), *seq);
+        assert_eq!(r[col("amount_minor")].parse::<i64>().unwrap(), *amount);
+        assert_eq!(
+            &r[col("amount")],
+            vipps_ledger_sync::export::decimal(*amount, currency)
+        );
+    }
+
+    let out = command(&[
+        "--config",
+        config,
+        "export",
+        "--summary",
+        "--format",
+        "jsonl",
+        "--from",
+        "2026-01-05",
+        "--to",
+        "2026-01-31",
+    ])
+    .output()
+    .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let total: i64 = lines
+        .iter()
+        .map(|l| l["amount_minor"].as_i64().unwrap())
+        .sum();
+    let count: i64 = lines.iter().map(|l| l["entries"].as_i64().unwrap()).sum();
+    let (want_count, want_total): (i64, i64) =
+        sqlx::query_as("SELECT count(*), sum(amount)::int8 FROM entries")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!((count, total), (want_count, want_total));
+}

@@ -1,0 +1,225 @@
+//! `export`: a ledger's (or a partner's) entries, or their per-date summary, for a range of
+//! ledger dates, as CSV or JSON lines, to a file (written atomically: a temporary name, then a
+//! rename) or to stdout. Amounts come both in minor units and as decimals in the currency.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context as _;
+use futures_util::TryStreamExt as _;
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::store::export::{self as rows, ExportEntryRow, ExportFilter, ExportSummaryRow};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
+
+/// An exported entry; the column names are documented in README.md, "Exporting".
+#[derive(Debug, Serialize)]
+pub struct EntryRecord {
+    pub ledger_id: String,
+    pub topic: String,
+    pub seq: i64,
+    pub ledger_date: Option<String>,
+    pub time: String,
+    pub entry_type: String,
+    pub psp_reference: String,
+    pub reference: Option<String>,
+    pub currency: String,
+    pub amount_minor: i64,
+    pub amount: String,
+    pub balance_before_minor: i64,
+    pub balance_before: String,
+    pub balance_after_minor: i64,
+    pub balance_after: String,
+    pub recipient_handle: Option<String>,
+}
+
+/// An exported per-date summary line.
+#[derive(Debug, Serialize)]
+pub struct SummaryRecord {
+    pub ledger_id: String,
+    pub topic: String,
+    pub ledger_date: Option<String>,
+    pub entry_type: String,
+    pub currency: String,
+    pub entries: i64,
+    pub amount_minor: i64,
+    pub amount: String,
+}
+
+/// Digits after the decimal point for a currency (ISO 4217); 2 unless known otherwise.
+fn minor_digits(currency: &str) -> u32 {
+    match currency {
+        "ISK" | "JPY" | "KRW" | "CLP" | "VND" => 0,
+        "BHD" | "KWD" | "OMR" | "JOD" | "TND" => 3,
+        _ => 2,
+    }
+}
+
+/// Minor units as a decimal string in the currency: 49900 NOK is "499.00", -5 is "-0.05".
+pub fn decimal(minor: i64, currency: &str) -> String {
+    let digits = minor_digits(currency);
+    if digits == 0 {
+        return minor.to_string();
+    }
+    let scale = 10i64.pow(digits);
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.unsigned_abs();
+    format!(
+        "{sign}{}.{:0width$}",
+        abs / scale as u64,
+        abs % scale as u64,
+        width = digits as usize
+    )
+}
+
+impl From<ExportEntryRow> for EntryRecord {
+    fn from(r: ExportEntryRow) -> Self {
+        EntryRecord {
+            amount: decimal(r.amount, &r.currency),
+            balance_before: decimal(r.balance_before, &r.currency),
+            balance_after: decimal(r.balance_after, &r.currency),
+            ledger_date: r.ledger_date.map(|d| d.format("%Y-%m-%d").to_string()),
+            time: r.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ledger_id: r.ledger_id,
+            topic: r.topic,
+            seq: r.seq,
+            entry_type: r.entry_type,
+            psp_reference: r.psp_reference,
+            reference: r.reference,
+            amount_minor: r.amount,
+            balance_before_minor: r.balance_before,
+            balance_after_minor: r.balance_after,
+            recipient_handle: r.recipient_handle,
+            currency: r.currency,
+        }
+    }
+}
+
+impl From<ExportSummaryRow> for SummaryRecord {
+    fn from(r: ExportSummaryRow) -> Self {
+        SummaryRecord {
+            amount: decimal(r.amount_sum, &r.currency),
+            ledger_date: r.ledger_date.map(|d| d.format("%Y-%m-%d").to_string()),
+            ledger_id: r.ledger_id,
+            topic: r.topic,
+            entry_type: r.entry_type,
+            entries: r.entries,
+            amount_minor: r.amount_sum,
+            currency: r.currency,
+        }
+    }
+}
+
+/// Writes the export to `output` (atomically) or to stdout; returns the number of records.
+pub async fn export(
+    pool: &PgPool,
+    filter: &ExportFilter,
+    summary: bool,
+    format: Format,
+    output: Option<&Path>,
+) -> anyhow::Result<u64> {
+    let Some(path) = output else {
+        let stdout = std::io::stdout();
+        return write_all(pool, filter, summary, format, stdout.lock()).await;
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let n = write_all(
+        pool,
+        filter,
+        summary,
+        format,
+        std::io::BufWriter::new(tmp.as_file_mut()),
+    )
+    .await?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("renaming the export to {}", path.display()))?;
+    Ok(n)
+}
+
+async fn write_all<W: Write>(
+    pool: &PgPool,
+    filter: &ExportFilter,
+    summary: bool,
+    format: Format,
+    out: W,
+) -> anyhow::Result<u64> {
+    let mut sink = Sink::new(format, out);
+    let mut n = 0;
+    if summary {
+        let mut stream = rows::summaries(pool, filter);
+        while let Some(row) = stream.try_next().await? {
+            sink.write(&SummaryRecord::from(row))?;
+            n += 1;
+        }
+    } else {
+        let mut stream = rows::entries(pool, filter);
+        while let Some(row) = stream.try_next().await? {
+            sink.write(&EntryRecord::from(row))?;
+            n += 1;
+        }
+    }
+    sink.finish()?;
+    Ok(n)
+}
+
+/// CSV (with a header line) or JSON lines.
+enum Sink<W: Write> {
+    Csv(csv::Writer<W>),
+    Jsonl(W),
+}
+
+impl<W: Write> Sink<W> {
+    fn new(format: Format, out: W) -> Self {
+        match format {
+            Format::Csv => Sink::Csv(csv::Writer::from_writer(out)),
+            Format::Jsonl => Sink::Jsonl(out),
+        }
+    }
+
+    fn write<T: Serialize>(&mut self, record: &T) -> anyhow::Result<()> {
+        match self {
+            Sink::Csv(w) => w.serialize(record)?,
+            Sink::Jsonl(w) => {
+                serde_json::to_writer(&mut *w, record)?;
+                w.write_all(b"\n")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        match self {
+            Sink::Csv(mut w) => w.flush()?,
+            Sink::Jsonl(mut w) => w.flush()?,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal;
+
+    #[test]
+    fn minor_units_become_decimals_in_the_currency() {
+        assert_eq!(decimal(49900, "NOK"), "499.00");
+        assert_eq!(decimal(-5, "DKK"), "-0.05");
+        assert_eq!(decimal(-123456, "EUR"), "-1234.56");
+        assert_eq!(decimal(0, "NOK"), "0.00");
+        assert_eq!(decimal(1500, "JPY"), "1500");
+        assert_eq!(decimal(i64::MIN, "NOK"), "-92233720368547758.08");
+    }
+}
