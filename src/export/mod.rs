@@ -177,14 +177,15 @@ async fn write_all<W: Write>(
 
 /// CSV (with a header line) or JSON lines.
 enum Sink<W: Write> {
-    Csv(csv::Writer<W>),
+    /// Boxed: the CSV writer carries its own buffer and is far larger than a plain `W`.
+    Csv(Box<csv::Writer<W>>),
     Jsonl(W),
 }
 
 impl<W: Write> Sink<W> {
     fn new(format: Format, out: W) -> Self {
         match format {
-            Format::Csv => Sink::Csv(csv::Writer::from_writer(out)),
+            Format::Csv => Sink::Csv(Box::new(csv::Writer::from_writer(out))),
             Format::Jsonl => Sink::Jsonl(out),
         }
     }
