@@ -86,10 +86,3 @@ pub async fn count(pool: &PgPool) -> sqlx::Result<i64> {
         .fetch_one(pool)
         .await
 }
-
-/// Number of recorded balance-chain breaks.
-pub async fn chain_breaks(pool: &PgPool) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM balance_chain_breaks")
-        .fetch_one(pool)
-        .await
-}

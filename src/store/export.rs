@@ -62,19 +62,17 @@ pub fn entries<'a>(
     pool: &'a PgPool,
     filter: &'a ExportFilter,
 ) -> BoxStream<'a, sqlx::Result<ExportEntryRow>> {
-    sqlx::query_as(concat!(
-        "SELECT ledger_id, topic, seq, ledger_date, time, entry_type, psp_reference, reference,
-             currency, amount, balance_before, balance_after, recipient_handle
-         FROM entries WHERE",
-        filter!(),
-        "ORDER BY ledger_id, topic, seq"
-    ))
-    .bind(&filter.ledgers)
-    .bind(&filter.partner)
-    .bind(&filter.topic)
-    .bind(filter.from)
-    .bind(filter.to)
-    .fetch(pool)
+    filtered(
+        pool,
+        filter,
+        concat!(
+            "SELECT ledger_id, topic, seq, ledger_date, time, entry_type, psp_reference,
+                 reference, currency, amount, balance_before, balance_after, recipient_handle
+             FROM entries WHERE",
+            filter!(),
+            "ORDER BY ledger_id, topic, seq"
+        ),
+    )
 }
 
 /// The per-date summaries matching `filter`.
@@ -82,16 +80,32 @@ pub fn summaries<'a>(
     pool: &'a PgPool,
     filter: &'a ExportFilter,
 ) -> BoxStream<'a, sqlx::Result<ExportSummaryRow>> {
-    sqlx::query_as(concat!(
-        "SELECT ledger_id, topic, ledger_date, entry_type, currency, entries, amount_sum
-         FROM daily_summary WHERE",
-        filter!(),
-        "ORDER BY ledger_id, topic, ledger_date, entry_type"
-    ))
-    .bind(&filter.ledgers)
-    .bind(&filter.partner)
-    .bind(&filter.topic)
-    .bind(filter.from)
-    .bind(filter.to)
-    .fetch(pool)
+    filtered(
+        pool,
+        filter,
+        concat!(
+            "SELECT ledger_id, topic, ledger_date, entry_type, currency, entries, amount_sum
+             FROM daily_summary WHERE",
+            filter!(),
+            "ORDER BY ledger_id, topic, ledger_date, entry_type"
+        ),
+    )
+}
+
+/// Runs `sql` (built around `filter!()`) with the filter's five parameters, streamed.
+fn filtered<'a, R>(
+    pool: &'a PgPool,
+    filter: &'a ExportFilter,
+    sql: &'static str,
+) -> BoxStream<'a, sqlx::Result<R>>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'a,
+{
+    sqlx::query_as(sql)
+        .bind(&filter.ledgers)
+        .bind(&filter.partner)
+        .bind(&filter.topic)
+        .bind(filter.from)
+        .bind(filter.to)
+        .fetch(pool)
 }

@@ -24,11 +24,6 @@ impl PartnerHealth {
         self.lock().insert(partner.to_owned(), error.to_owned());
     }
 
-    /// The failed partners.
-    pub fn failed(&self) -> BTreeMap<String, String> {
-        self.lock().clone()
-    }
-
     /// The configured partners among `holders` (partner names with an open grant, in grant
     /// order), healthy ones first. Grants of partners no longer configured are skipped.
     pub fn order(

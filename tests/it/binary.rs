@@ -44,6 +44,21 @@ client_secret = "{CLIENT_SECRET}"
     f
 }
 
+/// A small data set synced by the binary, and the config file it used.
+async fn synced_by_the_binary() -> (TestApp, tempfile::NamedTempFile) {
+    let app = TestApp::spawn(small()).await;
+    let cfg = config_file(&app, "");
+    let out = command(&["--config", cfg.path().to_str().unwrap(), "sync", "--once"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (app, cfg)
+}
+
 /// The binary with a clean environment (no DATABASE_URL or VLS_* from the caller).
 fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
@@ -427,14 +442,8 @@ async fn two_instances_share_the_work_and_a_stalled_one_cannot_overwrite_newer_p
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_prints_a_summary_per_feed_for_people_and_scripts() {
-    let app = TestApp::spawn(small()).await;
-    let cfg = config_file(&app, "");
+    let (app, cfg) = synced_by_the_binary().await;
     let config = cfg.path().to_str().unwrap();
-    assert!(command(&["--config", config, "sync", "--once"])
-        .output()
-        .unwrap()
-        .status
-        .success());
     let out = command(&["--config", config, "verify"]).output().unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -472,14 +481,8 @@ async fn verify_prints_a_summary_per_feed_for_people_and_scripts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_writes_the_stored_entries_and_summaries_as_csv_and_json_lines() {
-    let app = TestApp::spawn(small()).await;
-    let cfg = config_file(&app, "");
+    let (app, cfg) = synced_by_the_binary().await;
     let config = cfg.path().to_str().unwrap();
-    assert!(command(&["--config", config, "sync", "--once"])
-        .output()
-        .unwrap()
-        .status
-        .success());
     let ledger = app.sim.ledger_ids()[0].clone();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("entries.csv");
