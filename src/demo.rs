@@ -11,7 +11,10 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions as _, PgPool};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{PartnerSettings, Settings, Topic};
+use crate::config::{
+    Accounts, ExporterKind, ExporterSettings, ExporterTarget, PartnerSettings, Settings, Topic,
+};
+use crate::export::{scheduled, Format};
 use crate::simulator::{Simulator, SimulatorConfig};
 use crate::store::{self, entries};
 use crate::sync::{self, SyncContext};
@@ -57,6 +60,27 @@ pub async fn run(server_url: &str) -> anyhow::Result<bool> {
         client_id: DEMO_CLIENT_ID.to_owned(),
         client_secret: SecretString::from(DEMO_CLIENT_SECRET),
     }];
+    // Two scheduled exporters, writing into a fresh directory under the system's temp dir.
+    let exports = std::env::temp_dir().join("vipps-ledger-sync-demo-exports");
+    let _ = std::fs::remove_dir_all(&exports);
+    settings.exporters = [
+        (ExporterKind::Journal, Format::Csv),
+        (ExporterKind::Camt053, Format::Csv),
+    ]
+    .into_iter()
+    .map(|(kind, format)| ExporterSettings {
+        name: kind.as_str().to_owned(),
+        kind,
+        partner: None,
+        ledgers: Vec::new(),
+        from: None,
+        target: ExporterTarget::Directory {
+            path: exports.join(kind.as_str()),
+            format,
+        },
+        accounts: Accounts::default(),
+    })
+    .collect();
     let ctx = Arc::new(SyncContext::connect(settings).await?);
     let cancel = CancellationToken::new();
 
@@ -82,8 +106,36 @@ pub async fn run(server_url: &str) -> anyhow::Result<bool> {
     print!("{verified}");
     ok &= verified.clean();
 
+    println!(
+        "\n== exporters: each closed, reconciled ledger date once (journal vouchers, camt.053)"
+    );
+    let closed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM reconciliation_status WHERE reconciled")
+            .fetch_one(&ctx.pool)
+            .await?;
+    for report in scheduled::run_all(&ctx.pool, &ctx.settings, &cancel).await {
+        let dir = exports.join(&report.exporter);
+        let files = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        println!(
+            "{}: {} ledger dates exported, {files} files in {}",
+            report.exporter,
+            report.exported,
+            dir.display()
+        );
+        let exact =
+            report.error.is_none() && report.exported as i64 == closed && files as i64 == closed;
+        if !exact {
+            println!("check FAILED: {closed} closed dates, {report:?}");
+        }
+        ok &= exact;
+    }
+    let again = scheduled::run_all(&ctx.pool, &ctx.settings, &cancel).await;
+    let repeated: usize = again.iter().map(|r| r.exported).sum();
+    println!("check: a second pass exports nothing again ({repeated} dates)");
+    ok &= repeated == 0;
+
     println!();
-    views::print_status(&ctx.pool, false).await?;
+    views::print_status(&ctx.pool, &ctx.settings, false).await?;
     println!(
         "\nExplore it: psql 'postgres://{}' -c 'SELECT entry_type, count(*), sum(amount) FROM entries GROUP BY 1'",
         store::describe(&demo_db)

@@ -8,6 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod export;
+pub mod http;
+pub mod metrics;
 pub mod reconcile;
 pub mod report_api;
 pub mod simulator;

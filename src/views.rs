@@ -1,10 +1,14 @@
-//! What the database says, for people (tables) and scripts (`--json`): `status`, `ledgers`,
-//! `grants`.
+//! What the database says, for people (tables) and scripts (`--json`): `status` (partners,
+//! ledgers by state, lag, last errors, next runs, every feed), `ledgers`, `grants`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use crate::store::{entries, grants, ledgers};
+use crate::config::{parse_cron, Settings};
+use crate::store::{entries, grants, ledgers, monitoring};
 
 fn when(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(
@@ -17,38 +21,279 @@ fn or_dash(s: Option<&str>) -> &str {
     s.unwrap_or("-")
 }
 
-/// `status`: every partner's health and every feed's position.
-pub async fn print_status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
+/// Feeds listed under "worst lag" per topic in `status`.
+const WORST_FEEDS: usize = 3;
+
+/// Latest feed errors listed in `status`.
+const LAST_ERRORS: i64 = 10;
+
+/// `status` as one document: the `--json` output, with stable keys (docs/monitoring.md).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusReport {
+    /// Each partner's keys: last listing, failure.
+    pub partners: Vec<grants::PartnerRow>,
+    /// Ledgers per state (every state of `store::monitoring::LEDGER_STATES`, zero included).
+    pub ledgers_by_state: BTreeMap<String, i64>,
+    /// Per configured topic, over the feeds of ledgers with an open grant.
+    pub lag: Vec<TopicLag>,
+    /// The most recent feed errors, newest first.
+    pub last_errors: Vec<monitoring::FeedErrorRow>,
+    /// Next firing of each schedule of `run`.
+    pub next_runs: BTreeMap<String, NextRun>,
+    /// Where every feed stands.
+    pub feeds: Vec<entries::FeedSummaryRow>,
+    /// The scheduled exporters' dates by status; held and failing ones named.
+    pub exports: Vec<crate::store::exports::StatusCount>,
+}
+
+/// How far behind the feeds of one topic are: seconds since each feed's newest stored entry.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TopicLag {
+    pub topic: String,
+    /// Feeds with at least one stored entry.
+    pub feeds: usize,
+    pub worst_seconds: Option<f64>,
+    pub median_seconds: Option<f64>,
+    /// The feeds furthest behind, worst first.
+    pub worst_feeds: Vec<FeedLag>,
+}
+
+/// One feed's lag.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FeedLag {
+    pub ledger_id: String,
+    pub lag_seconds: f64,
+}
+
+/// A schedule and its next firing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NextRun {
+    /// The settings key.
+    pub key: String,
+    pub schedule: String,
+    pub next: Option<DateTime<Utc>>,
+}
+
+/// Reads everything `status` shows.
+pub async fn status_report(pool: &PgPool, settings: &Settings) -> anyhow::Result<StatusReport> {
+    let topics = &settings.sync.topics;
     let partners = grants::partners(pool).await?;
     let feeds = entries::feed_summaries(pool).await?;
-    if json {
-        let doc = serde_json::json!({ "partners": partners, "feeds": feeds });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
+    let mut conn = pool.acquire().await?;
+    let health = monitoring::feed_health(&mut conn, topics).await?;
+    let mut ledgers_by_state: BTreeMap<String, i64> = monitoring::LEDGER_STATES
+        .iter()
+        .map(|s| ((*s).to_owned(), 0))
+        .collect();
+    ledgers_by_state.extend(monitoring::ledger_states(&mut conn, topics).await?);
+    drop(conn);
+    let last_errors = monitoring::recent_errors(pool, LAST_ERRORS).await?;
+    let lag = topics
+        .iter()
+        .map(|t| topic_lag(t.as_str(), &health))
+        .collect();
+    Ok(StatusReport {
+        partners,
+        ledgers_by_state,
+        lag,
+        last_errors,
+        next_runs: next_runs(settings, Utc::now()),
+        feeds,
+        exports: crate::store::exports::status_counts(pool).await?,
+    })
+}
+
+fn topic_lag(topic: &str, health: &[monitoring::FeedHealthRow]) -> TopicLag {
+    let mut lags: Vec<FeedLag> = health
+        .iter()
+        .filter(|f| f.topic == topic)
+        .filter_map(|f| {
+            f.lag_seconds.map(|lag_seconds| FeedLag {
+                ledger_id: f.ledger_id.clone(),
+                lag_seconds,
+            })
+        })
+        .collect();
+    lags.sort_by(|a, b| b.lag_seconds.total_cmp(&a.lag_seconds));
+    let median = match lags.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(lags[n / 2].lag_seconds),
+        n => Some((lags[n / 2 - 1].lag_seconds + lags[n / 2].lag_seconds) / 2.0),
+    };
+    TopicLag {
+        topic: topic.to_owned(),
+        feeds: lags.len(),
+        worst_seconds: lags.first().map(|l| l.lag_seconds),
+        median_seconds: median,
+        worst_feeds: lags.into_iter().take(WORST_FEEDS).collect(),
     }
-    println!(
-        "{:<24} {:<20} {:>7}  state",
+}
+
+/// The next firing after `now` of `sync.schedule`, `sync.discovery_schedule` and
+/// `sync.verify_schedule`, keyed `sync`, `discovery`, `verify`.
+pub fn next_runs(settings: &Settings, now: DateTime<Utc>) -> BTreeMap<String, NextRun> {
+    let sync = &settings.sync;
+    [
+        ("sync", "sync.schedule", &sync.schedule),
+        (
+            "discovery",
+            "sync.discovery_schedule",
+            &sync.discovery_schedule,
+        ),
+        ("verify", "sync.verify_schedule", &sync.verify_schedule),
+    ]
+    .into_iter()
+    .map(|(name, key, schedule)| {
+        let next = parse_cron(schedule)
+            .ok()
+            .and_then(|cron| cron.find_next_occurrence(&now, false).ok());
+        let run = NextRun {
+            key: key.to_owned(),
+            schedule: schedule.clone(),
+            next,
+        };
+        (name.to_owned(), run)
+    })
+    .collect()
+}
+
+/// A duration in seconds for people: `45s`, `12m 5s`, `3h 20m`, `2d 4h`.
+fn ago(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// `status`: partners, ledgers by state, lag, last errors, next runs, and every feed's
+/// position.
+pub async fn print_status(pool: &PgPool, settings: &Settings, json: bool) -> anyhow::Result<()> {
+    let report = status_report(pool, settings).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_status(&report));
+    }
+    Ok(())
+}
+
+/// The `status` table for people.
+pub fn render_status(r: &StatusReport) -> String {
+    let mut o = String::new();
+    render_partners(&mut o, &r.partners);
+    let _ = writeln!(o);
+    let states: Vec<String> = r
+        .ledgers_by_state
+        .iter()
+        .map(|(state, n)| format!("{state} {n}"))
+        .collect();
+    let _ = writeln!(o, "ledgers by state: {}", states.join(", "));
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:<6} {:>6} {:>10} {:>10}  furthest behind",
+        "lag", "feeds", "worst", "median"
+    );
+    for l in &r.lag {
+        let worst: Vec<String> = l
+            .worst_feeds
+            .iter()
+            .map(|f| format!("{} ({})", f.ledger_id, ago(f.lag_seconds)))
+            .collect();
+        let _ = writeln!(
+            o,
+            "{:<6} {:>6} {:>10} {:>10}  {}",
+            l.topic,
+            l.feeds,
+            l.worst_seconds.map_or("-".to_owned(), ago),
+            l.median_seconds.map_or("-".to_owned(), ago),
+            if worst.is_empty() {
+                "-".to_owned()
+            } else {
+                worst.join(", ")
+            }
+        );
+    }
+    let _ = writeln!(o);
+    if r.last_errors.is_empty() {
+        let _ = writeln!(o, "last errors: none");
+    } else {
+        let _ = writeln!(o, "last errors (newest first):");
+        for e in &r.last_errors {
+            let now = if e.consecutive_failures > 0 {
+                format!("failing, {}x", e.consecutive_failures)
+            } else {
+                "recovered".to_owned()
+            };
+            let _ = writeln!(
+                o,
+                "  {} {:<12} {:<6} [{now}] {}",
+                when(Some(e.at)),
+                e.ledger_id,
+                e.topic,
+                e.error
+            );
+        }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "next runs (UTC):");
+    for (name, run) in &r.next_runs {
+        let _ = writeln!(
+            o,
+            "  {:<10} {:<20} ({} = \"{}\")",
+            name,
+            when(run.next),
+            run.key,
+            run.schedule
+        );
+    }
+    if !r.exports.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "exports (ledger dates per exporter):");
+        for e in &r.exports {
+            let _ = writeln!(o, "  {:<20} {:<9} {:>7}", e.exporter, e.status, e.dates);
+            for example in &e.examples {
+                let _ = writeln!(o, "      {example}");
+            }
+        }
+    }
+    let _ = writeln!(o);
+    render_feeds(&mut o, &r.feeds);
+    o
+}
+
+fn render_partners(o: &mut String, partners: &[grants::PartnerRow]) {
+    let _ = writeln!(
+        o,
+        "{:<24} {:<20} {:>7}  keys",
         "partner", "last listing", "ledgers"
     );
-    for p in &partners {
+    for p in partners {
         let state = match (&p.failed_at, &p.last_error) {
-            (Some(at), Some(error)) => format!("FAILED since {}: {error}", when(Some(*at))),
+            (Some(at), Some(error)) => format!("FAILING since {}: {error}", when(Some(*at))),
             _ => "ok".to_owned(),
         };
         let listed = p.last_listed.map_or("-".to_owned(), |n| n.to_string());
-        println!(
+        let _ = writeln!(
+            o,
             "{:<24} {:<20} {:>7}  {state}",
             p.partner,
             when(p.last_listing_at),
             listed
         );
     }
-    println!();
-    println!(
+}
+
+fn render_feeds(o: &mut String, feeds: &[entries::FeedSummaryRow]) {
+    let _ = writeln!(
+        o,
         "{:<12} {:<6} {:>8} {:>16} {:>16} {:<8} {:<20}  state",
         "ledger", "topic", "entries", "sum (minor)", "balance (minor)", "currency", "caught up"
     );
-    for r in &feeds {
+    for r in feeds {
         let state = if let Some(reason) = &r.blocked_reason {
             format!("BLOCKED: {reason}")
         } else if r.consecutive_failures > 0 {
@@ -66,7 +311,8 @@ pub async fn print_status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
         } else {
             state
         };
-        println!(
+        let _ = writeln!(
+            o,
             "{:<12} {:<6} {:>8} {:>16} {:>16} {:<8} {:<20}  {state}",
             r.ledger_id,
             r.topic,
@@ -77,7 +323,6 @@ pub async fn print_status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
             when(r.caught_up_at),
         );
     }
-    Ok(())
 }
 
 /// `ledgers`: every ledger ever seen, its merchant, who may read it, and its state.

@@ -1,6 +1,8 @@
-//! `export`: a ledger's (or a partner's) entries, or their per-date summary, for a range of
-//! ledger dates, as CSV or JSON lines, to a file (written atomically: a temporary name, then a
-//! rename) or to stdout. Amounts come both in minor units and as decimals in the currency.
+//! `export`: a ledger's (or a partner's) entries, their per-date summary or journal vouchers,
+//! for a range of ledger dates, as CSV or JSON lines, or a camt.053 statement, to a file
+//! (written atomically: a temporary name, then a rename) or to stdout. Amounts come both in
+//! minor units and as decimals in the currency. The scheduled exporters of `run` are in
+//! [`scheduled`].
 
 use std::io::Write;
 use std::path::Path;
@@ -10,10 +12,18 @@ use futures_util::TryStreamExt as _;
 use serde::Serialize;
 use sqlx::PgPool;
 
+use crate::config::Accounts;
 use crate::store::export::{self as rows, ExportEntryRow, ExportFilter, ExportSummaryRow};
+use crate::store::exports;
+
+pub mod camt;
+pub mod journal;
+pub mod scheduled;
+pub mod webhook;
 
 /// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Csv,
     Jsonl,
@@ -117,80 +127,160 @@ impl From<ExportSummaryRow> for SummaryRecord {
     }
 }
 
-/// Writes the export to `output` (atomically) or to stdout; returns the number of records.
+/// What `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// Every entry.
+    Entries,
+    /// Counts and sums per (ledger, topic, date, entry type).
+    Summary,
+    /// One balanced voucher per ledger date on the journal's accounts.
+    Journal,
+    /// A camt.053.001.02 statement of one ledger's funds on one date (--ledger once,
+    /// --from = --to).
+    Camt053,
+}
+
+/// Writes the export to `output` (atomically) or to stdout; returns the number of records
+/// (entries, summary rows, journal lines or statement entries).
 pub async fn export(
     pool: &PgPool,
     filter: &ExportFilter,
-    summary: bool,
+    kind: Kind,
     format: Format,
+    accounts: &Accounts,
     output: Option<&Path>,
 ) -> anyhow::Result<u64> {
-    let Some(path) = output else {
-        let stdout = std::io::stdout();
-        return write_all(pool, filter, summary, format, stdout.lock()).await;
+    if kind == Kind::Camt053 {
+        let ([ledger], true) = (filter.ledgers.as_slice(), filter.from == filter.to) else {
+            anyhow::bail!(
+                "--kind camt053 writes one statement: give --ledger once and the same --from and --to \
+                 (a scheduled camt053 exporter writes one file per ledger date)"
+            );
+        };
+        let rows = exports::entries_on(pool, ledger, filter.from).await?;
+        let xml = scheduled::statement(pool, ledger, filter.from, &rows).await?;
+        let n = rows.iter().filter(|r| r.topic == "funds").count() as u64;
+        write_output(output, |out| Ok(out.write_all(&xml)?))?;
+        return Ok(n);
+    }
+    let n = match output {
+        None => {
+            write_all(
+                pool,
+                filter,
+                kind,
+                format,
+                accounts,
+                std::io::stdout().lock(),
+            )
+            .await?
+        }
+        Some(path) => {
+            let mut tmp = temporary_beside(path)?;
+            let file = std::io::BufWriter::new(tmp.as_file_mut());
+            let n = write_all(pool, filter, kind, format, accounts, file).await?;
+            persist(tmp, path)?;
+            n
+        }
     };
+    Ok(n)
+}
+
+/// A temporary file in the directory of `path`, to be renamed onto it.
+fn temporary_beside(path: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    let n = write_all(
-        pool,
-        filter,
-        summary,
-        format,
-        std::io::BufWriter::new(tmp.as_file_mut()),
-    )
-    .await?;
+    tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))
+}
+
+fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> anyhow::Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(path)
         .with_context(|| format!("renaming the export to {}", path.display()))?;
-    Ok(n)
+    Ok(())
+}
+
+/// Writes bytes produced by `f` to stdout or atomically to `output`.
+fn write_output(
+    output: Option<&Path>,
+    f: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match output {
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            f(&mut lock)?;
+            lock.flush()?;
+        }
+        Some(path) => {
+            let mut tmp = temporary_beside(path)?;
+            f(tmp.as_file_mut())?;
+            persist(tmp, path)?;
+        }
+    }
+    Ok(())
 }
 
 async fn write_all<W: Write>(
     pool: &PgPool,
     filter: &ExportFilter,
-    summary: bool,
+    kind: Kind,
     format: Format,
+    accounts: &Accounts,
     out: W,
 ) -> anyhow::Result<u64> {
     let mut sink = Sink::new(format, out);
     let mut n = 0;
-    if summary {
-        let mut stream = rows::summaries(pool, filter);
-        while let Some(row) = stream.try_next().await? {
-            sink.write(&SummaryRecord::from(row))?;
-            n += 1;
+    match kind {
+        Kind::Summary => {
+            let mut stream = rows::summaries(pool, filter);
+            while let Some(row) = stream.try_next().await? {
+                sink.write(&SummaryRecord::from(row))?;
+                n += 1;
+            }
         }
-    } else {
-        let mut stream = rows::entries(pool, filter);
-        while let Some(row) = stream.try_next().await? {
-            sink.write(&EntryRecord::from(row))?;
-            n += 1;
+        Kind::Entries => {
+            let mut stream = rows::entries(pool, filter);
+            while let Some(row) = stream.try_next().await? {
+                sink.write(&EntryRecord::from(row))?;
+                n += 1;
+            }
         }
+        Kind::Journal => {
+            for (ledger, date) in exports::dates_with_entries(pool, filter).await? {
+                let rows = exports::entries_on(pool, &ledger, date).await?;
+                for line in journal::voucher(&ledger, date, &rows, accounts)? {
+                    sink.write(&line)?;
+                    n += 1;
+                }
+            }
+        }
+        Kind::Camt053 => unreachable!("handled by export()"),
     }
     sink.finish()?;
     Ok(n)
 }
 
 /// CSV (with a header line) or JSON lines.
-enum Sink<W: Write> {
+pub(crate) enum Sink<W: Write> {
     /// Boxed: the CSV writer carries its own buffer and is far larger than a plain `W`.
     Csv(Box<csv::Writer<W>>),
     Jsonl(W),
 }
 
 impl<W: Write> Sink<W> {
-    fn new(format: Format, out: W) -> Self {
+    pub(crate) fn new(format: Format, out: W) -> Self {
         match format {
             Format::Csv => Sink::Csv(Box::new(csv::Writer::from_writer(out))),
             Format::Jsonl => Sink::Jsonl(out),
         }
     }
 
-    fn write<T: Serialize>(&mut self, record: &T) -> anyhow::Result<()> {
+    pub(crate) fn write<T: Serialize>(&mut self, record: &T) -> anyhow::Result<()> {
         match self {
             Sink::Csv(w) => w.serialize(record)?,
             Sink::Jsonl(w) => {
@@ -201,7 +291,7 @@ impl<W: Write> Sink<W> {
         Ok(())
     }
 
-    fn finish(self) -> anyhow::Result<()> {
+    pub(crate) fn finish(self) -> anyhow::Result<()> {
         match self {
             Sink::Csv(mut w) => w.flush()?,
             Sink::Jsonl(mut w) => w.flush()?,

@@ -173,9 +173,11 @@ async fn verify_feed(
             out.dates_ok += 1;
         } else {
             out.dates_mismatch += 1;
+            ctx.metrics.reconciliation_mismatch();
             tracing::warn!(ledger = %ledger_id, %topic, %date, inserted = outcome.inserted, only_stored = outcome.only_stored, differing = outcome.differing, "ledger date differs from the API's daily report");
         }
         out.inserted += outcome.inserted as u64;
+        ctx.metrics.entries_ingested(topic, outcome.inserted as u64);
         out.only_stored += outcome.only_stored as u64;
         out.differing += outcome.differing as u64;
         reconcile::record(&ctx.pool, &outcome).await?;

@@ -6,7 +6,7 @@
 mod error;
 mod gate;
 pub mod models;
-mod retry;
+pub mod retry;
 mod token;
 
 use std::sync::Arc;
@@ -22,9 +22,10 @@ pub use error::ApiError;
 pub use gate::Gate;
 pub use models::{DatesPage, Entry, FeedPage, Ledger, LedgerPage};
 pub use retry::RetryPolicy;
-pub use token::TokenCache;
+pub use token::{TokenCache, TokenHealth};
 
 use crate::config::{join, ApiSettings, PartnerSettings, RetrySettings, Topic};
+use crate::metrics::{Endpoint, Metrics};
 
 /// The process-wide HTTP side of the Report API.
 #[derive(Debug)]
@@ -35,11 +36,23 @@ pub struct ReportApiClient {
     retry: RetryPolicy,
     token_refresh_margin: std::time::Duration,
     gate: Arc<Gate>,
+    /// Where requests, retries and tokens are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl ReportApiClient {
     /// Builds the client: timeouts, user agent and `Vipps-System-*` headers on every request.
+    /// Counts on the process's metrics.
     pub fn new(api: &ApiSettings, retry: &RetrySettings) -> anyhow::Result<Arc<Self>> {
+        Self::with_metrics(api, retry, Arc::clone(crate::metrics::global()))
+    }
+
+    /// [`ReportApiClient::new`], counting requests, retries and tokens on `metrics`.
+    pub fn with_metrics(
+        api: &ApiSettings,
+        retry: &RetrySettings,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Arc<Self>> {
         let mut headers = HeaderMap::new();
         for (name, value) in [
             ("vipps-system-name", &api.system_name),
@@ -66,6 +79,7 @@ impl ReportApiClient {
             retry: RetryPolicy::from(retry),
             token_refresh_margin: api.token_refresh_margin,
             gate: Arc::new(Gate::new(api.max_in_flight, api.max_requests_per_second)),
+            metrics,
         }))
     }
 
@@ -82,7 +96,8 @@ impl ReportApiClient {
                 self.token_refresh_margin,
                 self.retry.clone(),
                 Arc::clone(&self.gate),
-            ),
+            )
+            .counted_as(partner.name.clone(), Arc::clone(&self.metrics)),
             personal_data: false,
         }
     }
@@ -141,7 +156,7 @@ impl PartnerClient {
         if let Some(c) = cursor {
             url.query_pairs_mut().append_pair("cursor", c);
         }
-        self.get(url, parse_ledger_page).await
+        self.get(Endpoint::Ledgers, url, parse_ledger_page).await
     }
 
     /// One page of `GET /report/v2/ledgers/{ledgerId}/{topic}/feed`; no cursor means the start
@@ -156,7 +171,7 @@ impl PartnerClient {
         if let Some(c) = cursor {
             url.query_pairs_mut().append_pair("cursor", c);
         }
-        self.get(url, parse_feed_page).await
+        self.get(Endpoint::Feed, url, parse_feed_page).await
     }
 
     /// One page of `GET /report/v2/ledgers/{ledgerId}/{topic}/dates/{ledgerDate}`.
@@ -172,7 +187,7 @@ impl PartnerClient {
         if let Some(c) = cursor {
             url.query_pairs_mut().append_pair("cursor", c);
         }
-        self.get(url, parse_dates_page).await
+        self.get(Endpoint::Dates, url, parse_dates_page).await
     }
 
     fn ledger_url(&self, ledger_id: &str, topic: Topic, rest: &[&str]) -> Url {
@@ -191,7 +206,12 @@ impl PartnerClient {
     }
 
     /// GET with the token, the retry policy, and one token refresh on 401.
-    async fn get<T>(&self, url: Url, parse: fn(&[u8]) -> Result<T, String>) -> Result<T, ApiError> {
+    async fn get<T>(
+        &self,
+        endpoint: Endpoint,
+        url: Url,
+        parse: fn(&[u8]) -> Result<T, String>,
+    ) -> Result<T, ApiError> {
         let policy = &self.api.retry;
         let mut attempt = 0;
         let mut refreshed = false;
@@ -206,6 +226,8 @@ impl PartnerClient {
                 .bearer_auth(token.expose_secret())
                 .send()
                 .await;
+            let status = result.as_ref().ok().map(|r| r.status().as_u16());
+            self.api.metrics.api_request(endpoint, status);
             let err = match result {
                 Err(e) => ApiError::from(e),
                 Ok(response) => {
@@ -243,6 +265,7 @@ impl PartnerClient {
             if !err.is_retryable() || attempt >= policy.max_attempts {
                 return Err(err);
             }
+            self.api.metrics.api_retry(endpoint);
             let retry_after = match &err {
                 ApiError::RateLimited { retry_after } => *retry_after,
                 _ => None,

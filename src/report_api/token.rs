@@ -14,6 +14,7 @@ use url::Url;
 use super::error::{quote, ApiError};
 use super::gate::Gate;
 use super::retry::{self, RetryPolicy};
+use crate::metrics::{Endpoint, Metrics};
 
 /// A cached token and when it stops being valid.
 struct Token {
@@ -33,6 +34,32 @@ pub struct TokenCache {
     slot: Mutex<Option<Token>>,
     fetches: AtomicU64,
     gate: std::sync::Arc<Gate>,
+    /// The partner's name, for metrics.
+    partner: String,
+    metrics: std::sync::Arc<Metrics>,
+    /// What the last token request did, readable without waiting for a fetch in flight.
+    status: std::sync::Mutex<FetchStatus>,
+}
+
+/// The outcome of the latest token request.
+#[derive(Debug, Default)]
+struct FetchStatus {
+    /// When the latest token fetched stops being valid (its expiry, not the refresh time).
+    valid_until: Option<Instant>,
+    /// Why the latest request failed; `None` after a success.
+    last_error: Option<String>,
+}
+
+/// Whether a partner's keys currently yield a token, for readiness and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenHealth {
+    /// A token is held that has not expired, or the latest request succeeded.
+    Valid,
+    /// No token was asked for yet.
+    NotFetched,
+    /// The latest request failed and no unexpired token is held. The text says why, without
+    /// any secret or response body.
+    Failed(String),
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -82,6 +109,39 @@ impl TokenCache {
             slot: Mutex::new(None),
             fetches: AtomicU64::new(0),
             gate,
+            partner: String::new(),
+            metrics: std::sync::Arc::clone(crate::metrics::global()),
+            status: std::sync::Mutex::new(FetchStatus::default()),
+        }
+    }
+
+    /// Counts this cache's requests and tokens on `metrics`, labelled with `partner`.
+    pub(crate) fn counted_as(mut self, partner: String, metrics: std::sync::Arc<Metrics>) -> Self {
+        self.partner = partner;
+        self.metrics = metrics;
+        self
+    }
+
+    /// Whether these keys currently yield a token: valid while a fetched token has not
+    /// expired or the latest request succeeded.
+    pub fn health(&self) -> TokenHealth {
+        let status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        match (&status.last_error, status.valid_until) {
+            (_, Some(until)) if Instant::now() < until => TokenHealth::Valid,
+            (Some(error), _) => TokenHealth::Failed(error.clone()),
+            (None, Some(_)) => TokenHealth::Valid,
+            (None, None) => TokenHealth::NotFetched,
+        }
+    }
+
+    fn set_status(&self, result: Result<Instant, String>) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(until) => {
+                status.valid_until = Some(until);
+                status.last_error = None;
+            }
+            Err(why) => status.last_error = Some(why),
         }
     }
 
@@ -120,12 +180,19 @@ impl TokenCache {
         loop {
             attempt += 1;
             let err = match self.fetch_once().await {
-                Ok(token) => return Ok(token),
+                Ok((token, valid_until)) => {
+                    self.metrics.token_refreshed(&self.partner);
+                    self.set_status(Ok(valid_until));
+                    return Ok(token);
+                }
                 Err(err) => err,
             };
             if !err.is_retryable() || attempt >= self.retry.max_attempts {
+                self.metrics.token_failed(&self.partner);
+                self.set_status(Err(short_reason(&err)));
                 return Err(err);
             }
+            self.metrics.api_retry(Endpoint::Token);
             let wait = match &err {
                 ApiError::RateLimited {
                     retry_after: Some(wait),
@@ -140,7 +207,8 @@ impl TokenCache {
         }
     }
 
-    async fn fetch_once(&self) -> Result<Token, ApiError> {
+    /// One token request: the token and when it expires.
+    async fn fetch_once(&self) -> Result<(Token, Instant), ApiError> {
         let _permit = self.gate.enter().await;
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
@@ -154,7 +222,12 @@ impl TokenCache {
             )
             .body("grant_type=client_credentials")
             .send()
-            .await?;
+            .await;
+        self.metrics.api_request(
+            Endpoint::Token,
+            response.as_ref().ok().map(|r| r.status().as_u16()),
+        );
+        let response = response?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.bytes().await?;
@@ -195,9 +268,30 @@ impl TokenCache {
             lifetime_secs = lifetime.as_secs(),
             "fetched a new access token"
         );
-        Ok(Token {
-            value: parsed.access_token,
-            refresh_at: started + lifetime - margin,
-        })
+        Ok((
+            Token {
+                value: parsed.access_token,
+                refresh_at: started + lifetime - margin,
+            },
+            started + lifetime,
+        ))
+    }
+}
+
+/// Why a token request failed, in a few words: the class and status, never a body (which
+/// could echo anything) and never a secret.
+fn short_reason(err: &ApiError) -> String {
+    match err {
+        ApiError::TokenRejected { status, .. } => {
+            format!("the token endpoint refused the keys (HTTP {status})")
+        }
+        ApiError::RateLimited { .. } => "the token endpoint rate-limited every attempt".to_owned(),
+        ApiError::Transient(_) => {
+            "the token endpoint failed on every attempt (5xx, timeout or connection)".to_owned()
+        }
+        ApiError::Permanent { status, .. } => format!("the token endpoint answered HTTP {status}"),
+        ApiError::Unauthorized { .. } => "the token endpoint answered HTTP 401".to_owned(),
+        ApiError::NotFound { .. } => "the token endpoint answered HTTP 404".to_owned(),
+        ApiError::InvalidResponse(_) => "the token endpoint's answer could not be read".to_owned(),
     }
 }

@@ -195,6 +195,30 @@ impl Simulator {
         }
     }
 
+    /// The access tokens issued and still valid (for tests that check none is ever logged).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.lock().issued_tokens()
+    }
+
+    /// Every personal value (payer name, masked phone number, message) the feeds serve with
+    /// `includeGDPRSensitiveData=true` (empty ones left out), for tests that check none is
+    /// ever logged.
+    pub fn personal_values(&self) -> Vec<String> {
+        let st = self.lock();
+        let mut values = Vec::new();
+        for book in st.ledgers.values() {
+            for topic in [Topic::Funds, Topic::Fees] {
+                for g in book.visible(topic).iter().filter_map(|e| e.gdpr.as_ref()) {
+                    values.extend([g.name.clone(), g.masked_phone_no.clone(), g.message.clone()]);
+                }
+            }
+        }
+        values.retain(|v| !v.is_empty());
+        values.sort();
+        values.dedup();
+        values
+    }
+
     /// The ledger object as served by `GET /settlement/v1/ledgers`.
     pub fn ledger_json(&self, ledger_id: &str) -> Option<Value> {
         self.lock()

@@ -157,6 +157,11 @@ impl State {
         })
     }
 
+    /// The tokens issued and still valid.
+    pub(crate) fn issued_tokens(&self) -> Vec<String> {
+        self.tokens.keys().cloned().collect()
+    }
+
     /// Forgets every issued token, so each is refused from now on.
     pub(crate) fn expire_tokens(&mut self) {
         self.tokens.clear();

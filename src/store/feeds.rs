@@ -357,6 +357,20 @@ pub async fn release_lease(
     Ok(())
 }
 
+/// Releases every lease `holder` (this process) still has: after work was abandoned at the
+/// drain deadline, so the next run need not wait `sync.lease_ttl` for its units. A commit of
+/// the abandoned work that still lands is a whole page checked against its fence, as ever.
+pub async fn release_leases_of(pool: &PgPool, holder: &str) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE feed_cursors SET lease_holder = NULL, lease_expires_at = NULL
+         WHERE lease_holder = $1",
+    )
+    .bind(holder)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// `(seq, amount, balance_before, balance_after)` of an inserted entry.
 type Inserted = (i64, i64, i64, i64);
 

@@ -4,9 +4,11 @@
 pub mod bench;
 pub mod entries;
 pub mod export;
+pub mod exports;
 pub mod feeds;
 pub mod grants;
 pub mod ledgers;
+pub mod monitoring;
 pub mod reconcile;
 
 use std::str::FromStr;

@@ -1,10 +1,12 @@
 //! `run`: discovery and a feed pass at start-up, then discovery on every firing of
 //! `sync.discovery_schedule`, a feed pass on every firing of `sync.schedule` and
-//! reconciliation on every firing of `sync.verify_schedule`, until cancelled. The cron jobs
+//! reconciliation on every firing of `sync.verify_schedule`, followed by the `[[exporters]]`,
+//! until cancelled. The cron jobs
 //! only *request* work (tokio-cron-scheduler spawns firings detached and does not wait for
-//! them on shutdown); the one worker loop here does it, so work is never cut inside a
-//! transaction, the three kinds of work never overlap, and firings during a long pass
-//! coalesce into one.
+//! them on shutdown); the one worker loop here does it, so work stops between pages on a stop
+//! request (and is only dropped, its open transaction rolling back, if still running at
+//! `sync.drain_deadline`), the three kinds of work never overlap, and firings during a long
+//! pass coalesce into one. The loop also pings the systemd watchdog (see `lifecycle.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use tokio::sync::Notify;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
+use super::lifecycle::{self, Drained, Watchdog};
 use super::{discovery, sync_feeds, Backoff, SyncContext};
 
 /// The kinds of work a schedule can ask for.
@@ -40,14 +43,26 @@ impl Requests {
     }
 }
 
-/// Runs until `cancel` fires; returns once the work in hand is committed and the scheduler
-/// is stopped.
+/// Runs until `cancel` fires; returns once the work in hand is committed (or abandoned after
+/// `sync.drain_deadline`) and the scheduler is stopped. Under systemd (`Type=notify`) it
+/// reports `READY=1` once every partner has been asked for a token (the database is already
+/// migrated by then), keeps `STATUS=` current, pings the watchdog from the worker loop, and
+/// sends `STOPPING=1` as soon as a stop is requested. Fails without reporting ready when no
+/// partner could get a token: systemd then sees the start fail.
 pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Result<()> {
+    let working = lifecycle::request_first_tokens(&ctx).await;
+    if working == 0 {
+        anyhow::bail!(
+            "none of the {} configured partners could get an access token (see the errors above); not starting",
+            ctx.partners.len()
+        );
+    }
     let requests = Arc::new(Requests::default());
     let mut scheduler = JobScheduler::new()
         .await
         .context("starting the scheduler")?;
     let sync = &ctx.settings.sync;
+    let mut sync_job = None;
     for (schedule, key, work) in [
         (&sync.schedule, "sync.schedule", Work::Sync),
         (
@@ -73,10 +88,13 @@ pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Re
             })
         })
         .with_context(|| key.to_owned())?;
-        scheduler
+        let id = scheduler
             .add(job)
             .await
             .context("adding a job to the scheduler")?;
+        if matches!(work, Work::Sync) {
+            sync_job = Some(id);
+        }
     }
     scheduler.start().await.context("starting the scheduler")?;
     requests.request(&requests.discover);
@@ -85,12 +103,31 @@ pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Re
         schedule = %sync.schedule,
         discovery_schedule = %sync.discovery_schedule,
         verify_schedule = %sync.verify_schedule,
+        partners_with_token = working,
+        partners = ctx.partners.len(),
         "daemon running"
     );
+    lifecycle::notify_ready("starting: first discovery and feed pass");
+    {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            lifecycle::notify_stopping();
+        });
+    }
 
+    let mut watchdog = Watchdog::from_env();
+    let mut idle_announced = false;
     while !cancel.is_cancelled() {
         if requests.discover.swap(false, Ordering::SeqCst) {
-            let found = discovery::discover(&ctx).await;
+            idle_announced = false;
+            lifecycle::notify_status("discovering ledgers");
+            let work = discovery::discover(&ctx);
+            let Drained::Done(found) =
+                lifecycle::drain(&ctx, "discovery", work, &cancel, &mut watchdog).await
+            else {
+                break;
+            };
             tracing::info!(
                 listed = found.listed,
                 grants_opened = found.opened,
@@ -101,7 +138,14 @@ pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Re
             continue;
         }
         if requests.sync.swap(false, Ordering::SeqCst) {
-            let report = sync_feeds(&ctx, &cancel, Backoff::Honour).await;
+            idle_announced = false;
+            lifecycle::notify_status("syncing");
+            let work = sync_feeds(&ctx, &cancel, Backoff::Honour);
+            let Drained::Done(report) =
+                lifecycle::drain(&ctx, "feed pass", work, &cancel, &mut watchdog).await
+            else {
+                break;
+            };
             if report.success() {
                 tracing::info!(
                     ledgers = report.ledgers,
@@ -122,8 +166,16 @@ pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Re
             continue;
         }
         if requests.verify.swap(false, Ordering::SeqCst) {
+            idle_announced = false;
+            lifecycle::notify_status("reconciling");
             // Only dates not yet reconciled (or open ones that are due) cost requests.
-            match crate::reconcile::verify(&ctx, &cancel).await {
+            let work = crate::reconcile::verify(&ctx, &cancel);
+            let Drained::Done(verified) =
+                lifecycle::drain(&ctx, "reconciliation", work, &cancel, &mut watchdog).await
+            else {
+                break;
+            };
+            match verified {
                 Ok(v) if v.clean() => tracing::info!(feeds = v.feeds.len(), "reconciliation clean"),
                 Ok(v) => tracing::warn!(
                     feeds = v.feeds.len(),
@@ -132,14 +184,38 @@ pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Re
                 ),
                 Err(e) => tracing::error!(error = format!("{e:#}"), "reconciliation failed"),
             }
+            // Dates that have just closed and reconciled go to the exporters. Cut off at the
+            // drain deadline, a delivery is finished by the next run, never repeated.
+            if !ctx.settings.exporters.is_empty() {
+                lifecycle::notify_status("exporting");
+                let work = crate::export::scheduled::run_all(&ctx.pool, &ctx.settings, &cancel);
+                let Drained::Done(_) =
+                    lifecycle::drain(&ctx, "exports", work, &cancel, &mut watchdog).await
+                else {
+                    break;
+                };
+            }
             continue;
         }
+        if !idle_announced {
+            let next = match sync_job {
+                Some(id) => scheduler.next_tick_for_job(id).await.ok().flatten(),
+                None => None,
+            };
+            lifecycle::notify_status(&match next {
+                Some(at) => format!("idle; next sync at {}", at.format("%Y-%m-%d %H:%M:%S UTC")),
+                None => "idle".to_owned(),
+            });
+            idle_announced = true;
+        }
+        // The watchdog tick wakes the loop while idle too, so an idle daemon stays alive.
         tokio::select! {
             _ = cancel.cancelled() => {}
             _ = requests.wake.notified() => {}
+            _ = watchdog.tick() => watchdog.ping(),
         }
     }
-    tracing::info!("stopping: no work running, scheduler shutting down");
+    tracing::info!("stopping: no work of ours running any more, scheduler shutting down");
     scheduler
         .shutdown()
         .await

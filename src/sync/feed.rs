@@ -102,7 +102,11 @@ pub async fn walk_feed(
                 result
             };
             match result {
-                Ok(committed) => committed,
+                Ok(committed) => {
+                    let (n, conflicts) = (committed.inserted, committed.conflicts);
+                    ctx.metrics.page_committed(topic, n, conflicts);
+                    committed
+                }
                 Err(CommitError::Fenced { ours, held }) => {
                     return Err(WalkError::LeaseLost(format!(
                         "the page fetched at cursor {at} was not stored: another instance holds the unit now (fence {held}, ours {ours})"
@@ -117,6 +121,7 @@ pub async fn walk_feed(
         };
         outcome.pages += 1;
         outcome.inserted += committed.inserted;
+        ctx.progress.entries_stored(ledger_id, committed.inserted);
         outcome.chain_breaks += committed.chain_breaks.len() as u64;
         outcome.conflicts += committed.conflicts;
         if committed.conflicts > 0 {

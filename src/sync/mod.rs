@@ -6,10 +6,12 @@ pub mod daemon;
 pub mod discovery;
 pub mod feed;
 mod health;
+pub mod lifecycle;
+pub mod progress;
+mod report;
 
-use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sqlx::PgPool;
 use tokio::task::JoinSet;
@@ -20,6 +22,8 @@ use crate::config::{Settings, Topic};
 use crate::report_api::{PartnerClient, ReportApiClient};
 use crate::store::{self, feeds, grants};
 pub use health::PartnerHealth;
+pub use progress::{Progress, ProgressView};
+pub use report::{SyncReport, UnitFailure};
 
 /// Everything a sync needs: the database, the settings, and one API client per partner.
 #[derive(Debug)]
@@ -31,6 +35,12 @@ pub struct SyncContext {
     pub health: PartnerHealth,
     /// This process's name on the leases it holds: `host:pid:random`.
     pub instance: String,
+    /// Where this context's work is counted (`/metrics`): the process's, unless a test
+    /// injected its own with [`SyncContext::with_metrics`].
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The progress of the feed pass in hand (one `feed pass progress` line every 30 s
+    /// unless [`SyncContext::with_progress`] says otherwise).
+    pub progress: Arc<Progress>,
 }
 
 impl SyncContext {
@@ -43,7 +53,18 @@ impl SyncContext {
 
     /// Builds the context on an existing pool (migrations must already be applied).
     pub fn with_pool(settings: Settings, pool: PgPool) -> anyhow::Result<SyncContext> {
-        let api = ReportApiClient::new(&settings.api, &settings.retry)?;
+        let metrics = Arc::clone(crate::metrics::global());
+        Self::with_metrics(settings, pool, metrics)
+    }
+
+    /// [`SyncContext::with_pool`], counting on `metrics` instead of the process's.
+    pub fn with_metrics(
+        settings: Settings,
+        pool: PgPool,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> anyhow::Result<SyncContext> {
+        let api =
+            ReportApiClient::with_metrics(&settings.api, &settings.retry, Arc::clone(&metrics))?;
         let partners = settings
             .partners
             .iter()
@@ -60,7 +81,15 @@ impl SyncContext {
             partners,
             health: PartnerHealth::default(),
             instance: instance_name(),
+            metrics,
+            progress: Arc::new(Progress::new(ProgressView::default())),
         })
+    }
+
+    /// Shows the progress of feed passes with `progress` instead.
+    pub fn with_progress(mut self, progress: Progress) -> SyncContext {
+        self.progress = Arc::new(progress);
+        self
     }
 }
 
@@ -75,111 +104,6 @@ fn instance_name() -> String {
         std::process::id(),
         rand::random::<u32>()
     )
-}
-
-/// A (ledger, topic) unit that failed in a pass.
-#[derive(Debug, Clone)]
-pub struct UnitFailure {
-    pub ledger_id: String,
-    pub topic: Topic,
-    pub error: String,
-}
-
-/// What one pass did.
-#[derive(Debug, Default)]
-pub struct SyncReport {
-    /// Ledgers with an open grant, synced in this pass.
-    pub ledgers: usize,
-    pub units_ok: usize,
-    pub pages: u64,
-    pub inserted: u64,
-    pub chain_breaks: u64,
-    pub conflicts: u64,
-    /// Units left alone because they are backing off after failures (`run` only).
-    pub backing_off: usize,
-    /// Units another instance was syncing at the time (its lease was live).
-    pub held_elsewhere: usize,
-    /// Grant periods opened and closed by this pass.
-    pub grants_opened: usize,
-    pub grants_closed: usize,
-    pub failed_partners: Vec<(String, String)>,
-    pub failed_units: Vec<UnitFailure>,
-    pub interrupted: bool,
-    pub elapsed: Duration,
-}
-
-impl SyncReport {
-    /// True when every partner and every unit succeeded and the pass ran to its end.
-    /// A unit another instance was syncing is not a success of this pass.
-    pub fn success(&self) -> bool {
-        self.failed_partners.is_empty()
-            && self.failed_units.is_empty()
-            && !self.interrupted
-            && self.held_elsewhere == 0
-    }
-}
-
-impl fmt::Display for SyncReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "synced {} ledgers ({} feeds ok, {} failed): {} new entries in {} pages, {:.2} s",
-            self.ledgers,
-            self.units_ok,
-            self.failed_units.len(),
-            self.inserted,
-            self.pages,
-            self.elapsed.as_secs_f64()
-        )?;
-        if self.grants_opened + self.grants_closed > 0 {
-            writeln!(
-                f,
-                "grants: {} opened, {} closed (see `vipps-ledger-sync grants`)",
-                self.grants_opened, self.grants_closed
-            )?;
-        }
-        if self.conflicts > 0 {
-            writeln!(
-                f,
-                "conflicting re-deliveries: {} (see entry_conflicts)",
-                self.conflicts
-            )?;
-        }
-        if self.held_elsewhere > 0 {
-            writeln!(
-                f,
-                "feeds being synced by another instance: {}",
-                self.held_elsewhere
-            )?;
-        }
-        if self.backing_off > 0 {
-            writeln!(
-                f,
-                "feeds backing off after failures, not tried this time: {}",
-                self.backing_off
-            )?;
-        }
-        if self.chain_breaks > 0 {
-            writeln!(
-                f,
-                "balance chain breaks found: {} (see balance_chain_breaks)",
-                self.chain_breaks
-            )?;
-        }
-        for (partner, error) in &self.failed_partners {
-            writeln!(f, "partner {partner} failed: {error}")?;
-        }
-        for u in &self.failed_units {
-            writeln!(f, "ledger {} {} failed: {}", u.ledger_id, u.topic, u.error)?;
-        }
-        if self.interrupted {
-            writeln!(
-                f,
-                "stopped early on request; the next run continues from the stored cursors"
-            )?;
-        }
-        Ok(())
-    }
 }
 
 /// `sync --once`: discovery, then every consented feed to its current end.
@@ -230,6 +154,7 @@ pub async fn sync_feeds(
 ) -> SyncReport {
     let started = Instant::now();
     let mut report = SyncReport::default();
+    let _shown = ctx.progress.start_pass();
     purge_personal_data(ctx).await;
     let skip = match backoff {
         Backoff::Honour => feeds::backing_off(&ctx.pool).await.unwrap_or_default(),
@@ -257,12 +182,29 @@ pub async fn sync_feeds(
         let Some((last, _)) = chunk.last() else { break };
         after = Some(last.clone());
         report.ledgers += chunk.len();
+        // The chunk's topics to walk, counted before any is spawned so the progress totals
+        // cover the whole chunk from the start.
+        let mut queued = Vec::with_capacity(chunk.len());
         for (ledger_id, holders) in chunk {
-            for &topic in &ctx.settings.sync.topics {
-                if skip.contains(&(ledger_id.clone(), topic.as_str().to_owned())) {
-                    report.backing_off += 1;
-                    continue;
-                }
+            let topics: Vec<Topic> = ctx
+                .settings
+                .sync
+                .topics
+                .iter()
+                .copied()
+                .filter(|topic| !skip.contains(&(ledger_id.clone(), topic.as_str().to_owned())))
+                .collect();
+            report.backing_off += ctx.settings.sync.topics.len() - topics.len();
+            let first = ctx.health.order(&ctx.partners, &holders);
+            let partner = first
+                .first()
+                .map_or("(no configured partner)", |p| p.name());
+            ctx.progress
+                .ledger_queued(partner, &ledger_id, topics.len());
+            queued.push((ledger_id, holders, topics));
+        }
+        for (ledger_id, holders, topics) in queued {
+            for topic in topics {
                 while units.len() >= concurrency {
                     if let Some(joined) = units.join_next().await {
                         absorb(ctx, &mut report, joined).await;
@@ -273,7 +215,9 @@ pub async fn sync_feeds(
                 let span = tracing::info_span!("feed", ledger = %ledger_id, topic = %topic);
                 units.spawn(
                     async move {
+                        ctx.progress.unit_started(&ledger_id, topic);
                         let result = run_unit(&ctx, &ledger_id, topic, &holders, &cancel).await;
+                        ctx.progress.unit_finished(&ledger_id, topic);
                         (ledger_id, topic, result)
                     }
                     .instrument(span),

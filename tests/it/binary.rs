@@ -11,8 +11,20 @@ use crate::common::{small, TestApp, CLIENT_ID, CLIENT_SECRET};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vipps-ledger-sync");
 
-/// A config file pointing the binary at the test's simulator and database.
-fn config_file(app: &TestApp, extra: &str) -> tempfile::NamedTempFile {
+/// A config file pointing the binary at the test's simulator and database, with the test
+/// partner; `extra` goes into `[sync]` and may open tables of its own.
+pub(crate) fn config_file(app: &TestApp, extra: &str) -> tempfile::NamedTempFile {
+    config_file_for(app, &app.db.url, (CLIENT_ID, CLIENT_SECRET), extra)
+}
+
+/// [`config_file`] with another database URL and another partner's (client id, secret).
+pub(crate) fn config_file_for(
+    app: &TestApp,
+    db: &str,
+    client: (&str, &str),
+    extra: &str,
+) -> tempfile::NamedTempFile {
+    let (id, secret) = client;
     let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
     write!(
         f,
@@ -34,14 +46,53 @@ base_backoff = "1ms"
 max_backoff = "20ms"
 [[partners]]
 name = "test-partner"
-client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
+client_id = "{id}"
+client_secret = "{secret}"
 "#,
-        db = app.db.url,
         api = app.base_url,
     )
     .unwrap();
     f
+}
+
+/// Sends SIGTERM to a child.
+pub(crate) fn sigterm(child: &std::process::Child) {
+    // SAFETY: kill(2) on a pid we spawned; no memory is involved.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+}
+
+/// Waits up to `limit` for the child to exit.
+pub(crate) async fn wait_exit(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+/// Waits (at most 30 s) until `pool` holds an entry: the binary's first pass is storing.
+pub(crate) async fn wait_until_storing(pool: &sqlx::PgPool, what: &str) {
+    let started = Instant::now();
+    loop {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM entries")
+            .fetch_one(pool)
+            .await
+            .unwrap_or(0);
+        if n > 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what} stored nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A small data set synced by the binary, and the config file it used.
@@ -60,7 +111,7 @@ async fn synced_by_the_binary() -> (TestApp, tempfile::NamedTempFile) {
 }
 
 /// The binary with a clean environment (no DATABASE_URL or VLS_* from the caller).
-fn command(args: &[&str]) -> Command {
+pub(crate) fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_remove("DATABASE_URL")
@@ -155,33 +206,11 @@ async fn run_stops_on_sigterm_between_pages_and_exits_zero() {
         .spawn()
         .unwrap();
     // Wait until the start-up pass is storing entries, then ask it to stop.
-    let started = Instant::now();
-    loop {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM entries")
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap_or(0);
-        if n > 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "run stored nothing"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let stopped = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(10),
-            "run did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    wait_until_storing(&app.db.pool, "run").await;
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(10))
+        .await
+        .expect("run did not stop on SIGTERM");
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(status.success(), "exit {status:?}: {stderr}");
@@ -420,7 +449,7 @@ async fn two_instances_share_the_work_and_a_stalled_one_cannot_overwrite_newer_p
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    unsafe { libc::kill(a.id() as i32, libc::SIGTERM) };
+    sigterm(&a);
     assert!(a.wait().unwrap().success());
     app.assert_exact().await;
     let takeovers: i64 = sqlx::query_scalar("SELECT count(*) FROM feed_cursors WHERE fence > 1")

@@ -63,6 +63,15 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> TestDb {
+        Self::create(true).await
+    }
+
+    /// A fresh database without the schema (for tests of what the binary does first).
+    pub async fn unmigrated() -> TestDb {
+        Self::create(false).await
+    }
+
+    async fn create(migrate: bool) -> TestDb {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let server = server().await.to_owned();
         let name = format!(
@@ -84,7 +93,9 @@ impl TestDb {
             .connect_with(db)
             .await
             .unwrap();
-        store::migrate(&pool).await.unwrap();
+        if migrate {
+            store::migrate(&pool).await.unwrap();
+        }
         TestDb {
             pool,
             url,

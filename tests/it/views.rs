@@ -1,8 +1,13 @@
 //! The finance views against the simulator's own data.
 
-use chrono::NaiveDate;
+use std::time::Duration;
 
-use crate::common::{small, TestApp};
+use chrono::{NaiveDate, Timelike, Utc};
+use vipps_ledger_sync::config::Topic;
+use vipps_ledger_sync::store::feeds;
+use vipps_ledger_sync::views;
+
+use crate::common::{small, TestApp, CLIENT_ID};
 
 #[tokio::test]
 async fn the_payout_view_matches_the_simulators_payouts_exactly() {
@@ -96,4 +101,132 @@ async fn daily_summary_and_current_balances_add_up_to_the_entries() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn status_shows_ledgers_by_state_lag_last_errors_and_next_runs() {
+    let app = TestApp::spawn(small()).await;
+    assert!(app.sync_once().await.success());
+    let ledgers = app.sim.ledger_ids();
+    let pool = &app.db.pool;
+
+    let report = views::status_report(pool, &app.settings).await.unwrap();
+    let states: Vec<(&str, i64)> = report
+        .ledgers_by_state
+        .iter()
+        .map(|(s, n)| (s.as_str(), *n))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("blocked", 0),
+            ("caught_up", 4),
+            ("failing", 0),
+            ("no_access", 0),
+            ("syncing", 0)
+        ]
+    );
+    assert!(report.last_errors.is_empty());
+
+    // One ledger revoked, one feed failing, one blocked: one ledger in each state.
+    app.sim.revoke(CLIENT_ID, &ledgers[0]);
+    assert!(app.sync_once().await.success());
+    let (second, third) = (&ledgers[1], &ledgers[2]);
+    let minute = Duration::from_secs(60);
+    feeds::record_failure(pool, second, Topic::Funds, "HTTP 500: boom", minute, minute)
+        .await
+        .unwrap();
+    feeds::block(pool, third, Topic::Fees, "the API rejected cursor c-1")
+        .await
+        .unwrap();
+    let before = Utc::now();
+    let report = views::status_report(pool, &app.settings).await.unwrap();
+    let states: Vec<(&str, i64)> = report
+        .ledgers_by_state
+        .iter()
+        .map(|(s, n)| (s.as_str(), *n))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("blocked", 1),
+            ("caught_up", 1),
+            ("failing", 1),
+            ("no_access", 1),
+            ("syncing", 0)
+        ]
+    );
+
+    // Lag over the three ledgers still granted, worst first.
+    let topics: Vec<&str> = report.lag.iter().map(|l| l.topic.as_str()).collect();
+    assert_eq!(topics, ["funds", "fees"]);
+    for lag in &report.lag {
+        assert_eq!(lag.feeds, 3, "{lag:?}");
+        let (worst, median) = (lag.worst_seconds.unwrap(), lag.median_seconds.unwrap());
+        assert!(worst >= median && median > 0.0, "{lag:?}");
+        assert_eq!(lag.worst_feeds.len(), 3);
+        assert_eq!(lag.worst_feeds[0].lag_seconds, worst);
+        assert!(lag.worst_feeds.iter().all(|f| f.ledger_id != ledgers[0]));
+    }
+
+    assert_eq!(report.last_errors.len(), 1, "{:?}", report.last_errors);
+    let error = &report.last_errors[0];
+    assert_eq!(
+        (
+            error.ledger_id.as_str(),
+            error.topic.as_str(),
+            error.error.as_str()
+        ),
+        (second.as_str(), "funds", "HTTP 500: boom")
+    );
+    assert_eq!(error.consecutive_failures, 1);
+
+    // The next firing of each schedule (defaults: minute 17, 43 and 53 of every hour).
+    let names: Vec<&str> = report.next_runs.keys().map(String::as_str).collect();
+    assert_eq!(names, ["discovery", "sync", "verify"]);
+    for (name, minute) in [("sync", 17), ("discovery", 43), ("verify", 53)] {
+        let run = &report.next_runs[name];
+        let next = run.next.unwrap();
+        assert!(next > before - chrono::Duration::seconds(1), "{run:?}");
+        assert!(next <= before + chrono::Duration::hours(1), "{run:?}");
+        assert_eq!((next.minute(), next.second()), (minute, 0), "{run:?}");
+    }
+    assert_eq!(report.next_runs["sync"].key, "sync.schedule");
+
+    let text = views::render_status(&report);
+    for want in [
+        "test-partner",
+        "ledgers by state: blocked 1, caught_up 1, failing 1, no_access 1, syncing 0",
+        "furthest behind",
+        "HTTP 500: boom",
+        "[failing, 1x]",
+        "next runs (UTC):",
+        "(sync.schedule = \"0 17 * * * *\")",
+        "BLOCKED: the API rejected cursor c-1",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+
+    let json = serde_json::to_value(&report).unwrap();
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "exports",
+            "feeds",
+            "lag",
+            "last_errors",
+            "ledgers_by_state",
+            "next_runs",
+            "partners"
+        ]
+    );
+    assert_eq!(json["ledgers_by_state"]["no_access"], 1);
+    assert_eq!(json["next_runs"]["verify"]["schedule"], "0 53 * * * *");
+    assert_eq!(json["last_errors"][0]["error"], "HTTP 500: boom");
 }

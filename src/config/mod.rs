@@ -5,16 +5,23 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+mod checks;
+mod exporters;
+pub use checks::parse_cron;
+use checks::{
+    check_url, describe, inline_or_file, parse_listen, read_credential, resolve_partners,
+};
+pub use exporters::{Accounts, ExporterKind, ExporterSettings, ExporterTarget};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
 /// The built-in defaults, documented key by key.
-const DEFAULTS: &str = include_str!("../config/default.toml");
+const DEFAULTS: &str = include_str!("../../config/default.toml");
 
 /// Prefix of the environment variables that override settings (`VLS_SYNC__SCHEDULE`).
 pub const ENV_PREFIX: &str = "VLS";
@@ -42,6 +49,22 @@ pub struct Settings {
     pub partners: Vec<PartnerSettings>,
     pub sync: SyncSettings,
     pub log: LogSettings,
+    pub http: HttpSettings,
+    /// `[[exporters]]`, in the order written.
+    pub exporters: Vec<ExporterSettings>,
+}
+
+/// `[http]`: the status endpoint.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Where `run` serves /healthz, /readyz and /metrics; `None` (the default) serves nothing.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: String,
 }
 
 /// `[database]`.
@@ -50,6 +73,9 @@ pub struct Settings {
 pub struct DatabaseSettings {
     /// Connection URL; may carry a password, so it is a secret.
     pub url: SecretString,
+    /// A file holding the URL instead (a systemd credential); read at start, then `None`.
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
     /// Pool size.
     pub max_connections: u32,
     /// Wait for a pooled connection before giving up.
@@ -186,6 +212,10 @@ pub struct SyncSettings {
     /// How long a unit's lease lasts without renewal.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// After SIGTERM, how long the work in hand may take to commit before it is abandoned
+    /// (rolled back, never half-written) and the process exits.
+    #[serde(with = "humantime_serde")]
+    pub drain_deadline: Duration,
 }
 
 /// `[log]`.
@@ -213,6 +243,9 @@ struct RawSettings {
     partners: Vec<RawPartner>,
     sync: SyncSettings,
     log: LogSettings,
+    http: RawHttp,
+    #[serde(default)]
+    exporters: Vec<exporters::RawExporter>,
 }
 
 fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Url>, D::Error> {
@@ -251,6 +284,7 @@ impl Settings {
                     .required(true),
             );
         }
+        let credentials = env.get("CREDENTIALS_DIRECTORY").map(PathBuf::from);
         let vls_url = format!("{ENV_PREFIX}_DATABASE__URL");
         if let (Some(url), false) = (env.get("DATABASE_URL"), env.contains_key(&vls_url)) {
             builder = builder
@@ -276,10 +310,10 @@ impl Settings {
         let raw: RawSettings = merged
             .try_deserialize()
             .map_err(|e| ConfigError(describe(e, file)))?;
-        Self::validate(raw)
+        Self::validate(raw, credentials.as_deref())
     }
 
-    fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
+    fn validate(raw: RawSettings, credentials: Option<&Path>) -> Result<Settings, ConfigError> {
         check_url("api.base_url", &raw.api.base_url)?;
         if let Some(token_url) = &raw.api.token_url {
             check_url("api.token_url", token_url)?;
@@ -306,10 +340,14 @@ impl Settings {
                 ));
             }
         }
-        if raw.database.url.expose_secret().trim().is_empty() {
+        let mut database = raw.database;
+        if let Some(file) = database.url_file.take() {
+            database.url = read_credential("database.url_file", &file, credentials)?;
+        }
+        if database.url.expose_secret().trim().is_empty() {
             return Err(ConfigError::key("database.url", "must not be empty"));
         }
-        if raw.database.max_connections == 0 {
+        if database.max_connections == 0 {
             return Err(ConfigError::key(
                 "database.max_connections",
                 "must be at least 1",
@@ -341,17 +379,40 @@ impl Settings {
             .map_err(|e| ConfigError::key("sync.discovery_schedule", e))?;
         parse_cron(&raw.sync.verify_schedule)
             .map_err(|e| ConfigError::key("sync.verify_schedule", e))?;
-        let partners = resolve_partners(raw.partners)?;
+        if raw.sync.drain_deadline < Duration::from_secs(1) {
+            return Err(ConfigError::key(
+                "sync.drain_deadline",
+                "must be at least 1s",
+            ));
+        }
+        let partners = resolve_partners(raw.partners, credentials)?;
+        let http = HttpSettings {
+            listen: parse_listen(&raw.http.listen)
+                .map_err(|e| ConfigError::key("http.listen", e))?,
+        };
+        let exporters = exporters::resolve(raw.exporters, credentials)?;
+        for (i, e) in exporters.iter().enumerate() {
+            if let Some(partner) = &e.partner {
+                if !partners.iter().any(|p| &p.name == partner) {
+                    return Err(ConfigError::key(
+                        &format!("exporters[{i}] ({}).partner", e.name),
+                        format!("{partner:?} is not the name of a [[partners]] table"),
+                    ));
+                }
+            }
+        }
         let mut sync = raw.sync;
         sync.topics.sort();
         sync.topics.dedup();
         Ok(Settings {
-            database: raw.database,
+            database,
             api,
             retry: raw.retry,
             partners,
             sync,
             log: raw.log,
+            http,
+            exporters,
         })
     }
 
@@ -364,110 +425,5 @@ impl Settings {
             ));
         }
         Ok(())
-    }
-}
-
-/// Parses a cron expression with seconds exactly as tokio-cron-scheduler will.
-pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Required)
-        .dom_and_dow(true)
-        .build()
-        .parse(expr)
-        .map_err(|e| {
-            format!(
-                "invalid cron expression {expr:?} (six fields: sec min hour dom month dow): {e}"
-            )
-        })
-}
-
-fn check_url(key: &str, url: &Url) -> Result<(), ConfigError> {
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if is_loopback(url) => Ok(()),
-        "http" => Err(ConfigError::key(
-            key,
-            format!("http:// is accepted only for loopback hosts, not {url}; use https://"),
-        )),
-        other => Err(ConfigError::key(
-            key,
-            format!("unsupported scheme {other:?}"),
-        )),
-    }
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
-}
-
-fn resolve_partners(raw: Vec<RawPartner>) -> Result<Vec<PartnerSettings>, ConfigError> {
-    let mut partners: Vec<PartnerSettings> = Vec::with_capacity(raw.len());
-    for (i, p) in raw.into_iter().enumerate() {
-        let at = format!("partners[{i}]");
-        if p.name.trim().is_empty() {
-            return Err(ConfigError::key(&format!("{at}.name"), "is missing"));
-        }
-        let at = format!("{at} ({})", p.name);
-        if partners.iter().any(|q| q.name == p.name) {
-            return Err(ConfigError::key(&format!("{at}.name"), "is used twice"));
-        }
-        if p.client_id.trim().is_empty() {
-            return Err(ConfigError::key(&format!("{at}.client_id"), "is missing"));
-        }
-        let client_secret = match (p.client_secret, p.client_secret_file) {
-            (Some(secret), None) => secret,
-            (None, Some(path)) => read_secret_file(&path).map_err(|e| {
-                ConfigError::key(
-                    &format!("{at}.client_secret_file"),
-                    format!("{}: {e}", path.display()),
-                )
-            })?,
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::key(
-                    &format!("{at}.client_secret"),
-                    "set either client_secret or client_secret_file, not both",
-                ))
-            }
-            (None, None) => {
-                return Err(ConfigError::key(
-                    &format!("{at}.client_secret"),
-                    "is missing (or set client_secret_file)",
-                ))
-            }
-        };
-        if client_secret.expose_secret().is_empty() {
-            return Err(ConfigError::key(&format!("{at}.client_secret"), "is empty"));
-        }
-        partners.push(PartnerSettings {
-            name: p.name,
-            client_id: p.client_id,
-            client_secret,
-        });
-    }
-    Ok(partners)
-}
-
-/// Reads a secret from a file (e.g. a systemd credential), without its trailing newline.
-fn read_secret_file(path: &Path) -> std::io::Result<SecretString> {
-    let text = std::fs::read_to_string(path)?;
-    Ok(SecretString::from(
-        text.trim_end_matches(['\n', '\r']).to_owned(),
-    ))
-}
-
-/// Makes the `config` crate's messages say where the problem is.
-fn describe(e: config::ConfigError, file: Option<&Path>) -> String {
-    let msg = e.to_string();
-    match file {
-        Some(path) => format!(
-            "{msg} (layers: built-in defaults, {}, environment)",
-            path.display()
-        ),
-        None => format!("{msg} (layers: built-in defaults, environment)"),
     }
 }

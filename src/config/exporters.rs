@@ -1,0 +1,310 @@
+//! `[[exporters]]`: what `run` exports once ledger dates close and reconcile cleanly.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+use super::{check_url, inline_or_file, ConfigError};
+use crate::export::Format;
+
+/// What an exporter produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ExporterKind {
+    /// One file per (ledger, date): its entries, CSV or JSON lines.
+    Entries,
+    /// One file per (ledger, date): entries and amounts per topic and entry type.
+    Summary,
+    /// One file per (ledger, date): a balanced voucher on the configured accounts.
+    Journal,
+    /// One file per (ledger, date): an ISO 20022 camt.053.001.02 statement of the funds feed.
+    Camt053,
+    /// One signed POST per (ledger, date) of its summary and entries as JSON.
+    Webhook,
+}
+
+impl ExporterKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExporterKind::Entries => "entries",
+            ExporterKind::Summary => "summary",
+            ExporterKind::Journal => "journal",
+            ExporterKind::Camt053 => "camt053",
+            ExporterKind::Webhook => "webhook",
+        }
+    }
+}
+
+/// Where an exporter delivers.
+#[derive(Debug, Clone)]
+pub enum ExporterTarget {
+    /// Files named `<ledger>_<date>_<kind>.<ext>` in a directory, written atomically.
+    Directory { path: PathBuf, format: Format },
+    /// A URL receiving signed POSTs.
+    Webhook { url: Url, secret: SecretString },
+}
+
+/// One `[[exporters]]` table, checked.
+#[derive(Debug, Clone)]
+pub struct ExporterSettings {
+    /// Unique; recorded in `export_log`, so renaming an exporter exports everything again.
+    pub name: String,
+    pub kind: ExporterKind,
+    /// Only ledgers this partner holds or held a grant for.
+    pub partner: Option<String>,
+    /// Only these ledgers (empty: all, or the partner's).
+    pub ledgers: Vec<String>,
+    /// No ledger date before this one is exported (history the books already hold).
+    pub from: Option<NaiveDate>,
+    pub target: ExporterTarget,
+    /// The journal's chart of accounts (the built-in one, overridden by `[exporters.accounts]`).
+    pub accounts: Accounts,
+}
+
+/// The journal's accounts: one per feed for the balance held at Vipps MobilePay, one per
+/// entry type for its counterpart, and a fallback for entry types not mapped, so an entry type
+/// Vipps adds tomorrow is booked (on a suspense account) rather than dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accounts {
+    /// The `funds` feed's balance: what Vipps MobilePay owes the merchant.
+    pub funds: String,
+    /// The `fees` feed's balance: what the merchant owes Vipps MobilePay.
+    pub fees: String,
+    /// Entry types without a mapping.
+    pub fallback: String,
+    /// Counterpart account by entry type.
+    pub by_entry_type: BTreeMap<String, String>,
+}
+
+/// The built-in chart, after the Norwegian standard chart of accounts (NS 4102). Every key can
+/// be overridden in `[exporters.accounts]`.
+const DEFAULT_ACCOUNTS: &[(&str, &str)] = &[
+    ("funds", "1571"),
+    ("fees", "2471"),
+    ("fallback", "1579"),
+    ("capture", "3000"),
+    ("refund", "3000"),
+    ("fees-retained", "1572"),
+    ("payout-scheduled", "1940"),
+    ("scheduled-for-payout", "1940"),
+    ("payout-aborted", "1940"),
+    ("retained-disputed-capture", "3080"),
+    ("returned-disputed-capture", "3080"),
+    ("correction", "1579"),
+    ("top-up", "1920"),
+    ("credit-note", "1579"),
+    ("capture-fee", "7770"),
+    ("service-fee", "7770"),
+    ("fees-invoiced", "2400"),
+];
+
+impl Default for Accounts {
+    fn default() -> Self {
+        Accounts::with_overrides(&HashMap::new())
+    }
+}
+
+impl Accounts {
+    fn with_overrides(overrides: &HashMap<String, String>) -> Self {
+        let mut all: BTreeMap<String, String> = DEFAULT_ACCOUNTS
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        for (k, v) in overrides {
+            all.insert(k.clone(), v.clone());
+        }
+        let funds = all.remove("funds").unwrap_or_default();
+        let fees = all.remove("fees").unwrap_or_default();
+        let fallback = all.remove("fallback").unwrap_or_default();
+        Accounts {
+            funds,
+            fees,
+            fallback,
+            by_entry_type: all,
+        }
+    }
+
+    /// The balance account of a feed.
+    pub fn balance(&self, topic: &str) -> &str {
+        if topic == "fees" {
+            &self.fees
+        } else {
+            &self.funds
+        }
+    }
+
+    /// The counterpart account of an entry type, or the fallback.
+    pub fn counterpart(&self, entry_type: &str) -> &str {
+        self.by_entry_type
+            .get(entry_type)
+            .map_or(&self.fallback, String::as_str)
+    }
+}
+
+/// `[[exporters]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExporter {
+    #[serde(default)]
+    name: String,
+    kind: ExporterKind,
+    #[serde(default)]
+    partner: Option<String>,
+    #[serde(default)]
+    ledgers: Vec<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    format: Option<Format>,
+    #[serde(default)]
+    directory: Option<PathBuf>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    secret: Option<SecretString>,
+    #[serde(default)]
+    secret_file: Option<PathBuf>,
+    #[serde(default)]
+    accounts: Option<HashMap<String, String>>,
+}
+
+pub(super) fn resolve(
+    raw: Vec<RawExporter>,
+    credentials: Option<&Path>,
+) -> Result<Vec<ExporterSettings>, ConfigError> {
+    let mut out: Vec<ExporterSettings> = Vec::with_capacity(raw.len());
+    for (i, e) in raw.into_iter().enumerate() {
+        let at = format!("exporters[{i}]");
+        let name = e.name.trim().to_owned();
+        if name.is_empty() {
+            return Err(ConfigError::key(&format!("{at}.name"), "is missing"));
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::key(
+                &format!("{at}.name"),
+                format!("{name:?}: use letters, digits, '-' and '_' only"),
+            ));
+        }
+        let at = format!("{at} ({name})");
+        if out.iter().any(|x| x.name == name) {
+            return Err(ConfigError::key(&format!("{at}.name"), "is used twice"));
+        }
+        if e.partner.is_some() && !e.ledgers.is_empty() {
+            return Err(ConfigError::key(
+                &format!("{at}.ledgers"),
+                "set either partner or ledgers, not both",
+            ));
+        }
+        let from = match e.from.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+                ConfigError::key(
+                    &format!("{at}.from"),
+                    format!("{text:?} is not a date (YYYY-MM-DD)"),
+                )
+            })?),
+        };
+        if e.accounts.is_some() && e.kind != ExporterKind::Journal {
+            return Err(ConfigError::key(
+                &format!("{at}.accounts"),
+                "only a journal exporter has accounts",
+            ));
+        }
+        let accounts = Accounts::with_overrides(&e.accounts.unwrap_or_default());
+        for (key, account) in [
+            ("funds", &accounts.funds),
+            ("fees", &accounts.fees),
+            ("fallback", &accounts.fallback),
+        ]
+        .into_iter()
+        .chain(accounts.by_entry_type.iter().map(|(k, v)| (k.as_str(), v)))
+        {
+            if account.trim().is_empty() {
+                return Err(ConfigError::key(
+                    &format!("{at}.accounts.{key}"),
+                    "is empty: name an account",
+                ));
+            }
+        }
+        let target = if e.kind == ExporterKind::Webhook {
+            if e.directory.is_some() || e.format.is_some() {
+                return Err(ConfigError::key(
+                    &format!("{at}.directory"),
+                    "a webhook exporter posts JSON to `url`; it has no directory or format",
+                ));
+            }
+            let Some(url) = e.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
+                return Err(ConfigError::key(&format!("{at}.url"), "is missing"));
+            };
+            let url = Url::parse(url)
+                .map_err(|err| ConfigError::key(&format!("{at}.url"), format!("{url:?}: {err}")))?;
+            check_url(&format!("{at}.url"), &url)?;
+            let secret = inline_or_file(
+                &at,
+                "secret",
+                e.secret,
+                e.secret_file,
+                credentials,
+                "is missing (or set secret_file): it signs every request",
+            )?;
+            if secret.expose_secret().len() < 16 {
+                return Err(ConfigError::key(
+                    &format!("{at}.secret"),
+                    "is shorter than 16 characters",
+                ));
+            }
+            ExporterTarget::Webhook { url, secret }
+        } else {
+            if e.url.is_some() || e.secret.is_some() || e.secret_file.is_some() {
+                return Err(ConfigError::key(
+                    &format!("{at}.url"),
+                    "only a webhook exporter has url and secret",
+                ));
+            }
+            let Some(path) = e.directory else {
+                return Err(ConfigError::key(&format!("{at}.directory"), "is missing"));
+            };
+            if e.kind == ExporterKind::Camt053 && e.format.is_some() {
+                return Err(ConfigError::key(
+                    &format!("{at}.format"),
+                    "camt053 is always XML",
+                ));
+            }
+            ExporterTarget::Directory {
+                path,
+                format: e.format.unwrap_or(Format::Csv),
+            }
+        };
+        out.push(ExporterSettings {
+            name,
+            kind: e.kind,
+            partner: e.partner,
+            ledgers: e.ledgers,
+            from,
+            target,
+            accounts,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Accounts;
+
+    #[test]
+    fn unknown_entry_types_land_on_the_fallback_account() {
+        let accounts = Accounts::default();
+        assert_eq!(accounts.counterpart("capture"), "3000");
+        assert_eq!(accounts.counterpart("brand-new-type"), "1579");
+        assert_eq!(accounts.balance("fees"), "2471");
+        assert_eq!(accounts.balance("funds"), "1571");
+    }
+}

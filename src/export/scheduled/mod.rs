@@ -1,0 +1,244 @@
+//! Scheduled exporters (`[[exporters]]`): after each reconciliation pass of `run` (and on
+//! `export --exporter NAME`), every closed, cleanly reconciled ledger date that an exporter has
+//! not delivered yet is delivered once.
+//!
+//! Exactly once, across crashes and instances:
+//! - one instance at a time runs an exporter (a PostgreSQL advisory lock held for the pass);
+//! - a file is first written in full under a hidden temporary name (`.<name>.partial`, fsynced),
+//!   then the export log records `writing` with its final path and checksum, then the file is
+//!   renamed into place, then the log says `exported`. A run that finds `writing` left behind
+//!   finishes that delivery: it renames the temporary file if it is still there, and otherwise
+//!   knows the rename happened (the file may already have been imported and moved away) and
+//!   never writes the date again. Without a `writing` record nothing was delivered, and the
+//!   date is produced afresh;
+//! - a webhook carries an `Idempotency-Key` that is the same on every retry and after a
+//!   restart: a delivery cut off between the receiver's 2xx and the log's `exported` is sent
+//!   again with the same key, for the receiver to drop.
+//!
+//! Dates are delivered in order per ledger; the first failed delivery ends the exporter's pass
+//! (the target is likely down), and the date is tried again at the next one. A date whose
+//! reconciliation found a mismatch is held back (`held`, with the reason) until it reconciles.
+
+use anyhow::Context as _;
+use chrono::NaiveDate;
+use serde::Serialize;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use super::webhook;
+use crate::config::{ExporterSettings, ExporterTarget, Settings};
+use crate::report_api::retry::RetryPolicy;
+use crate::store::exports::{self as log, Key, Scope};
+
+mod deliver;
+mod produce;
+pub use deliver::file_name;
+use deliver::{deliver_file, deliver_webhook};
+pub use produce::{statement, summarize};
+
+/// What to export beyond the due dates (for `export --exporter`).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub ledgers: Vec<String>,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    /// Deliver dates already exported again.
+    pub force: bool,
+}
+
+/// What one exporter's pass did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ExporterReport {
+    pub exporter: String,
+    pub exported: usize,
+    pub held: Vec<String>,
+    /// Another instance was running this exporter; nothing was done.
+    pub busy: bool,
+    pub error: Option<String>,
+}
+
+/// Runs every configured exporter once; each one's failure is logged and reported, never
+/// fatal to the others.
+pub async fn run_all(
+    pool: &PgPool,
+    settings: &Settings,
+    cancel: &CancellationToken,
+) -> Vec<ExporterReport> {
+    let mut reports = Vec::new();
+    for exporter in &settings.exporters {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let report = run(pool, settings, exporter, &Selection::default(), cancel).await;
+        if let Some(error) = &report.error {
+            tracing::error!(exporter = %exporter.name, error, "exporter failed");
+        } else if report.exported > 0 || !report.held.is_empty() {
+            tracing::info!(
+                exporter = %exporter.name,
+                exported = report.exported,
+                held = report.held.len(),
+                "exporter finished"
+            );
+        }
+        reports.push(report);
+    }
+    reports
+}
+
+/// One pass of one exporter.
+pub async fn run(
+    pool: &PgPool,
+    settings: &Settings,
+    exporter: &ExporterSettings,
+    selection: &Selection,
+    cancel: &CancellationToken,
+) -> ExporterReport {
+    let mut report = ExporterReport {
+        exporter: exporter.name.clone(),
+        ..ExporterReport::default()
+    };
+    let mut conn = match pool.acquire().await {
+        // The lock is the session's: closing the connection when the pass ends (or is dropped
+        // at the drain deadline) releases it, whatever happened, rather than handing a locked
+        // session back to the pool.
+        Ok(mut conn) => {
+            conn.close_on_drop();
+            conn
+        }
+        Err(e) => {
+            report.error = Some(format!("connecting to the database: {e}"));
+            return report;
+        }
+    };
+    match log::try_lock(&mut conn, &exporter.name).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(exporter = %exporter.name, "another instance is running this exporter");
+            report.busy = true;
+            return report;
+        }
+        Err(e) => {
+            report.error = Some(format!("locking exporter {}: {e}", exporter.name));
+            return report;
+        }
+    }
+    let outcome = pass(pool, settings, exporter, selection, cancel, &mut report).await;
+    if let Err(e) = outcome {
+        report.error = Some(format!("{e:#}"));
+    }
+    let _ = log::unlock(&mut conn, &exporter.name).await;
+    report
+}
+
+async fn pass(
+    pool: &PgPool,
+    settings: &Settings,
+    exporter: &ExporterSettings,
+    selection: &Selection,
+    cancel: &CancellationToken,
+    report: &mut ExporterReport,
+) -> anyhow::Result<()> {
+    let topics: Vec<String> = settings
+        .sync
+        .topics
+        .iter()
+        .map(|t| t.as_str().to_owned())
+        .collect();
+    let ledgers = if selection.ledgers.is_empty() {
+        exporter.ledgers.clone()
+    } else if exporter.ledgers.is_empty() {
+        selection.ledgers.clone()
+    } else {
+        // Both narrow: only ledgers in both lists.
+        selection
+            .ledgers
+            .iter()
+            .filter(|l| exporter.ledgers.contains(l))
+            .cloned()
+            .collect()
+    };
+    let from = match (exporter.from, selection.from) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let scope = Scope {
+        exporter: &exporter.name,
+        ledgers: &ledgers,
+        partner: exporter.partner.as_deref(),
+        from,
+        to: selection.to,
+        topics: &topics,
+        include_exported: selection.force,
+    };
+    let due = log::due(pool, &scope)
+        .await
+        .context("finding the dates to export")?;
+    let retry = RetryPolicy::from(&settings.retry);
+    let http = match &exporter.target {
+        ExporterTarget::Webhook { .. } => Some(
+            webhook::client(settings.api.request_timeout, settings.api.connect_timeout)
+                .context("building the webhook client")?,
+        ),
+        ExporterTarget::Directory { .. } => None,
+    };
+    for date in due {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let key = Key {
+            exporter: &exporter.name,
+            ledger_id: &date.ledger_id,
+            ledger_date: date.ledger_date,
+            kind: exporter.kind.as_str(),
+        };
+        if date.held {
+            let reason = format!("reconciliation: {}", date.reconciliation);
+            log::hold(pool, &key, &reason).await?;
+            tracing::warn!(
+                exporter = %exporter.name,
+                ledger = %date.ledger_id,
+                date = %date.ledger_date,
+                reconciliation = %date.reconciliation,
+                "ledger date held back: its reconciliation found differences"
+            );
+            report
+                .held
+                .push(format!("{} {}", date.ledger_id, date.ledger_date));
+            continue;
+        }
+        let delivered = match &exporter.target {
+            ExporterTarget::Directory { path, format } => {
+                deliver_file(pool, exporter, &date, &key, path, *format, selection.force).await
+            }
+            ExporterTarget::Webhook { url, secret } => {
+                let http = http.as_ref().expect("built above for webhooks");
+                deliver_webhook(
+                    pool,
+                    exporter,
+                    &date,
+                    &key,
+                    http,
+                    url,
+                    secret,
+                    &retry,
+                    selection.force,
+                )
+                .await
+            }
+        };
+        crate::metrics::export_done(&exporter.name, delivered.is_ok());
+        match delivered {
+            Ok(()) => report.exported += 1,
+            Err(e) => {
+                let error = format!("{e:#}");
+                log::failed(pool, &key, &error).await?;
+                anyhow::bail!(
+                    "ledger {} date {}: {error} (tried again at the next pass)",
+                    date.ledger_id,
+                    date.ledger_date
+                );
+            }
+        }
+    }
+    Ok(())
+}

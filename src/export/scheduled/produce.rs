@@ -1,0 +1,148 @@
+//! The bytes each kind of exporter delivers for one ledger date.
+
+use anyhow::Context as _;
+use chrono::NaiveDate;
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::config::{ExporterKind, ExporterSettings};
+use crate::export::{camt, journal, EntryRecord, Format, Sink, SummaryRecord};
+use crate::store::export::ExportEntryRow;
+use crate::store::exports::{self as log, DueDate};
+
+/// The webhook's body.
+#[derive(Serialize)]
+struct WebhookBody<'a> {
+    exporter: &'a str,
+    idempotency_key: String,
+    ledger_id: &'a str,
+    ledger_date: String,
+    reconciliation: &'a str,
+    summary: Vec<SummaryRecord>,
+    entries: Vec<EntryRecord>,
+}
+
+/// The bytes to deliver for a date, and how many entries they hold.
+pub(super) async fn produce(
+    pool: &PgPool,
+    exporter: &ExporterSettings,
+    date: &DueDate,
+    format: Format,
+) -> anyhow::Result<(Vec<u8>, i32)> {
+    let rows = log::entries_on(pool, &date.ledger_id, date.ledger_date)
+        .await
+        .context("reading the date's entries")?;
+    let n = i32::try_from(rows.len()).unwrap_or(i32::MAX);
+    let bytes = match exporter.kind {
+        ExporterKind::Entries => write_records(format, rows.into_iter().map(EntryRecord::from))?,
+        ExporterKind::Summary => write_records(format, summarize(&rows))?,
+        ExporterKind::Journal => {
+            let lines =
+                journal::voucher(&date.ledger_id, date.ledger_date, &rows, &exporter.accounts)?;
+            write_records(format, lines)?
+        }
+        ExporterKind::Camt053 => statement(pool, &date.ledger_id, date.ledger_date, &rows).await?,
+        ExporterKind::Webhook => serde_json::to_vec(&WebhookBody {
+            exporter: &exporter.name,
+            idempotency_key: idempotency_key(exporter, date),
+            ledger_id: &date.ledger_id,
+            ledger_date: date.ledger_date.to_string(),
+            reconciliation: &date.reconciliation,
+            summary: summarize(&rows),
+            entries: rows.into_iter().map(EntryRecord::from).collect(),
+        })?,
+    };
+    Ok((bytes, n))
+}
+
+/// Per (topic, entry type): entries and their sum, as the summary export writes them.
+pub fn summarize(rows: &[ExportEntryRow]) -> Vec<SummaryRecord> {
+    let mut by: std::collections::BTreeMap<(&str, &str, &str), (i64, i64)> = Default::default();
+    for r in rows {
+        let slot = by
+            .entry((r.topic.as_str(), r.entry_type.as_str(), r.currency.as_str()))
+            .or_default();
+        slot.0 += 1;
+        slot.1 += r.amount;
+    }
+    let Some(first) = rows.first() else {
+        return Vec::new();
+    };
+    by.into_iter()
+        .map(
+            |((topic, entry_type, currency), (entries, sum))| SummaryRecord {
+                ledger_id: first.ledger_id.clone(),
+                topic: topic.to_owned(),
+                ledger_date: first.ledger_date.map(|d| d.to_string()),
+                entry_type: entry_type.to_owned(),
+                currency: currency.to_owned(),
+                entries,
+                amount_minor: sum,
+                amount: crate::export::decimal(sum, currency),
+            },
+        )
+        .collect()
+}
+
+/// The camt.053 statement of a date's `funds` entries.
+pub async fn statement(
+    pool: &PgPool,
+    ledger_id: &str,
+    date: NaiveDate,
+    rows: &[ExportEntryRow],
+) -> anyhow::Result<Vec<u8>> {
+    let funds: Vec<ExportEntryRow> = rows
+        .iter()
+        .filter(|r| r.topic == "funds")
+        .cloned()
+        .collect();
+    let info = log::ledger_info(pool, ledger_id)
+        .await?
+        .with_context(|| format!("ledger {ledger_id} is not in the database"))?;
+    let (opening, closing) = match (funds.first(), funds.last()) {
+        (Some(first), Some(last)) => (first.balance_before, last.balance_after),
+        _ => {
+            let b = log::funds_balance_before(pool, ledger_id, date).await?;
+            (b, b)
+        }
+    };
+    let currency = funds
+        .first()
+        .map(|r| r.currency.clone())
+        .or(info.currency.clone())
+        .with_context(|| format!("ledger {ledger_id}: currency unknown"))?;
+    let owner = match (&info.owner_scheme, &info.owner_id) {
+        (Some(s), Some(i)) => Some((s.as_str(), i.as_str())),
+        _ => None,
+    };
+    let xml = camt::write(&camt::Statement {
+        ledger_id,
+        currency: &currency,
+        date,
+        opening_balance: opening,
+        closing_balance: closing,
+        entries: &funds,
+        created_at: chrono::Utc::now(),
+        owner,
+    })?;
+    Ok(xml)
+}
+
+fn write_records<T: Serialize>(
+    format: Format,
+    records: impl IntoIterator<Item = T>,
+) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut sink = Sink::new(format, &mut out);
+    for r in records {
+        sink.write(&r)?;
+    }
+    sink.finish()?;
+    Ok(out)
+}
+
+/// `<exporter>:<ledger>:<date>`: the same for every delivery of a date, retries and restarts
+/// included, so a receiver can drop repeats.
+pub(super) fn idempotency_key(exporter: &ExporterSettings, date: &DueDate) -> String {
+    format!("{}:{}:{}", exporter.name, date.ledger_id, date.ledger_date)
+}

@@ -1,0 +1,122 @@
+//! The status endpoint of `run` on `http.listen`: `/healthz` (the process runs), `/readyz`
+//! (the database answers and every partner's keys yield a token) and `/metrics`
+//! (Prometheus). It owns no state: it reads the sync context. See docs/monitoring.md.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::report_api::TokenHealth;
+use crate::sync::SyncContext;
+
+/// How long `/readyz` waits for the database to answer `SELECT 1`.
+pub const READY_DB_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves the endpoints on `listener` until `cancel` fires.
+pub async fn serve(
+    ctx: Arc<SyncContext>,
+    listener: TcpListener,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(ctx);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+}
+
+/// For `run`: binds `http.listen` (if set) and serves there until `cancel` fires. Fails,
+/// naming the key, if the address cannot be bound. Returns the bound address and the task.
+pub async fn start(
+    ctx: &Arc<SyncContext>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<(SocketAddr, JoinHandle<()>)>> {
+    let Some(addr) = ctx.settings.http.listen else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("http.listen = {addr}: cannot listen there"))?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    let (ctx, cancel) = (Arc::clone(ctx), cancel.clone());
+    let task = tokio::spawn(async move {
+        if let Err(e) = serve(ctx, listener, cancel).await {
+            tracing::error!(error = %e, "the status endpoint stopped");
+        }
+    });
+    tracing::info!(%bound, "status endpoint: /healthz, /readyz, /metrics");
+    Ok(Some((bound, task)))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// 200 when the database answers `SELECT 1` within [`READY_DB_TIMEOUT`] and no partner's
+/// latest token request failed (a partner not asked yet counts as ready); else 503. The JSON
+/// body names each check: `{"ready", "database", "partners": {name: state}}`.
+async fn readyz(State(ctx): State<Arc<SyncContext>>) -> impl IntoResponse {
+    let database =
+        match tokio::time::timeout(READY_DB_TIMEOUT, sqlx::query("SELECT 1").execute(&ctx.pool))
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("failed: {}", database_error(&e))),
+            Err(_) => Err(format!("no answer within {} s", READY_DB_TIMEOUT.as_secs())),
+        };
+    let mut ready = database.is_ok();
+    let mut partners = serde_json::Map::new();
+    for p in &ctx.partners {
+        let state = match p.tokens().health() {
+            TokenHealth::Valid => "ok".to_owned(),
+            TokenHealth::NotFetched => "ok (no token requested yet)".to_owned(),
+            TokenHealth::Failed(why) => {
+                ready = false;
+                format!("failed: {why}")
+            }
+        };
+        partners.insert(p.name().to_owned(), state.into());
+    }
+    let body = json!({
+        "ready": ready,
+        "database": database.err().unwrap_or_else(|| "ok".to_owned()),
+        "partners": partners,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+/// A database error in a few words, without the connection URL.
+fn database_error(e: &sqlx::Error) -> &'static str {
+    match e {
+        sqlx::Error::PoolTimedOut => "no connection available in time",
+        sqlx::Error::Io(_) => "connection failed",
+        sqlx::Error::Tls(_) => "TLS failed",
+        sqlx::Error::Database(_) => "the query was refused",
+        sqlx::Error::PoolClosed => "the pool is closed",
+        _ => "error",
+    }
+}
+
+async fn metrics(State(ctx): State<Arc<SyncContext>>) -> impl IntoResponse {
+    let body = crate::metrics::scrape(&ctx).await;
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body)
+}

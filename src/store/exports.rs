@@ -1,0 +1,329 @@
+//! The export log of the scheduled exporters: which closed ledger dates are due, and each
+//! (exporter, ledger, date)'s way from `pending` through `writing` to `exported` (or `held`).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use super::export::ExportEntryRow;
+
+/// A closed ledger date an exporter has not delivered yet.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DueDate {
+    pub ledger_id: String,
+    pub ledger_date: NaiveDate,
+    /// Reconciliation found a mismatch: held back until it reconciles cleanly.
+    pub held: bool,
+    /// Per topic: its reconciliation status (`funds: ok, fees: mismatch`).
+    pub reconciliation: String,
+}
+
+/// Which ledgers and dates an exporter covers.
+#[derive(Debug, Clone)]
+pub struct Scope<'a> {
+    pub exporter: &'a str,
+    pub ledgers: &'a [String],
+    pub partner: Option<&'a str>,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    /// The topics the daemon syncs: each must be complete for a date before it is exported.
+    pub topics: &'a [String],
+    /// Dates already exported too (`export --force`).
+    pub include_exported: bool,
+}
+
+/// The closed dates in `scope` not yet exported (or all closed ones, with
+/// `include_exported`), by ledger and date. A date is closed once every reconciled topic of it
+/// is `ok` and every other synced topic of the ledger was read to its end after that (so it
+/// holds every entry of the date too); a date with a `mismatch` is returned as held.
+pub async fn due(pool: &PgPool, scope: &Scope<'_>) -> sqlx::Result<Vec<DueDate>> {
+    sqlx::query_as(
+        "WITH per_date AS (
+             SELECT r.ledger_id, r.ledger_date,
+                    bool_and(r.status = 'ok') AS all_ok,
+                    bool_or(r.status = 'mismatch') AS held,
+                    string_agg(r.topic || ': ' || r.status, ', ' ORDER BY r.topic) AS reconciliation,
+                    array_agg(r.topic) AS topics,
+                    max(r.checked_at) AS checked_at
+             FROM reconciliations r
+             WHERE (cardinality($2::text[]) = 0 OR r.ledger_id = ANY($2))
+               AND ($3::text IS NULL OR r.ledger_id IN
+                   (SELECT g.ledger_id FROM grants g WHERE g.partner = $3))
+               AND ($4::date IS NULL OR r.ledger_date >= $4)
+               AND ($5::date IS NULL OR r.ledger_date <= $5)
+             GROUP BY r.ledger_id, r.ledger_date
+         )
+         SELECT d.ledger_id, d.ledger_date, d.held, d.reconciliation
+         FROM per_date d
+         WHERE (d.all_ok OR d.held)
+           AND ($7 OR NOT EXISTS (SELECT 1 FROM export_log x
+               WHERE x.exporter = $1 AND x.ledger_id = d.ledger_id
+                 AND x.ledger_date = d.ledger_date AND x.status = 'exported'))
+           AND (d.held OR NOT EXISTS (
+               SELECT 1 FROM unnest($6::text[]) t(topic)
+               WHERE NOT t.topic = ANY(d.topics)
+                 AND NOT EXISTS (SELECT 1 FROM feed_cursors f
+                     WHERE f.ledger_id = d.ledger_id AND f.topic = t.topic
+                       AND f.caught_up_at > d.checked_at)))
+         ORDER BY d.ledger_id, d.ledger_date",
+    )
+    .bind(scope.exporter)
+    .bind(scope.ledgers)
+    .bind(scope.partner)
+    .bind(scope.from)
+    .bind(scope.to)
+    .bind(scope.topics)
+    .bind(scope.include_exported)
+    .fetch_all(pool)
+    .await
+}
+
+/// An export log row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LogRow {
+    pub exporter: String,
+    pub ledger_id: String,
+    pub ledger_date: NaiveDate,
+    pub kind: String,
+    pub status: String,
+    pub target: Option<String>,
+    pub checksum: Option<String>,
+    pub entries: i32,
+    pub attempts: i32,
+    pub forced: i32,
+    pub last_error: Option<String>,
+    pub exported_at: Option<DateTime<Utc>>,
+}
+
+/// One (exporter, ledger, date).
+#[derive(Debug, Clone, Copy)]
+pub struct Key<'a> {
+    pub exporter: &'a str,
+    pub ledger_id: &'a str,
+    pub ledger_date: NaiveDate,
+    pub kind: &'a str,
+}
+
+pub async fn get(pool: &PgPool, key: &Key<'_>) -> sqlx::Result<Option<LogRow>> {
+    sqlx::query_as(
+        "SELECT exporter, ledger_id, ledger_date, kind, status, target, checksum, entries,
+                attempts, forced, last_error, exported_at
+         FROM export_log WHERE exporter = $1 AND ledger_id = $2 AND ledger_date = $3",
+    )
+    .bind(key.exporter)
+    .bind(key.ledger_id)
+    .bind(key.ledger_date)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Every row of an exporter (or of all), by exporter, ledger and date.
+pub async fn list(pool: &PgPool, exporter: Option<&str>) -> sqlx::Result<Vec<LogRow>> {
+    sqlx::query_as(
+        "SELECT exporter, ledger_id, ledger_date, kind, status, target, checksum, entries,
+                attempts, forced, last_error, exported_at
+         FROM export_log WHERE ($1::text IS NULL OR exporter = $1)
+         ORDER BY exporter, ledger_id, ledger_date",
+    )
+    .bind(exporter)
+    .fetch_all(pool)
+    .await
+}
+
+/// Records that the date is held back (reconciliation mismatch); a no-op once exported.
+pub async fn hold(pool: &PgPool, key: &Key<'_>, reason: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO export_log (exporter, ledger_id, ledger_date, kind, status, last_error)
+         VALUES ($1, $2, $3, $4, 'held', $5)
+         ON CONFLICT (exporter, ledger_id, ledger_date) DO UPDATE
+             SET status = 'held', last_error = $5, updated_at = now()
+             WHERE export_log.status <> 'exported'",
+    )
+    .bind(key.exporter)
+    .bind(key.ledger_id)
+    .bind(key.ledger_date)
+    .bind(key.kind)
+    .bind(reason)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records, before delivery starts, what is about to be delivered where: from here on a run
+/// that stops finishes this delivery rather than producing the date again.
+pub async fn start_writing(
+    pool: &PgPool,
+    key: &Key<'_>,
+    target: &str,
+    checksum: &str,
+    entries: i32,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO export_log
+             (exporter, ledger_id, ledger_date, kind, status, target, checksum, entries, attempts)
+         VALUES ($1, $2, $3, $4, 'writing', $5, $6, $7, 1)
+         ON CONFLICT (exporter, ledger_id, ledger_date) DO UPDATE
+             SET status = 'writing', kind = $4, target = $5, checksum = $6, entries = $7,
+                 attempts = export_log.attempts + 1, exported_at = NULL, updated_at = now()",
+    )
+    .bind(key.exporter)
+    .bind(key.ledger_id)
+    .bind(key.ledger_date)
+    .bind(key.kind)
+    .bind(target)
+    .bind(checksum)
+    .bind(entries)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Marks the delivery done.
+pub async fn exported(pool: &PgPool, key: &Key<'_>, forced: bool) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE export_log SET status = 'exported', exported_at = now(), last_error = NULL,
+                forced = forced + CASE WHEN $4 THEN 1 ELSE 0 END, updated_at = now()
+         WHERE exporter = $1 AND ledger_id = $2 AND ledger_date = $3",
+    )
+    .bind(key.exporter)
+    .bind(key.ledger_id)
+    .bind(key.ledger_date)
+    .bind(forced)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed delivery: tried again at the next pass. A delivery that got as far as
+/// `writing` stays there, so the next pass finishes it rather than producing it again.
+pub async fn failed(pool: &PgPool, key: &Key<'_>, error: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO export_log (exporter, ledger_id, ledger_date, kind, status, attempts, last_error)
+         VALUES ($1, $2, $3, $4, 'pending', 1, $5)
+         ON CONFLICT (exporter, ledger_id, ledger_date) DO UPDATE
+             SET status = CASE WHEN export_log.status IN ('exported', 'writing')
+                               THEN export_log.status ELSE 'pending' END,
+                 last_error = $5, updated_at = now()",
+    )
+    .bind(key.exporter)
+    .bind(key.ledger_id)
+    .bind(key.ledger_date)
+    .bind(key.kind)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Takes the exporter's lock for one pass, so two instances never run the same exporter at
+/// once; false if another holds it. Session-level: it goes with the connection if the process
+/// dies, and [`unlock`] releases it.
+pub async fn try_lock(conn: &mut PgConnection, exporter: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('vls-exporter'), hashtext($1))")
+        .bind(exporter)
+        .fetch_one(conn)
+        .await
+}
+
+pub async fn unlock(conn: &mut PgConnection, exporter: &str) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('vls-exporter'), hashtext($1))")
+        .bind(exporter)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Every entry of a ledger date, both topics, by topic and `seq`.
+pub async fn entries_on(
+    pool: &PgPool,
+    ledger_id: &str,
+    date: NaiveDate,
+) -> sqlx::Result<Vec<ExportEntryRow>> {
+    sqlx::query_as(
+        "SELECT ledger_id, topic, seq, ledger_date, time, entry_type, psp_reference,
+                reference, currency, amount, balance_before, balance_after, recipient_handle
+         FROM entries WHERE ledger_id = $1 AND ledger_date = $2
+         ORDER BY topic, seq",
+    )
+    .bind(ledger_id)
+    .bind(date)
+    .fetch_all(pool)
+    .await
+}
+
+/// The (ledger, date) pairs with entries in a range, for `export --kind journal|camt053`.
+pub async fn dates_with_entries(
+    pool: &PgPool,
+    filter: &super::export::ExportFilter,
+) -> sqlx::Result<Vec<(String, NaiveDate)>> {
+    sqlx::query_as(
+        "SELECT DISTINCT ledger_id, ledger_date FROM entries
+         WHERE (cardinality($1::text[]) = 0 OR ledger_id = ANY($1))
+           AND ($2::text IS NULL OR ledger_id IN
+               (SELECT g.ledger_id FROM grants g WHERE g.partner = $2))
+           AND ledger_date BETWEEN $3 AND $4
+         ORDER BY 1, 2",
+    )
+    .bind(&filter.ledgers)
+    .bind(&filter.partner)
+    .bind(filter.from)
+    .bind(filter.to)
+    .fetch_all(pool)
+    .await
+}
+
+/// A ledger's currency and owner, for statements.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LedgerInfo {
+    pub currency: Option<String>,
+    pub owner_scheme: Option<String>,
+    pub owner_id: Option<String>,
+}
+
+pub async fn ledger_info(pool: &PgPool, ledger_id: &str) -> sqlx::Result<Option<LedgerInfo>> {
+    sqlx::query_as("SELECT currency, owner_scheme, owner_id FROM ledgers WHERE ledger_id = $1")
+        .bind(ledger_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The `funds` balance at the start of a date with no funds entries: after the newest entry
+/// of an earlier date (0 before the first entry).
+pub async fn funds_balance_before(
+    pool: &PgPool,
+    ledger_id: &str,
+    date: NaiveDate,
+) -> sqlx::Result<i64> {
+    let balance: Option<i64> = sqlx::query_scalar(
+        "SELECT balance_after FROM entries
+         WHERE ledger_id = $1 AND topic = 'funds' AND ledger_date < $2
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(ledger_id)
+    .bind(date)
+    .fetch_optional(pool)
+    .await?;
+    Ok(balance.unwrap_or(0))
+}
+
+/// Per exporter and status: how many dates, and (for `held` and `pending`) the oldest few with
+/// their reason, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct StatusCount {
+    pub exporter: String,
+    pub status: String,
+    pub dates: i64,
+    /// Up to five `<ledger> <date>: <reason>` lines (not for `exported`).
+    pub examples: Vec<String>,
+}
+
+pub async fn status_counts(pool: &PgPool) -> sqlx::Result<Vec<StatusCount>> {
+    sqlx::query_as(
+        "SELECT exporter, status, count(*) AS dates,
+                coalesce((array_agg(ledger_id || ' ' || ledger_date || ': ' || coalesce(last_error, status)
+                          ORDER BY ledger_date, ledger_id)
+                          FILTER (WHERE status <> 'exported'))[1:5], '{}') AS examples
+         FROM export_log GROUP BY exporter, status ORDER BY exporter, status",
+    )
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,192 @@
+//! The process around the sync: telling systemd (`Type=notify`) that the daemon is ready,
+//! what it is doing and that it is alive; asking every partner for a token before reporting
+//! ready; and draining the work in hand on shutdown within `sync.drain_deadline`.
+//!
+//! Every systemd call is a no-op when `NOTIFY_SOCKET` (or `WATCHDOG_USEC`) is unset, so the
+//! same code runs in a terminal, under a test and under systemd.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::Utc;
+use sd_notify::NotifyState;
+use tokio::time::{Interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::SyncContext;
+use crate::store::{feeds, grants};
+
+/// Sends `states` to systemd; a failure to reach its socket is logged, never fatal (the
+/// daemon's work does not depend on it).
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "could not notify the service manager");
+    }
+}
+
+/// `READY=1` with a first `STATUS=` line.
+pub fn notify_ready(status: &str) {
+    notify(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+/// A `STATUS=` line, shown by `systemctl status`.
+pub fn notify_status(status: &str) {
+    notify(&[NotifyState::Status(status)]);
+}
+
+/// `STOPPING=1`: shutdown has begun (systemd then waits up to `TimeoutStopSec`).
+pub fn notify_stopping() {
+    notify(&[
+        NotifyState::Stopping,
+        NotifyState::Status("stopping: draining the work in hand"),
+    ]);
+}
+
+/// Asks every configured partner for an access token once. A partner whose request fails is
+/// logged (by name; the secret never appears) and recorded as failing, in memory and in
+/// `partners`, exactly as a failed listing would be. Returns how many partners got a token.
+pub async fn request_first_tokens(ctx: &SyncContext) -> usize {
+    let mut ok = 0;
+    for partner in &ctx.partners {
+        match partner.tokens().get().await {
+            Ok(_) => {
+                ctx.health.set_ok(partner.name());
+                ok += 1;
+            }
+            Err(e) => {
+                let error = format!("token request failed: {e}");
+                tracing::error!(
+                    partner = partner.name(),
+                    %error,
+                    "the partner's keys do not work; its ledgers are read with other partners' keys where they can be"
+                );
+                ctx.health.set_failed(partner.name(), &error);
+                if let Err(db) =
+                    grants::partner_failed(&ctx.pool, partner.name(), &error, Utc::now()).await
+                {
+                    tracing::error!(error = %db, "could not record the partner's failure");
+                }
+            }
+        }
+    }
+    ok
+}
+
+/// The systemd watchdog as seen by the worker loop: `WATCHDOG=1` every half of the
+/// `WATCHDOG_USEC` systemd set (the interval `sd_notify::watchdog_enabled` reports, which
+/// also checks `WATCHDOG_PID`), or never when the watchdog is off.
+///
+/// The pings come from the worker loop itself, not from a ticker task of their own: the loop
+/// selects on [`Watchdog::tick`] both while idle and while a piece of work is in flight (see
+/// [`drain`]), so a ping proves the loop is still being polled. A separate task would go on
+/// pinging while the loop was wedged (a deadlock, a blocking call on its thread), which is
+/// exactly what the watchdog is there to catch; a long feed pass cannot starve the pings
+/// because the work runs in the loop's `select!` next to the tick, and its units run in
+/// tasks of their own, each network call bounded by `api.request_timeout`.
+pub struct Watchdog {
+    interval: Option<Interval>,
+}
+
+impl Watchdog {
+    /// The watchdog systemd asked for in the environment, if any.
+    pub fn from_env() -> Watchdog {
+        let interval = sd_notify::watchdog_enabled().map(|timeout| {
+            let every = (timeout / 2).max(Duration::from_millis(1));
+            tracing::info!(?every, "systemd watchdog enabled");
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            interval
+        });
+        Watchdog { interval }
+    }
+
+    /// No watchdog (`sync --once`).
+    pub fn off() -> Watchdog {
+        Watchdog { interval: None }
+    }
+
+    /// Waits for the next ping to be due (forever when the watchdog is off).
+    pub async fn tick(&mut self) {
+        match &mut self.interval {
+            Some(interval) => {
+                interval.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Sends `WATCHDOG=1`.
+    pub fn ping(&self) {
+        if self.interval.is_some() {
+            notify(&[NotifyState::Watchdog]);
+        }
+    }
+}
+
+/// How a piece of work ended under [`drain`].
+#[derive(Debug)]
+pub enum Drained<T> {
+    /// It ran to its end (possibly stopping early between pages because of the cancel).
+    Done(T),
+    /// It was still running `sync.drain_deadline` after the cancel and was dropped; the
+    /// units that were in flight are listed. Their open transactions roll back.
+    Abandoned(Vec<String>),
+}
+
+/// Runs `work` to its end while pinging the watchdog; once `cancel` fires, gives it
+/// `deadline` to finish the page in hand (the walkers stop between pages by themselves),
+/// then drops it. Dropping a feed pass drops its `JoinSet`, which aborts the unit tasks:
+/// each open transaction is dropped uncommitted and rolls back, and a page is stored with
+/// its cursor in one transaction, so nothing is half-written. `what` names the work in the
+/// log, with the (ledger, topic) units in flight from the context's progress.
+pub async fn drain<T>(
+    ctx: &SyncContext,
+    what: &str,
+    work: impl Future<Output = T>,
+    cancel: &CancellationToken,
+    watchdog: &mut Watchdog,
+) -> Drained<T> {
+    let deadline = ctx.settings.sync.drain_deadline;
+    let expired = async {
+        cancel.cancelled().await;
+        tokio::time::sleep(deadline).await;
+    };
+    let mut work = Box::pin(work);
+    tokio::pin!(expired);
+    loop {
+        tokio::select! {
+            done = &mut work => return Drained::Done(done),
+            _ = watchdog.tick() => watchdog.ping(),
+            _ = &mut expired => break,
+        }
+    }
+    let in_flight = ctx.progress.in_flight();
+    tracing::warn!(
+        work = what,
+        ?deadline,
+        in_flight = ?in_flight,
+        "drain deadline passed: abandoning the work still running; its open transactions roll back and the next run continues from the stored cursors"
+    );
+    // Dropping the work aborts its unit tasks; then their leases are handed back so the next
+    // run (here or in another instance) need not wait for them to expire.
+    drop(work);
+    let released = tokio::time::timeout(
+        LEASE_RELEASE_LIMIT,
+        feeds::release_leases_of(&ctx.pool, &ctx.instance),
+    )
+    .await;
+    match released {
+        Ok(Ok(n)) => tracing::info!(leases = n, "leases of the abandoned units released"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not release the abandoned units' leases; they expire after sync.lease_ttl")
+        }
+        Err(_) => tracing::warn!(
+            "releasing the abandoned units' leases took too long; they expire after sync.lease_ttl"
+        ),
+    }
+    Drained::Abandoned(in_flight)
+}
+
+/// How long, after the drain deadline, handing back the abandoned units' leases may take
+/// before the process exits anyway (they then expire after `sync.lease_ttl`).
+const LEASE_RELEASE_LIMIT: Duration = Duration::from_secs(3);

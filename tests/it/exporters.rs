@@ -1,0 +1,868 @@
+//! Exporters: journal vouchers balance on the configured accounts; camt.053 statements validate
+//! against the schema and match the balance chain; scheduled exporters deliver every closed,
+//! cleanly reconciled date exactly once (files and webhooks), across crashes, and hold back
+//! dates whose reconciliation failed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::NaiveDate;
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use vipps_ledger_sync::config::{
+    Accounts, ExporterKind, ExporterSettings, ExporterTarget, Settings,
+};
+use vipps_ledger_sync::export::scheduled::{self, Selection};
+use vipps_ledger_sync::export::{self, webhook, Format, Kind};
+use vipps_ledger_sync::reconcile;
+use vipps_ledger_sync::simulator::SimulatorConfig;
+use vipps_ledger_sync::store::export::ExportFilter;
+
+use crate::common::{small, TestApp};
+
+/// Synced and reconciled: 4 ledgers with 3 closed dates each (and one open date).
+async fn reconciled(config: SimulatorConfig) -> TestApp {
+    let app = TestApp::spawn(config).await;
+    assert!(app.sync_once().await.success());
+    let report = reconcile::verify(&app.context(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(report.clean(), "{report}");
+    app
+}
+
+/// The (ledger, date) pairs whose every feed reconciled `ok`.
+async fn closed_dates(pool: &PgPool) -> Vec<(String, NaiveDate)> {
+    sqlx::query_as(
+        "SELECT ledger_id, ledger_date FROM reconciliation_status WHERE reconciled
+         ORDER BY 1, 2",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+fn directory_exporter(
+    name: &str,
+    kind: ExporterKind,
+    dir: &Path,
+    format: Format,
+) -> ExporterSettings {
+    ExporterSettings {
+        name: name.to_owned(),
+        kind,
+        partner: None,
+        ledgers: Vec::new(),
+        from: None,
+        target: ExporterTarget::Directory {
+            path: dir.to_owned(),
+            format,
+        },
+        accounts: Accounts::default(),
+    }
+}
+
+fn with_exporter(app: &TestApp, exporter: ExporterSettings) -> Settings {
+    let mut settings = app.settings.clone();
+    settings.exporters = vec![exporter];
+    settings
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn journal_vouchers_balance_and_unmapped_entry_types_land_on_the_fallback() {
+    let app = reconciled(small()).await;
+    // Only captures are mapped: every other type must go to the fallback, none be dropped.
+    let accounts = Accounts {
+        by_entry_type: BTreeMap::from([("capture".to_owned(), "3000".to_owned())]),
+        fallback: "9999".to_owned(),
+        ..Accounts::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("journal.jsonl");
+    let filter = ExportFilter {
+        ledgers: Vec::new(),
+        partner: None,
+        topic: None,
+        from: "2026-01-01".parse().unwrap(),
+        to: "2026-12-31".parse().unwrap(),
+    };
+    export::export(
+        &app.db.pool,
+        &filter,
+        Kind::Journal,
+        Format::Jsonl,
+        &accounts,
+        Some(&file),
+    )
+    .await
+    .unwrap();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut vouchers: BTreeMap<String, i64> = BTreeMap::new();
+    let mut counterpart: HashMap<(String, String, String, String), i64> = HashMap::new();
+    for l in &lines {
+        let amount = l["amount_minor"].as_i64().unwrap();
+        *vouchers
+            .entry(l["voucher"].as_str().unwrap().to_owned())
+            .or_default() += amount;
+        let entry_type = l["entry_type"].as_str().unwrap();
+        if entry_type.is_empty() {
+            assert_eq!(
+                l["account"],
+                if l["topic"] == "funds" {
+                    "1571"
+                } else {
+                    "2471"
+                }
+            );
+            continue;
+        }
+        let want = if entry_type == "capture" {
+            "3000"
+        } else {
+            "9999"
+        };
+        assert_eq!(l["account"], want, "{l}");
+        // Debit and credit columns agree with the signed amount.
+        let (debit, credit) = (l["debit"].as_str().unwrap(), l["credit"].as_str().unwrap());
+        assert!(if amount > 0 {
+            credit.is_empty() && !debit.is_empty()
+        } else {
+            debit.is_empty()
+        });
+        *counterpart
+            .entry((
+                l["ledger_id"].as_str().unwrap().to_owned(),
+                l["ledger_date"].as_str().unwrap().to_owned(),
+                l["topic"].as_str().unwrap().to_owned(),
+                entry_type.to_owned(),
+            ))
+            .or_default() += amount;
+    }
+    let stored_dates: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT (ledger_id, ledger_date)) FROM entries")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        vouchers.len() as i64,
+        stored_dates,
+        "one voucher per ledger date"
+    );
+    for (voucher, sum) in &vouchers {
+        assert_eq!(*sum, 0, "voucher {voucher} balances");
+    }
+    // Every entry is booked: per (ledger, date, topic, type) the line is minus the entries' sum.
+    let stored: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+        "SELECT ledger_id, ledger_date::text, topic, entry_type, sum(amount)::int8 FROM entries
+         GROUP BY 1, 2, 3, 4",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    // (Types summing to zero on a date have no line: nothing to book.)
+    let stored: Vec<_> = stored.into_iter().filter(|s| s.4 != 0).collect();
+    assert_eq!(stored.len(), counterpart.len());
+    for (ledger, date, topic, entry_type, sum) in stored {
+        assert_eq!(counterpart[&(ledger, date, topic, entry_type)], -sum);
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["entry_type"] == "interchange-adjustment" && l["account"] == "9999"),
+        "the simulator's unknown entry type is booked on the fallback account"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| !l["payout_reference"].as_str().unwrap().is_empty()));
+}
+
+#[tokio::test]
+async fn scheduled_files_deliver_each_closed_date_once_and_hold_a_mismatch() {
+    let app = TestApp::spawn(small()).await;
+    assert!(app.sync_once().await.success());
+    // A stored amount changed behind the daemon's back: that date must be held back.
+    let (tampered_ledger, tampered_date): (String, NaiveDate) = sqlx::query_as(
+        "UPDATE entries SET amount = amount + 1 WHERE (ledger_id, topic, seq) = (
+             SELECT ledger_id, topic, seq FROM entries
+             WHERE topic = 'funds' AND ledger_date = '2026-01-06' ORDER BY ledger_id, seq LIMIT 1)
+         RETURNING ledger_id, ledger_date",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    let report = reconcile::verify(&app.context(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(!report.clean());
+    let dir = tempfile::tempdir().unwrap();
+    let settings = with_exporter(
+        &app,
+        directory_exporter("files", ExporterKind::Entries, dir.path(), Format::Csv),
+    );
+    let reports = scheduled::run_all(&app.db.pool, &settings, &CancellationToken::new()).await;
+    let closed = closed_dates(&app.db.pool).await;
+    assert_eq!(
+        closed.len(),
+        11,
+        "4 ledgers x 3 closed dates, one of them mismatching"
+    );
+    assert_eq!(reports[0].exported, 11, "{reports:?}");
+    assert_eq!(
+        reports[0].held,
+        [format!("{tampered_ledger} {tampered_date}")]
+    );
+    let expected: Vec<String> = closed
+        .iter()
+        .map(|(l, d)| format!("{l}_{d}_entries.csv"))
+        .collect();
+    assert_eq!(
+        files_in(dir.path()),
+        expected,
+        "one file per date, no temporary file left"
+    );
+    // Each file holds exactly the date's entries, and the log has its checksum.
+    for (ledger, date) in &closed {
+        let path = dir.path().join(format!("{ledger}_{date}_entries.csv"));
+        let bytes = std::fs::read(&path).unwrap();
+        let rows = csv::Reader::from_reader(bytes.as_slice()).records().count() as i64;
+        let (stored, checksum, status): (i64, String, String) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM entries e WHERE e.ledger_id = x.ledger_id
+                         AND e.ledger_date = x.ledger_date),
+                    checksum, status
+             FROM export_log x WHERE exporter = 'files' AND ledger_id = $1 AND ledger_date = $2",
+        )
+        .bind(ledger)
+        .bind(date)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+        assert_eq!((rows, status.as_str()), (stored, "exported"));
+        assert_eq!(
+            checksum,
+            webhook::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+        );
+    }
+    let held: (String, String) = sqlx::query_as(
+        "SELECT status, last_error FROM export_log WHERE ledger_id = $1 AND ledger_date = $2",
+    )
+    .bind(&tampered_ledger)
+    .bind(tampered_date)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(held.0, "held");
+    assert!(held.1.contains("funds: mismatch"), "{}", held.1);
+    // `status` reports it, for people and scripts.
+    let status = vipps_ledger_sync::views::status_report(&app.db.pool, &settings)
+        .await
+        .unwrap();
+    let text = vipps_ledger_sync::views::render_status(&status);
+    assert!(
+        text.contains(&format!(
+            "{tampered_ledger} {tampered_date}: reconciliation: "
+        )),
+        "{text}"
+    );
+    let counts: Vec<(&str, i64)> = status
+        .exports
+        .iter()
+        .map(|e| (e.status.as_str(), e.dates))
+        .collect();
+    assert_eq!(counts, [("exported", 11), ("held", 1)]);
+
+    // Nothing is exported twice: files taken away by an importer are not written again.
+    for name in files_in(dir.path()) {
+        std::fs::remove_file(dir.path().join(name)).unwrap();
+    }
+    let again = scheduled::run_all(&app.db.pool, &settings, &CancellationToken::new()).await;
+    assert_eq!(again[0].exported, 0);
+    assert!(files_in(dir.path()).is_empty());
+
+    // --force delivers a date again, and says so in the log.
+    let (ledger, date) = closed[0].clone();
+    let forced = scheduled::run(
+        &app.db.pool,
+        &settings,
+        &settings.exporters[0],
+        &Selection {
+            ledgers: vec![ledger.clone()],
+            from: Some(date),
+            to: Some(date),
+            force: true,
+        },
+        &CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(forced.exported, 1, "{forced:?}");
+    assert_eq!(
+        files_in(dir.path()),
+        [format!("{ledger}_{date}_entries.csv")]
+    );
+    let (forced_count, attempts): (i32, i32) = sqlx::query_as(
+        "SELECT forced, attempts FROM export_log WHERE exporter = 'files' AND ledger_id = $1 AND ledger_date = $2",
+    )
+    .bind(&ledger)
+    .bind(date)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!((forced_count, attempts), (1, 2));
+}
+
+#[tokio::test]
+async fn a_delivery_cut_off_midway_is_finished_and_never_written_twice() {
+    let app = reconciled(small()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = with_exporter(
+        &app,
+        directory_exporter("books", ExporterKind::Journal, dir.path(), Format::Csv),
+    );
+    let closed = closed_dates(&app.db.pool).await;
+    let name = |(l, d): &(String, NaiveDate)| format!("{l}_{d}_journal.csv");
+    let record_writing = |key: &(String, NaiveDate)| {
+        let target = dir.path().join(name(key));
+        sqlx::query(
+            "INSERT INTO export_log (exporter, ledger_id, ledger_date, kind, status, target, checksum, attempts)
+             VALUES ('books', $1, $2, 'journal', 'writing', $3, 'x', 1)",
+        )
+        .bind(key.0.clone())
+        .bind(key.1)
+        .bind(target.to_string_lossy().into_owned())
+    };
+    // Stopped after the log said `writing`, before the rename: the temporary file is there.
+    let before_rename = &closed[0];
+    record_writing(before_rename)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    std::fs::write(
+        dir.path().join(format!(".{}.partial", name(before_rename))),
+        "written earlier",
+    )
+    .unwrap();
+    // Stopped after the rename, before `exported`; an importer has taken the file already.
+    let after_rename = &closed[1];
+    record_writing(after_rename)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    // Stopped before the log said anything: a stale temporary file, nothing delivered.
+    let before_log = &closed[2];
+    std::fs::write(
+        dir.path().join(format!(".{}.partial", name(before_log))),
+        "stale",
+    )
+    .unwrap();
+
+    let report = scheduled::run_all(&app.db.pool, &settings, &CancellationToken::new()).await;
+    assert_eq!(report[0].exported, closed.len(), "{report:?}");
+    let files = files_in(dir.path());
+    assert!(!files.iter().any(|f| f.ends_with(".partial")), "{files:?}");
+    assert!(
+        !files.contains(&name(after_rename)),
+        "a delivered file is never written again"
+    );
+    assert_eq!(files.len(), closed.len() - 1);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(name(before_rename))).unwrap(),
+        "written earlier",
+        "the delivery that was under way is finished, not produced again"
+    );
+    assert!(std::fs::read_to_string(dir.path().join(name(before_log)))
+        .unwrap()
+        .starts_with("voucher,"));
+    let not_exported: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM export_log WHERE status <> 'exported'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(not_exported, 0);
+}
+
+/// What the webhook receiver saw.
+#[derive(Default)]
+struct Received {
+    requests: usize,
+    /// Idempotency key -> bodies answered 2xx.
+    accepted: BTreeMap<String, Vec<serde_json::Value>>,
+    bad_signatures: usize,
+}
+
+#[tokio::test]
+async fn a_webhook_failing_twice_gets_every_date_exactly_once_with_a_valid_signature() {
+    const SECRET: &str = "a-webhook-secret-of-some-length";
+    let app = reconciled(small()).await;
+    let received = Arc::new(Mutex::new(Received::default()));
+    async fn receive(
+        State(received): State<Arc<Mutex<Received>>>,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> StatusCode {
+        let mut r = received.lock().unwrap();
+        r.requests += 1;
+        if r.requests <= 2 {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
+        let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
+        let timestamp: i64 = header(webhook::TIMESTAMP_HEADER).parse().unwrap();
+        let secret = SecretString::from(SECRET);
+        if !webhook::verify(
+            &secret,
+            timestamp,
+            &body,
+            &header(webhook::SIGNATURE_HEADER),
+        ) {
+            r.bad_signatures += 1;
+            return StatusCode::UNAUTHORIZED;
+        }
+        let key = header(webhook::IDEMPOTENCY_HEADER);
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        r.accepted.entry(key).or_default().push(json);
+        StatusCode::NO_CONTENT
+    }
+    let router = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(Arc::clone(&received));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let mut settings = app.settings.clone();
+    let cfg = format!(
+        "[[exporters]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{addr}/hook\"\nsecret = \"{SECRET}\"\n"
+    );
+    let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(file.path(), cfg).unwrap();
+    settings.exporters = Settings::load_with_env(Some(file.path()), HashMap::new())
+        .unwrap()
+        .exporters;
+    let report = scheduled::run_all(&app.db.pool, &settings, &CancellationToken::new()).await;
+    let closed = closed_dates(&app.db.pool).await;
+    assert_eq!(report[0].exported, closed.len(), "{report:?}");
+    // A second pass sends nothing.
+    let again = scheduled::run_all(&app.db.pool, &settings, &CancellationToken::new()).await;
+    assert_eq!(again[0].exported, 0);
+
+    // Taken out of the lock: the checks below query the database.
+    let r = std::mem::take(&mut *received.lock().unwrap());
+    assert_eq!(r.bad_signatures, 0);
+    assert_eq!(
+        r.requests,
+        closed.len() + 2,
+        "two failures, then one request per date"
+    );
+    assert_eq!(r.accepted.len(), closed.len());
+    for (ledger, date) in &closed {
+        let bodies = &r.accepted[&format!("hook:{ledger}:{date}")];
+        assert_eq!(bodies.len(), 1, "{ledger} {date} delivered once");
+        let body = &bodies[0];
+        let stored: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM entries WHERE ledger_id = $1 AND ledger_date = $2",
+        )
+        .bind(ledger)
+        .bind(date)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+        assert_eq!(body["entries"].as_array().unwrap().len() as i64, stored);
+        let summed: i64 = body["summary"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["entries"].as_i64().unwrap())
+            .sum();
+        assert_eq!(summed, stored);
+    }
+}
+
+/// Moves every delivered file out of `dir` as an importer would, counting each name.
+fn take_files(dir: &Path, taken: &mut BTreeMap<String, usize>) {
+    for name in files_in(dir) {
+        if name.starts_with('.') {
+            continue;
+        }
+        *taken.entry(name.clone()).or_default() += 1;
+        std::fs::remove_file(dir.join(&name)).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_never_exports_a_date_twice_and_never_skips_one() {
+    let app = reconciled(SimulatorConfig {
+        ledgers: 8,
+        days: 20,
+        captures_per_day: 10,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir: PathBuf = dir.path().join("out");
+    let cfg = crate::binary::config_file(
+        &app,
+        &format!(
+            "[[exporters]]\nname = \"statements\"\nkind = \"camt053\"\ndirectory = \"{}\"",
+            out_dir.display()
+        ),
+    );
+    // Reconciliation, and the exporters after it, every second.
+    let run = || {
+        crate::binary::command(&["--config", cfg.path().to_str().unwrap(), "run"])
+            .env("VLS_SYNC__VERIFY_SCHEDULE", "* * * * * *")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let closed = closed_dates(&app.db.pool).await;
+    let exported = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM export_log WHERE status = 'exported'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap()
+    };
+    let total = closed.len() as i64;
+    let mut taken = BTreeMap::new();
+    let mut rng = rand::thread_rng();
+    let (mut kills, mut interrupted) = (0, 0);
+    let mut before = 0;
+    // Cut several runs off in the middle of exporting; then one is left to finish.
+    while exported().await < total && kills < 8 {
+        let mut child = run();
+        // Once this run has begun exporting, kill it a random moment later.
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
+        while exported().await == before && tokio::time::Instant::now() < give_up {
+            take_files(&out_dir, &mut taken);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(rng.gen_range(0..40));
+        while tokio::time::Instant::now() < deadline {
+            take_files(&out_dir, &mut taken);
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(1..5))).await;
+        }
+        child.kill().unwrap(); // SIGKILL, wherever it is
+        child.wait().unwrap();
+        kills += 1;
+        take_files(&out_dir, &mut taken);
+        let now = exported().await;
+        if now > before && now < total {
+            interrupted += 1;
+        }
+        before = now;
+    }
+    eprintln!("SIGKILLed `run` {kills} times, {interrupted} of them in the middle of exporting");
+    let mut last = run();
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+    while exported().await < total && tokio::time::Instant::now() < give_up {
+        take_files(&out_dir, &mut taken);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    last.kill().unwrap();
+    last.wait().unwrap();
+    assert!(interrupted >= 3, "the exports were cut off several times");
+    assert_eq!(exported().await, total, "every date exported in the end");
+    take_files(&out_dir, &mut taken);
+    let want: BTreeMap<String, usize> = closed
+        .iter()
+        .map(|(l, d)| (format!("{l}_{d}_camt053.xml"), 1))
+        .collect();
+    assert_eq!(taken, want, "every closed date delivered exactly once");
+}
+
+#[test]
+fn exporter_mistakes_are_refused_naming_their_key() {
+    let cases = [
+        ("[[exporters]]\nkind = \"entries\"\ndirectory = \"/tmp\"\n", "exporters[0].name"),
+        ("[[exporters]]\nname = \"a b\"\nkind = \"entries\"\ndirectory = \"/tmp\"\n", "exporters[0].name"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"entries\"\n", "exporters[0] (x).directory"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"webhook\"\nurl = \"https://erp.example.com/h\"\n", "exporters[0] (x).secret"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"webhook\"\nurl = \"http://erp.example.com/h\"\nsecret = \"0123456789abcdef\"\n", "exporters[0] (x).url"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"entries\"\ndirectory = \"/tmp\"\n[exporters.accounts]\ncapture = \"3000\"\n", "exporters[0] (x).accounts"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"journal\"\ndirectory = \"/tmp\"\n[exporters.accounts]\nfallback = \"\"\n", "exporters[0] (x).accounts.fallback"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"entries\"\ndirectory = \"/tmp\"\nfrom = \"2026-13-01\"\n", "exporters[0] (x).from"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"entries\"\ndirectory = \"/tmp\"\npartner = \"nobody\"\n", "exporters[0] (x).partner"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"entries\"\ndirectory = \"/tmp\"\n[[exporters]]\nname = \"x\"\nkind = \"summary\"\ndirectory = \"/tmp\"\n", "exporters[1] (x).name"),
+        ("[http]\nlisten = \"localhost\"\n", "http.listen"),
+    ];
+    for (toml, key) in cases {
+        let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(file.path(), toml).unwrap();
+        let err = Settings::load_with_env(Some(file.path()), HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(key),
+            "{toml}\n→ {err}\n(expected it to name {key})"
+        );
+    }
+}
+
+#[test]
+fn journal_accounts_override_the_built_in_chart_and_secrets_come_from_the_credentials_directory() {
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(
+        creds.path().join("hook-secret"),
+        "s3cret-from-a-credential\n",
+    )
+    .unwrap();
+    std::fs::write(
+        creds.path().join("database-url"),
+        "postgres://vls:pw@db.internal/vls\n",
+    )
+    .unwrap();
+    let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(
+        file.path(),
+        "[database]\nurl_file = \"database-url\"\n[http]\nlisten = \"9187\"\n\
+         [[exporters]]\nname = \"books\"\nkind = \"journal\"\ndirectory = \"/tmp\"\n\
+         [exporters.accounts]\nfees-retained = \"1580\"\nfallback = \"1599\"\n\
+         [[exporters]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"https://erp.example.com/h\"\nsecret_file = \"hook-secret\"\n",
+    )
+    .unwrap();
+    let env = HashMap::from([(
+        "CREDENTIALS_DIRECTORY".to_owned(),
+        creds.path().to_string_lossy().into_owned(),
+    )]);
+    let settings = Settings::load_with_env(Some(file.path()), env).unwrap();
+    let books = &settings.exporters[0].accounts;
+    assert_eq!(books.counterpart("fees-retained"), "1580");
+    assert_eq!(
+        books.counterpart("capture"),
+        "3000",
+        "built-in where not overridden"
+    );
+    assert_eq!(books.counterpart("interchange-adjustment"), "1599");
+    match &settings.exporters[1].target {
+        ExporterTarget::Webhook { secret, .. } => {
+            assert_eq!(secret.expose_secret(), "s3cret-from-a-credential")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        settings.database.url.expose_secret(),
+        "postgres://vls:pw@db.internal/vls"
+    );
+    assert_eq!(settings.http.listen, Some(([127, 0, 0, 1], 9187).into()));
+    // Debug output of the settings never shows a secret.
+    let debug = format!("{settings:?}");
+    assert!(
+        !debug.contains("s3cret") && !debug.contains(":pw@"),
+        "{debug}"
+    );
+}
+
+/// Validates `xml` against the camt.053.001.02 schema with xmllint; the error has its output.
+fn validate_camt053(xml: &[u8]) -> Result<(), String> {
+    let xsd = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/camt.053.001.02.xsd"
+    );
+    let file = tempfile::Builder::new().suffix(".xml").tempfile().unwrap();
+    std::fs::write(file.path(), xml).unwrap();
+    let out = std::process::Command::new("xmllint")
+        .args(["--noout", "--schema", xsd])
+        .arg(file.path())
+        .output()
+        .map_err(|e| {
+            format!("xmllint could not run ({e}): install it (Debian/Ubuntu: apt-get install libxml2-utils)")
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The statement's balances (`OPBD`/`CLBD` → signed decimal text) and its number of entries.
+fn balances_and_entries(xml: &[u8]) -> (BTreeMap<String, String>, usize) {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut path: Vec<String> = Vec::new();
+    let (mut code, mut amount, mut sign) = (String::new(), String::new(), String::new());
+    let mut balances = BTreeMap::new();
+    let mut entries = 0;
+    let mut buf = Vec::new();
+    loop {
+        match reader.read_event_into(&mut buf).unwrap() {
+            Event::Start(e) => {
+                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                if name == "Ntry" {
+                    entries += 1;
+                }
+                path.push(name);
+            }
+            Event::End(_) => {
+                if path.last().map(String::as_str) == Some("Bal") {
+                    let signed = if sign == "DBIT" {
+                        format!("-{amount}")
+                    } else {
+                        amount.clone()
+                    };
+                    balances.insert(code.clone(), signed);
+                }
+                path.pop();
+            }
+            Event::Text(t) => {
+                let text = t.decode().unwrap().into_owned();
+                let in_bal = path.iter().any(|p| p == "Bal");
+                match path.last().map(String::as_str) {
+                    Some("Cd") if in_bal => code = text,
+                    Some("Amt") if in_bal => amount = text,
+                    Some("CdtDbtInd") if in_bal => sign = text,
+                    _ => {}
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    (balances, entries)
+}
+
+#[tokio::test]
+async fn camt053_statements_validate_against_the_schema_and_match_the_balance_chain() {
+    let app = reconciled(small()).await;
+    let closed = closed_dates(&app.db.pool).await;
+    let mut tested = 0;
+    for (ledger, date) in &closed {
+        let rows = vipps_ledger_sync::store::exports::entries_on(&app.db.pool, ledger, *date)
+            .await
+            .unwrap();
+        let xml = scheduled::statement(&app.db.pool, ledger, *date, &rows)
+            .await
+            .unwrap();
+        if let Err(e) = validate_camt053(&xml) {
+            panic!("{ledger} {date}: {e}\n{}", String::from_utf8_lossy(&xml));
+        }
+        // The chain: the balance after the funds entry before the date, and after its last one.
+        let (opening, closing, currency, n): (Option<i64>, Option<i64>, String, i64) = sqlx::query_as(
+            "SELECT (SELECT e.balance_after FROM entries e WHERE e.ledger_id = $1 AND e.topic = 'funds'
+                         AND e.seq < min(d.seq) ORDER BY e.seq DESC LIMIT 1),
+                    (SELECT e.balance_after FROM entries e WHERE e.ledger_id = $1 AND e.topic = 'funds'
+                         AND e.seq = max(d.seq)),
+                    min(d.currency), count(*)
+             FROM entries d WHERE d.ledger_id = $1 AND d.topic = 'funds' AND d.ledger_date = $2",
+        )
+        .bind(ledger)
+        .bind(date)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+        let (balances, entries) = balances_and_entries(&xml);
+        assert_eq!(
+            entries as i64, n,
+            "{ledger} {date}: one Ntry per funds entry"
+        );
+        let dec = |minor: i64| export::decimal(minor, &currency);
+        assert_eq!(
+            balances["OPBD"],
+            dec(opening.unwrap_or(0)),
+            "{ledger} {date} opening"
+        );
+        assert_eq!(
+            balances["CLBD"],
+            dec(closing.unwrap()),
+            "{ledger} {date} closing"
+        );
+        tested += 1;
+    }
+    assert_eq!(tested, 12);
+    // The validation is real: a statement missing its account is refused.
+    let rows =
+        vipps_ledger_sync::store::exports::entries_on(&app.db.pool, &closed[0].0, closed[0].1)
+            .await
+            .unwrap();
+    let xml = scheduled::statement(&app.db.pool, &closed[0].0, closed[0].1, &rows)
+        .await
+        .unwrap();
+    let text = String::from_utf8(xml).unwrap();
+    let start = text.find("<Acct>").unwrap();
+    let end = text.find("</Acct>").unwrap() + "</Acct>".len();
+    let broken = format!("{}{}", &text[..start], &text[end..]);
+    assert!(validate_camt053(broken.as_bytes()).is_err());
+}
+
+#[tokio::test]
+async fn an_export_piped_into_head_stops_quietly() {
+    let app = reconciled(small()).await;
+    let cfg = crate::binary::config_file(&app, "");
+    let mut child = crate::binary::command(&[
+        "--config",
+        cfg.path().to_str().unwrap(),
+        "export",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-12-31",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout); // the reader is gone, as with `| head -1`
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_running_one_exporter_deliver_each_date_once() {
+    let app = reconciled(small()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = with_exporter(
+        &app,
+        directory_exporter("shared", ExporterKind::Summary, dir.path(), Format::Jsonl),
+    );
+    // Two pools, as two processes would have.
+    let other = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+    let none = Selection::default();
+    let cancel = CancellationToken::new();
+    let exporter = &settings.exporters[0];
+    let (a, b) = tokio::join!(
+        scheduled::run(&app.db.pool, &settings, exporter, &none, &cancel),
+        scheduled::run(&other, &settings, exporter, &none, &cancel),
+    );
+    let closed = closed_dates(&app.db.pool).await;
+    assert_eq!(a.exported + b.exported, closed.len(), "{a:?} {b:?}");
+    assert!(a.error.is_none() && b.error.is_none());
+    assert_eq!(files_in(dir.path()).len(), closed.len());
+    let attempts: i64 = sqlx::query_scalar("SELECT sum(attempts)::int8 FROM export_log")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, closed.len() as i64, "no date was delivered twice");
+    other.close().await;
+}
