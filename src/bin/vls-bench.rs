@@ -7,6 +7,7 @@
 //! target/release/vls-bench --ledgers 12 --days 120 --captures 60            # initial sync
 //! target/release/vls-bench --ledgers 10000 --days 1 --captures 1 --caught-up # a caught-up pass
 //! target/release/vls-bench --preload 1000000 ...                               # into a big table
+//! target/release/vls-bench --exporter-due --ledgers 5000 --days 1095          # exporters' dates due
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -44,6 +45,13 @@ struct Args {
     /// Measure a second pass over caught-up feeds instead of the first sync.
     #[arg(long)]
     caught_up: bool,
+    /// Measure the scheduled exporters' query of dates due instead of a sync: `--ledgers`
+    /// ledgers with `--days` reconciled days each (synthetic rows, no simulator), all but the
+    /// last `--due-days` already exported.
+    #[arg(long)]
+    exporter_due: bool,
+    #[arg(long, default_value_t = 1)]
+    due_days: u32,
     /// PostgreSQL server; the benchmark (re)creates its own database `vls_bench` there.
     #[arg(
         long,
@@ -64,6 +72,9 @@ async fn main() -> anyhow::Result<()> {
         .connect_with(db.clone())
         .await?;
     store::migrate(&pool).await?;
+    if args.exporter_due {
+        return exporter_due(&args, &pool).await;
+    }
     if args.preload > 0 {
         let t = Instant::now();
         store::bench::preload(&pool, args.preload).await?;
@@ -157,6 +168,74 @@ async fn measure(
     println!("ratio sync / COPY: {:.2}", rate / copy_rate);
     if args.preload > 0 {
         println!("(into a table already holding {} entries)", args.preload);
+    }
+    Ok(())
+}
+
+/// Times the query a scheduled exporter's pass starts with, over a long synthetic history:
+/// for an exporter that is caught up (only the last `--due-days` due) and for one just added
+/// (the whole history due).
+async fn exporter_due(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
+    let last = chrono::Utc::now().date_naive() - chrono::Days::new(1);
+    let started = Instant::now();
+    store::bench::preload_reconciled(
+        pool,
+        args.ledgers as i64,
+        args.days as i32,
+        args.due_days as i32,
+        last,
+    )
+    .await?;
+    println!(
+        "{} ledgers x {} days: {} reconciliations, {} dates exported, preloaded in {:.1} s",
+        args.ledgers,
+        args.days,
+        args.ledgers as u64 * u64::from(args.days) * 2,
+        args.ledgers as u64 * u64::from(args.days.saturating_sub(args.due_days)),
+        started.elapsed().as_secs_f64()
+    );
+    let topics = ["funds".to_owned(), "fees".to_owned()];
+    for (what, exporter) in [
+        ("caught-up exporter", store::bench::BENCH_EXPORTER),
+        ("new exporter", "bench-new"),
+    ] {
+        let scope = store::exports::Scope {
+            exporter,
+            ledgers: &[],
+            partner: None,
+            from: None,
+            to: None,
+            topics: &topics,
+            include_exported: false,
+        };
+        let mut best = (f64::MAX, f64::MAX);
+        let mut due = 0;
+        for _ in 0..3 {
+            let t = Instant::now();
+            let (mut first_page, mut after) = (None, store::exports::DueAfter::start());
+            due = 0;
+            // Page by page, as an exporter's pass reads them.
+            loop {
+                let page =
+                    store::exports::due(pool, &scope, &after, store::exports::DUE_PAGE).await?;
+                first_page.get_or_insert(t.elapsed().as_secs_f64());
+                due += page.len();
+                match page.last() {
+                    Some(last) if page.len() as i64 == store::exports::DUE_PAGE => {
+                        after = store::exports::DueAfter::of(last)
+                    }
+                    _ => break,
+                }
+            }
+            let all = t.elapsed().as_secs_f64();
+            best = (best.0.min(first_page.unwrap_or(all)), best.1.min(all));
+        }
+        println!(
+            "{what}: {due} dates due; first page of {} in {:.2} s, all in {:.2} s (best of 3)",
+            store::exports::DUE_PAGE,
+            best.0,
+            best.1
+        );
     }
     Ok(())
 }

@@ -86,3 +86,77 @@ pub async fn copy_rate(pool: &PgPool) -> sqlx::Result<(u64, Duration)> {
         .await?;
     Ok((rows, took))
 }
+
+/// The exporter the synthetic export log belongs to.
+pub const BENCH_EXPORTER: &str = "bench-books";
+
+/// Ledgers per statement while preloading reconciled dates.
+const RECONCILED_CHUNK: i64 = 250;
+
+/// Synthetic history for the scheduled exporters' query of dates due: ledgers `bench-1` …
+/// `bench-<ledgers>`, both feeds reconciled `ok` for the `days` days up to `last`, and every
+/// date but the last `due` of them already exported by [`BENCH_EXPORTER`].
+pub async fn preload_reconciled(
+    pool: &PgPool,
+    ledgers: i64,
+    days: i32,
+    due: i32,
+    last: chrono::NaiveDate,
+) -> sqlx::Result<()> {
+    let mut from = 1;
+    while from <= ledgers {
+        let to = (from + RECONCILED_CHUNK - 1).min(ledgers);
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO ledgers (ledger_id, raw)
+             SELECT 'bench-' || g, '{}' FROM generate_series($1::int8, $2::int8) g",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO feed_cursors (ledger_id, topic, caught_up_at)
+             SELECT 'bench-' || g, t, now()
+             FROM generate_series($1::int8, $2::int8) g, unnest('{funds,fees}'::text[]) t",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO reconciliations (ledger_id, topic, ledger_date, status, checked_at)
+             SELECT 'bench-' || g, t, $3::date - d, 'ok', now() - interval '1 hour'
+             FROM generate_series($1::int8, $2::int8) g, unnest('{funds,fees}'::text[]) t,
+                  generate_series(0, $4 - 1) d",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(last)
+        .bind(days)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO export_log (exporter, ledger_id, ledger_date, kind, status, exported_at)
+             SELECT $5, 'bench-' || g, $3::date - d, 'journal', 'exported', now()
+             FROM generate_series($1::int8, $2::int8) g, generate_series($4, $6 - 1) d",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(last)
+        .bind(due)
+        .bind(BENCH_EXPORTER)
+        .bind(days)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        from = to + 1;
+    }
+    sqlx::query("VACUUM ANALYZE reconciliations")
+        .execute(pool)
+        .await?;
+    sqlx::query("VACUUM ANALYZE export_log")
+        .execute(pool)
+        .await?;
+    Ok(())
+}

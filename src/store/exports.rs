@@ -31,11 +31,51 @@ pub struct Scope<'a> {
     pub include_exported: bool,
 }
 
-/// The closed dates in `scope` not yet exported (or all closed ones, with
-/// `include_exported`), by ledger and date. A date is closed once every reconciled topic of it
-/// is `ok` and every other synced topic of the ledger was read to its end after that (so it
-/// holds every entry of the date too); a date with a `mismatch` is returned as held.
-pub async fn due(pool: &PgPool, scope: &Scope<'_>) -> sqlx::Result<Vec<DueDate>> {
+/// How many dates due an exporter's pass reads at a time.
+pub const DUE_PAGE: i64 = 500;
+
+/// Where a page of [`due`] dates starts: after this (ledger, date).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueAfter {
+    pub ledger_id: String,
+    pub ledger_date: NaiveDate,
+}
+
+impl DueAfter {
+    /// Before every ledger's first date (ledger ids are never empty).
+    pub fn start() -> Self {
+        DueAfter {
+            ledger_id: String::new(),
+            // PostgreSQL's `date` cannot hold chrono's `NaiveDate::MIN`.
+            ledger_date: NaiveDate::from_ymd_opt(1, 1, 1).expect("a valid date"),
+        }
+    }
+
+    /// After `date`: where the page following it starts.
+    pub fn of(date: &DueDate) -> Self {
+        DueAfter {
+            ledger_id: date.ledger_id.clone(),
+            ledger_date: date.ledger_date,
+        }
+    }
+}
+
+/// Up to `limit` closed dates in `scope` after `after` not yet exported (or all closed ones,
+/// with `include_exported`), by ledger and date: a pass reads them page by page, so a new
+/// exporter over years of history holds one page in memory, not the whole history. A date is
+/// closed once every reconciled topic of it is `ok` and every other synced topic of the
+/// ledger was read to its end after that (so it holds every entry of the date too); a date
+/// with a `mismatch` is returned as held.
+///
+/// The dates already exported are left out before grouping, by a merge of two indexes in
+/// (ledger, date) order from the page's start (migration 0010): `vls-bench --exporter-due`
+/// measures it.
+pub async fn due(
+    pool: &PgPool,
+    scope: &Scope<'_>,
+    after: &DueAfter,
+    limit: i64,
+) -> sqlx::Result<Vec<DueDate>> {
     sqlx::query_as(
         "WITH per_date AS (
              SELECT r.ledger_id, r.ledger_date,
@@ -45,7 +85,13 @@ pub async fn due(pool: &PgPool, scope: &Scope<'_>) -> sqlx::Result<Vec<DueDate>>
                     array_agg(r.topic) AS topics,
                     max(r.checked_at) AS checked_at
              FROM reconciliations r
-             WHERE (cardinality($2::text[]) = 0 OR r.ledger_id = ANY($2))
+             LEFT JOIN export_log x
+                    ON x.ledger_id = r.ledger_id AND x.ledger_date = r.ledger_date
+                   AND x.exporter = $1 AND x.status = 'exported'
+                   AND (x.ledger_id, x.ledger_date) > ($8, $9)
+             WHERE ($7 OR x.ledger_id IS NULL)
+               AND (r.ledger_id, r.ledger_date) > ($8, $9)
+               AND (cardinality($2::text[]) = 0 OR r.ledger_id = ANY($2))
                AND ($3::text IS NULL OR r.ledger_id IN
                    (SELECT g.ledger_id FROM grants g WHERE g.partner = $3))
                AND ($4::date IS NULL OR r.ledger_date >= $4)
@@ -55,16 +101,14 @@ pub async fn due(pool: &PgPool, scope: &Scope<'_>) -> sqlx::Result<Vec<DueDate>>
          SELECT d.ledger_id, d.ledger_date, d.held, d.reconciliation
          FROM per_date d
          WHERE (d.all_ok OR d.held)
-           AND ($7 OR NOT EXISTS (SELECT 1 FROM export_log x
-               WHERE x.exporter = $1 AND x.ledger_id = d.ledger_id
-                 AND x.ledger_date = d.ledger_date AND x.status = 'exported'))
            AND (d.held OR NOT EXISTS (
                SELECT 1 FROM unnest($6::text[]) t(topic)
                WHERE NOT t.topic = ANY(d.topics)
                  AND NOT EXISTS (SELECT 1 FROM feed_cursors f
                      WHERE f.ledger_id = d.ledger_id AND f.topic = t.topic
                        AND f.caught_up_at > d.checked_at)))
-         ORDER BY d.ledger_id, d.ledger_date",
+         ORDER BY d.ledger_id, d.ledger_date
+         LIMIT $10",
     )
     .bind(scope.exporter)
     .bind(scope.ledgers)
@@ -73,6 +117,12 @@ pub async fn due(pool: &PgPool, scope: &Scope<'_>) -> sqlx::Result<Vec<DueDate>>
     .bind(scope.to)
     .bind(scope.topics)
     .bind(scope.include_exported)
+    .bind(&after.ledger_id)
+    .bind(after.ledger_date)
+    .bind(limit)
+    // Planned for these parameters every time (an unnamed statement): with `$7` known, the
+    // join becomes a merge anti-join of the two indexes, which a generic plan cannot be.
+    .persistent(false)
     .fetch_all(pool)
     .await
 }

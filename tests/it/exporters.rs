@@ -24,6 +24,7 @@ use vipps_ledger_sync::export::{self, webhook, Format, Kind};
 use vipps_ledger_sync::reconcile;
 use vipps_ledger_sync::simulator::SimulatorConfig;
 use vipps_ledger_sync::store::export::ExportFilter;
+use vipps_ledger_sync::store::exports::{self, DueAfter, DueDate, Scope};
 
 use crate::common::{small, TestApp};
 
@@ -865,4 +866,143 @@ async fn two_instances_running_one_exporter_deliver_each_date_once() {
         .unwrap();
     assert_eq!(attempts, closed.len() as i64, "no date was delivered twice");
     other.close().await;
+}
+
+/// Every closed date of `pool` due for exporter `name`, read page by page with `limit`.
+async fn due_in_pages(pool: &PgPool, scope: &Scope<'_>, limit: i64) -> Vec<DueDate> {
+    let (mut all, mut after) = (Vec::new(), DueAfter::start());
+    loop {
+        let page = exports::due(pool, scope, &after, limit).await.unwrap();
+        assert!(page.len() as i64 <= limit);
+        if let Some(first) = page.first() {
+            assert!(
+                (&first.ledger_id, first.ledger_date) > (&after.ledger_id, after.ledger_date),
+                "a page starts after the one before"
+            );
+        }
+        let Some(last) = page.last() else { break };
+        after = DueAfter::of(last);
+        let full = page.len() as i64 == limit;
+        all.extend(page);
+        if !full {
+            break;
+        }
+    }
+    all
+}
+
+#[tokio::test]
+async fn dates_due_read_page_by_page_are_every_date_due_once_in_order() {
+    let app = TestApp::spawn(small()).await;
+    assert!(app.sync_once().await.success());
+    let held: (String, NaiveDate) = sqlx::query_as(
+        "UPDATE entries SET amount = amount + 1 WHERE (ledger_id, topic, seq) = (
+             SELECT ledger_id, topic, seq FROM entries
+             WHERE topic = 'funds' AND ledger_date = '2026-01-06' ORDER BY ledger_id, seq LIMIT 1)
+         RETURNING ledger_id, ledger_date",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    reconcile::verify(&app.context(), &CancellationToken::new())
+        .await
+        .unwrap();
+    // The second ledger's dates are exported already: they are not due.
+    let dir = tempfile::tempdir().unwrap();
+    let settings = with_exporter(
+        &app,
+        directory_exporter("files", ExporterKind::Summary, dir.path(), Format::Csv),
+    );
+    let exported = app.sim.ledger_ids()[1].clone();
+    assert_ne!(exported, held.0);
+    let done = scheduled::run(
+        &app.db.pool,
+        &settings,
+        &settings.exporters[0],
+        &Selection {
+            ledgers: vec![exported.clone()],
+            ..Selection::default()
+        },
+        &CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(done.exported, 3, "{done:?}");
+
+    let topics = ["funds".to_owned(), "fees".to_owned()];
+    let scope = Scope {
+        exporter: "files",
+        ledgers: &[],
+        partner: None,
+        from: None,
+        to: None,
+        topics: &topics,
+        include_exported: false,
+    };
+    let whole = exports::due(&app.db.pool, &scope, &DueAfter::start(), 1000)
+        .await
+        .unwrap();
+    let pairs: Vec<(String, NaiveDate)> = whole
+        .iter()
+        .map(|d| (d.ledger_id.clone(), d.ledger_date))
+        .collect();
+    let mut expected: Vec<(String, NaiveDate)> = closed_dates(&app.db.pool)
+        .await
+        .into_iter()
+        .filter(|(ledger, _)| *ledger != exported)
+        .chain(std::iter::once(held.clone()))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        pairs, expected,
+        "3 ledgers' 3 closed dates, the held one among them"
+    );
+    assert_eq!(
+        whole.iter().filter(|d| d.held).count(),
+        1,
+        "only the mismatching date is held"
+    );
+    for limit in [1, 2, 3, 7] {
+        assert_eq!(
+            due_in_pages(&app.db.pool, &scope, limit).await,
+            whole,
+            "pages of {limit}"
+        );
+    }
+    // With `--force`, the exported dates are due again, in the same order.
+    let forced = Scope {
+        include_exported: true,
+        ..scope.clone()
+    };
+    let again = due_in_pages(&app.db.pool, &forced, 2).await;
+    assert_eq!(again.len(), whole.len() + 3);
+    assert!(again
+        .windows(2)
+        .all(|w| (&w[0].ledger_id, w[0].ledger_date) < (&w[1].ledger_id, w[1].ledger_date)));
+}
+
+#[tokio::test]
+async fn a_pass_over_more_dates_than_a_page_exports_them_all() {
+    // 2 ledgers x 270 closed dates: more than one page of dates due.
+    let app = reconciled(SimulatorConfig {
+        ledgers: 2,
+        days: 271,
+        captures_per_day: 1,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    // A date with entries in only one feed is closed once the other feed was read to its end
+    // after the check: the next sync.
+    assert!(app.sync_once().await.success());
+    let closed = closed_dates(&app.db.pool).await;
+    assert!(closed.len() as i64 > exports::DUE_PAGE, "{}", closed.len());
+    let dir = tempfile::tempdir().unwrap();
+    let settings = with_exporter(
+        &app,
+        directory_exporter("files", ExporterKind::Summary, dir.path(), Format::Jsonl),
+    );
+    let reports = scheduled::run_all(&app.db.pool, &settings, &CancellationToken::new()).await;
+    assert_eq!(reports[0].exported, closed.len(), "{reports:?}");
+    assert_eq!(files_in(dir.path()).len(), closed.len());
+    let again = scheduled::run_all(&app.db.pool, &settings, &CancellationToken::new()).await;
+    assert_eq!(again[0].exported, 0, "{again:?}");
 }

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::webhook;
 use crate::config::{ExporterSettings, ExporterTarget, Settings};
 use crate::report_api::retry::RetryPolicy;
-use crate::store::exports::{self as log, Key, Scope};
+use crate::store::exports::{self as log, DueAfter, DueDate, Key, Scope, DUE_PAGE};
 
 mod deliver;
 mod produce;
@@ -170,9 +170,6 @@ async fn pass(
         topics: &topics,
         include_exported: selection.force,
     };
-    let due = log::due(pool, &scope)
-        .await
-        .context("finding the dates to export")?;
     let retry = RetryPolicy::from(&settings.retry);
     let http = match &exporter.target {
         ExporterTarget::Webhook { .. } => Some(
@@ -181,10 +178,49 @@ async fn pass(
         ),
         ExporterTarget::Directory { .. } => None,
     };
-    for date in due {
-        if cancel.is_cancelled() {
-            break;
+    let target = Target {
+        pool,
+        exporter,
+        http: http.as_ref(),
+        retry: &retry,
+        force: selection.force,
+    };
+    let mut after = DueAfter::start();
+    loop {
+        let page = log::due(pool, &scope, &after, DUE_PAGE)
+            .await
+            .context("finding the dates to export")?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = DueAfter::of(last);
+        let more = page.len() as i64 == DUE_PAGE;
+        for date in &page {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            target.export(date, report).await?;
         }
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+/// Where one exporter's pass delivers, and how.
+struct Target<'a> {
+    pool: &'a PgPool,
+    exporter: &'a ExporterSettings,
+    /// For webhooks.
+    http: Option<&'a reqwest::Client>,
+    retry: &'a RetryPolicy,
+    force: bool,
+}
+
+impl Target<'_> {
+    /// Holds `date` back or delivers it; a failed delivery is logged and ends the pass.
+    async fn export(&self, date: &DueDate, report: &mut ExporterReport) -> anyhow::Result<()> {
+        let (pool, exporter) = (self.pool, self.exporter);
         let key = Key {
             exporter: &exporter.name,
             ledger_id: &date.ledger_id,
@@ -204,31 +240,26 @@ async fn pass(
             report
                 .held
                 .push(format!("{} {}", date.ledger_id, date.ledger_date));
-            continue;
+            return Ok(());
         }
         let delivered = match &exporter.target {
             ExporterTarget::Directory { path, format } => {
-                deliver_file(pool, exporter, &date, &key, path, *format, selection.force).await
+                deliver_file(pool, exporter, date, &key, path, *format, self.force).await
             }
             ExporterTarget::Webhook { url, secret } => {
-                let http = http.as_ref().expect("built above for webhooks");
+                let http = self.http.expect("built for webhooks");
                 deliver_webhook(
-                    pool,
-                    exporter,
-                    &date,
-                    &key,
-                    http,
-                    url,
-                    secret,
-                    &retry,
-                    selection.force,
+                    pool, exporter, date, &key, http, url, secret, self.retry, self.force,
                 )
                 .await
             }
         };
         crate::metrics::export_done(&exporter.name, delivered.is_ok());
         match delivered {
-            Ok(()) => report.exported += 1,
+            Ok(()) => {
+                report.exported += 1;
+                Ok(())
+            }
             Err(e) => {
                 let error = format!("{e:#}");
                 log::failed(pool, &key, &error).await?;
@@ -236,9 +267,8 @@ async fn pass(
                     "ledger {} date {}: {error} (tried again at the next pass)",
                     date.ledger_id,
                     date.ledger_date
-                );
+                )
             }
         }
     }
-    Ok(())
 }
