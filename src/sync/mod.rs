@@ -93,17 +93,26 @@ impl SyncContext {
     }
 }
 
-/// A name for this process on its leases, unique enough among instances of one database.
+/// A name for this process on its leases, unique enough among instances of one database:
+/// `<host>:<pid>:<random>`. The host name comes from uname(2), which works where /proc is
+/// hidden (the unit's `ProcSubset=pid`).
 fn instance_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown-host".to_owned());
     format!(
         "{}:{}:{:08x}",
-        host.trim(),
+        host_name(),
         std::process::id(),
         rand::random::<u32>()
     )
+}
+
+fn host_name() -> String {
+    let uname = rustix::system::uname();
+    let host = uname.nodename().to_string_lossy();
+    if host.is_empty() {
+        "unknown-host".to_owned()
+    } else {
+        host.into_owned()
+    }
 }
 
 /// `sync --once`: discovery, then every consented feed to its current end.
@@ -409,4 +418,19 @@ async fn walk_with_partners(
         return Err("no configured partner holds a grant for this ledger".to_owned());
     }
     Err(errors.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names_are_host_pid_and_a_random_part() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let (a, b) = (instance_name(), instance_name());
+        let prefix = format!("{}:{}:", host.trim(), std::process::id());
+        assert!(a.starts_with(&prefix), "{a} should start with {prefix}");
+        assert_eq!(a.len(), prefix.len() + 8, "{a}");
+        assert_ne!(a, b, "two instances in one process still differ");
+    }
 }
