@@ -227,7 +227,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             let topics = topic.map_or(Topic::ALL.to_vec(), |t| vec![t]);
             let mut found = false;
             for topic in topics {
-                if store::feeds::reset_cursor(&pool, &ledger, topic).await? {
+                if store::feed_health::reset_cursor(&pool, &ledger, topic).await? {
                     tracing::info!(%ledger, %topic, "cursor reset by request: the feed is read again from the start");
                     println!("{ledger} {topic}: unblocked; the next sync reads it from the start");
                     found = true;

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
+use super::leases::Lease;
 use crate::config::Topic;
 use crate::report_api::models::PersonalData;
 use crate::report_api::Entry;
@@ -62,14 +63,6 @@ pub struct ChainBreak {
     pub kind: &'static str,
     pub expected: i64,
     pub actual: i64,
-}
-
-/// A unit's lease: who holds it, and the fencing token every commit must still match.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    pub holder: String,
-    pub fence: i64,
-    pub ttl: std::time::Duration,
 }
 
 /// Why a page was not committed.
@@ -139,7 +132,7 @@ pub(crate) async fn notify_new_entries(
 }
 
 /// Creates a feed's cursor row if it does not exist yet.
-async fn ensure_row<'e>(
+pub(super) async fn ensure_row<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     ledger_id: &str,
     topic: Topic,
@@ -152,73 +145,6 @@ async fn ensure_row<'e>(
     .execute(executor)
     .await?;
     Ok(())
-}
-
-/// Blocks a feed whose stored cursor the API rejected, with the reason, so it is not polled
-/// (nor restarted) until a person decides.
-pub async fn block(pool: &PgPool, ledger_id: &str, topic: Topic, reason: &str) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE feed_cursors SET blocked_at = now(), blocked_reason = $3
-         WHERE ledger_id = $1 AND topic = $2",
-    )
-    .bind(ledger_id)
-    .bind(topic.as_str())
-    .bind(reason)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// Records a failed attempt at a feed and when `run` may try it again.
-pub async fn record_failure(
-    pool: &PgPool,
-    ledger_id: &str,
-    topic: Topic,
-    error: &str,
-    base: std::time::Duration,
-    max: std::time::Duration,
-) -> sqlx::Result<()> {
-    ensure_row(pool, ledger_id, topic).await?;
-    sqlx::query(
-        "UPDATE feed_cursors SET consecutive_failures = consecutive_failures + 1,
-             last_error = $3, last_error_at = now(),
-             next_attempt_at = now() + least($5 * interval '1 millisecond',
-                 $4 * interval '1 millisecond' * power(2, least(consecutive_failures, 30)))
-         WHERE ledger_id = $1 AND topic = $2",
-    )
-    .bind(ledger_id)
-    .bind(topic.as_str())
-    .bind(error)
-    .bind(base.as_millis() as f64)
-    .bind(max.as_millis() as f64)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// Feeds that `run` leaves alone for now (backing off after failures): (ledger, topic).
-pub async fn backing_off(pool: &PgPool) -> sqlx::Result<Vec<(String, String)>> {
-    sqlx::query_as(
-        "SELECT ledger_id, topic FROM feed_cursors WHERE next_attempt_at > now()
-         ORDER BY ledger_id, topic",
-    )
-    .fetch_all(pool)
-    .await
-}
-
-/// Unblocks a feed and forgets its cursor: the next sync reads it from the start, storing
-/// only the entries that are missing. Returns false if the feed was never synced.
-pub async fn reset_cursor(pool: &PgPool, ledger_id: &str, topic: Topic) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE feed_cursors SET cursor = NULL, blocked_at = NULL, blocked_reason = NULL,
-             updated_at = now()
-         WHERE ledger_id = $1 AND topic = $2",
-    )
-    .bind(ledger_id)
-    .bind(topic.as_str())
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() > 0)
 }
 
 /// Stores a page's new entries and its cursor in one transaction. Entries already stored
@@ -306,69 +232,6 @@ struct LockedRow {
     #[sqlx(flatten)]
     cursor_row: CursorRow,
     fence: i64,
-}
-
-/// Takes the lease of a unit for `holder` if nobody holds a live one; `None` when another
-/// instance does. Every acquisition gets a new, larger fence.
-pub async fn acquire_lease(
-    pool: &PgPool,
-    ledger_id: &str,
-    topic: Topic,
-    holder: &str,
-    ttl: std::time::Duration,
-) -> sqlx::Result<Option<Lease>> {
-    ensure_row(pool, ledger_id, topic).await?;
-    let fence: Option<i64> = sqlx::query_scalar(
-        "UPDATE feed_cursors SET lease_holder = $3, fence = fence + 1,
-             lease_expires_at = now() + $4 * interval '1 millisecond'
-         WHERE ledger_id = $1 AND topic = $2
-             AND (lease_holder IS NULL OR lease_expires_at < now())
-         RETURNING fence",
-    )
-    .bind(ledger_id)
-    .bind(topic.as_str())
-    .bind(holder)
-    .bind(ttl.as_millis() as f64)
-    .fetch_optional(pool)
-    .await?;
-    Ok(fence.map(|fence| Lease {
-        holder: holder.to_owned(),
-        fence,
-        ttl,
-    }))
-}
-
-/// Gives a lease back, if it is still ours.
-pub async fn release_lease(
-    pool: &PgPool,
-    ledger_id: &str,
-    topic: Topic,
-    lease: &Lease,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE feed_cursors SET lease_holder = NULL, lease_expires_at = NULL
-         WHERE ledger_id = $1 AND topic = $2 AND fence = $3",
-    )
-    .bind(ledger_id)
-    .bind(topic.as_str())
-    .bind(lease.fence)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// Releases every lease `holder` (this process) still has: after work was abandoned at the
-/// drain deadline, so the next run need not wait `sync.lease_ttl` for its units. A commit of
-/// the abandoned work that still lands is a whole page checked against its fence, as ever.
-pub async fn release_leases_of(pool: &PgPool, holder: &str) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "UPDATE feed_cursors SET lease_holder = NULL, lease_expires_at = NULL
-         WHERE lease_holder = $1",
-    )
-    .bind(holder)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
 }
 
 /// `(seq, amount, balance_before, balance_after)` of an inserted entry.

@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 use super::SyncContext;
 use crate::config::Topic;
 use crate::report_api::{ApiError, PartnerClient, RetryPolicy};
-use crate::store::feeds::{self, CommitError, Lease, PageParams};
+use crate::store::feeds::{self, CommitError, PageParams};
+use crate::store::leases::Lease;
 
 /// Why a walk stopped short, classified for the caller.
 #[derive(Debug, thiserror::Error)]

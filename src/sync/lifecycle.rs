@@ -14,7 +14,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::SyncContext;
-use crate::store::{feeds, grants};
+use crate::store::{grants, leases};
 
 /// Sends `states` to systemd; a failure to reach its socket is logged, never fatal (the
 /// daemon's work does not depend on it).
@@ -172,7 +172,7 @@ pub async fn drain<T>(
     drop(work);
     let released = tokio::time::timeout(
         LEASE_RELEASE_LIMIT,
-        feeds::release_leases_of(&ctx.pool, &ctx.instance),
+        leases::release_leases_of(&ctx.pool, &ctx.instance),
     )
     .await;
     match released {

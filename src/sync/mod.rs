@@ -20,7 +20,7 @@ use tracing::Instrument as _;
 
 use crate::config::{Settings, Topic};
 use crate::report_api::{PartnerClient, ReportApiClient};
-use crate::store::{self, feeds, grants};
+use crate::store::{self, feed_health, feeds, grants, leases};
 pub use health::PartnerHealth;
 pub use progress::{Progress, ProgressView};
 pub use report::{SyncReport, UnitFailure};
@@ -166,7 +166,9 @@ pub async fn sync_feeds(
     let _shown = ctx.progress.start_pass();
     purge_personal_data(ctx).await;
     let skip = match backoff {
-        Backoff::Honour => feeds::backing_off(&ctx.pool).await.unwrap_or_default(),
+        Backoff::Honour => feed_health::backing_off(&ctx.pool)
+            .await
+            .unwrap_or_default(),
         Backoff::Ignore => Vec::new(),
     };
     let skip: std::collections::HashSet<(String, String)> = skip.into_iter().collect();
@@ -276,7 +278,7 @@ async fn absorb(ctx: &SyncContext, report: &mut SyncReport, joined: Joined) {
         Err(error) => {
             tracing::error!(ledger = %ledger_id, %topic, %error, "feed sync failed");
             let sync = &ctx.settings.sync;
-            let recorded = feeds::record_failure(
+            let recorded = feed_health::record_failure(
                 &ctx.pool,
                 &ledger_id,
                 topic,
@@ -326,7 +328,7 @@ async fn run_unit(
         Ok(_) => {}
         Err(e) => return Err(format!("loading the stored cursor: {e}")),
     }
-    let lease = match feeds::acquire_lease(
+    let lease = match leases::acquire_lease(
         &ctx.pool,
         ledger_id,
         topic,
@@ -346,7 +348,7 @@ async fn run_unit(
         Err(e) => return Err(format!("taking the unit's lease: {e}")),
     };
     let result = walk_with_partners(ctx, ledger_id, topic, holders, &lease, cancel).await;
-    if let Err(e) = feeds::release_lease(&ctx.pool, ledger_id, topic, &lease).await {
+    if let Err(e) = leases::release_lease(&ctx.pool, ledger_id, topic, &lease).await {
         // It expires by itself; the next pass (here or elsewhere) takes it over then.
         tracing::warn!(error = %e, "could not release the unit's lease");
     }
@@ -359,7 +361,7 @@ async fn walk_with_partners(
     ledger_id: &str,
     topic: Topic,
     holders: &[String],
-    lease: &feeds::Lease,
+    lease: &leases::Lease,
     cancel: &CancellationToken,
 ) -> Result<UnitResult, String> {
     let mut result = UnitResult::default();
@@ -397,7 +399,7 @@ async fn walk_with_partners(
             }
             Err(feed::WalkError::CursorRejected { cursor, error }) => {
                 let reason = format!("the API rejected cursor {cursor}: {error}");
-                if let Err(e) = feeds::block(&ctx.pool, ledger_id, topic, &reason).await {
+                if let Err(e) = feed_health::block(&ctx.pool, ledger_id, topic, &reason).await {
                     return Err(format!("{reason}; blocking the feed failed: {e}"));
                 }
                 tracing::error!(%reason, "feed blocked: its cursor was rejected; it is not restarted without a person deciding");

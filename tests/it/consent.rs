@@ -4,7 +4,7 @@
 use tokio_util::sync::CancellationToken;
 use vipps_ledger_sync::config::Topic;
 use vipps_ledger_sync::simulator::SimulatorConfig;
-use vipps_ledger_sync::store::feeds;
+use vipps_ledger_sync::store::feed_health;
 use vipps_ledger_sync::sync::{self, discovery};
 
 use crate::common::{small, test_settings, TestApp, CLIENT_ID, CLIENT_SECRET};
@@ -274,7 +274,7 @@ async fn a_rejected_cursor_blocks_the_feed_until_a_person_resets_it() {
     assert_eq!(feed_requests_for(&app, &ledger), 0);
     assert_eq!(stored(&app, &ledger).await, kept);
     for topic in Topic::ALL {
-        assert!(feeds::reset_cursor(&app.db.pool, &ledger, topic)
+        assert!(feed_health::reset_cursor(&app.db.pool, &ledger, topic)
             .await
             .unwrap());
     }

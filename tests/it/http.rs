@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use vipps_ledger_sync::config::{Settings, Topic};
 use vipps_ledger_sync::metrics::Metrics;
 use vipps_ledger_sync::simulator::FaultConfig;
-use vipps_ledger_sync::store::feeds;
+use vipps_ledger_sync::store::feed_health;
 use vipps_ledger_sync::sync::{self, SyncContext};
 
 use crate::common::{small, test_settings, TestApp, CLIENT_ID, CLIENT_SECRET};
@@ -707,7 +707,7 @@ async fn a_conflicting_redelivery_and_a_blocked_feed_show_in_the_metrics() {
     .execute(&app.db.pool)
     .await
     .unwrap();
-    feeds::block(&app.db.pool, &ledger, Topic::Funds, "test")
+    feed_health::block(&app.db.pool, &ledger, Topic::Funds, "test")
         .await
         .unwrap();
     let blocked = ep.scrape().await;
@@ -721,9 +721,11 @@ async fn a_conflicting_redelivery_and_a_blocked_feed_show_in_the_metrics() {
     );
 
     // Read again from the start: nothing new is stored, the changed entry is a conflict.
-    assert!(feeds::reset_cursor(&app.db.pool, &ledger, Topic::Funds)
-        .await
-        .unwrap());
+    assert!(
+        feed_health::reset_cursor(&app.db.pool, &ledger, Topic::Funds)
+            .await
+            .unwrap()
+    );
     let report = ep.sync_once().await;
     assert!(report.success(), "{report}");
     assert_eq!((report.inserted, report.conflicts), (0, 1));

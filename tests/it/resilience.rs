@@ -10,6 +10,7 @@ use vipps_ledger_sync::config::Topic;
 use vipps_ledger_sync::report_api::Entry;
 use vipps_ledger_sync::simulator::{FaultConfig, SimulatorConfig};
 use vipps_ledger_sync::store::feeds::{self, PageParams};
+use vipps_ledger_sync::store::leases;
 use vipps_ledger_sync::sync::{self, Backoff};
 
 use crate::common::{small, TestApp};
@@ -242,7 +243,7 @@ async fn an_entry_that_comes_again_with_different_content_is_a_conflict_and_the_
         .unwrap()
         .unwrap()
         .cursor;
-    let lease = feeds::acquire_lease(
+    let lease = leases::acquire_lease(
         &app.db.pool,
         &ledger,
         Topic::Funds,

@@ -7,7 +7,8 @@ use std::time::Duration;
 use vipps_ledger_sync::config::Topic;
 use vipps_ledger_sync::report_api::{Entry, Ledger};
 
-use vipps_ledger_sync::store::feeds::{self, CommitError, Lease, PageParams};
+use vipps_ledger_sync::store::feeds::{self, CommitError, PageParams};
+use vipps_ledger_sync::store::leases::{self, Lease};
 use vipps_ledger_sync::store::ledgers;
 
 use crate::common::TestDb;
@@ -32,7 +33,7 @@ async fn with_ledger(db: &TestDb) -> Lease {
 }
 
 async fn lease(db: &TestDb, holder: &str) -> Option<Lease> {
-    feeds::acquire_lease(
+    leases::acquire_lease(
         &db.pool,
         "L1",
         Topic::Funds,
@@ -173,7 +174,7 @@ async fn a_stale_lease_holders_late_commit_is_refused() {
         .await
         .unwrap();
     // Releasing a lease we no longer hold does not free the new holder's.
-    feeds::release_lease(&db.pool, "L1", Topic::Funds, &stale)
+    leases::release_lease(&db.pool, "L1", Topic::Funds, &stale)
         .await
         .unwrap();
     assert_eq!(lease(&db, "third").await, None);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, Timelike, Utc};
 use vipps_ledger_sync::config::Topic;
-use vipps_ledger_sync::store::feeds;
+use vipps_ledger_sync::store::feed_health;
 use vipps_ledger_sync::views;
 
 use crate::common::{small, TestApp, CLIENT_ID};
@@ -133,10 +133,10 @@ async fn status_shows_ledgers_by_state_lag_last_errors_and_next_runs() {
     assert!(app.sync_once().await.success());
     let (second, third) = (&ledgers[1], &ledgers[2]);
     let minute = Duration::from_secs(60);
-    feeds::record_failure(pool, second, Topic::Funds, "HTTP 500: boom", minute, minute)
+    feed_health::record_failure(pool, second, Topic::Funds, "HTTP 500: boom", minute, minute)
         .await
         .unwrap();
-    feeds::block(pool, third, Topic::Fees, "the API rejected cursor c-1")
+    feed_health::block(pool, third, Topic::Fees, "the API rejected cursor c-1")
         .await
         .unwrap();
     let before = Utc::now();
