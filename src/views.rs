@@ -273,7 +273,12 @@ fn render_partners(o: &mut String, partners: &[grants::PartnerRow]) {
     );
     for p in partners {
         let state = match (&p.failed_at, &p.last_error) {
-            (Some(at), Some(error)) => format!("FAILING since {}: {error}", when(Some(*at))),
+            (Some(at), Some(error)) if p.keys_refused => {
+                format!("REFUSED since {}: {error}", when(Some(*at)))
+            }
+            (Some(at), Some(error)) => {
+                format!("ok; listing failing since {}: {error}", when(Some(*at)))
+            }
             _ => "ok".to_owned(),
         };
         let listed = p.last_listed.map_or("-".to_owned(), |n| n.to_string());

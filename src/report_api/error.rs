@@ -47,6 +47,25 @@ impl ApiError {
         }
     }
 
+    /// Whether the API refused the accounting keys themselves (not a passing failure): the
+    /// token endpoint said no, a data call answered 401 even with a fresh token, or 403.
+    pub fn refuses_keys(&self) -> bool {
+        matches!(
+            self,
+            ApiError::TokenRejected { .. }
+                | ApiError::Unauthorized { .. }
+                | ApiError::Permanent { status: 403, .. }
+        )
+    }
+
+    /// Whether some [`ApiError`] in `error`'s chain refuses the keys.
+    pub fn refuses_keys_in(error: &anyhow::Error) -> bool {
+        error.chain().any(|e| {
+            e.downcast_ref::<ApiError>()
+                .is_some_and(ApiError::refuses_keys)
+        })
+    }
+
     /// Whether another attempt of the same request may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -189,7 +189,7 @@ pub async fn partner_listed(
     sqlx::query(
         "INSERT INTO partners (partner, last_listing_at, last_listed) VALUES ($1, $2, $3)
          ON CONFLICT (partner) DO UPDATE SET last_listing_at = $2, last_listed = $3,
-             failed_at = NULL, last_error = NULL",
+             failed_at = NULL, last_error = NULL, keys_refused = false",
     )
     .bind(partner)
     .bind(now)
@@ -199,20 +199,23 @@ pub async fn partner_listed(
     Ok(())
 }
 
-/// Marks `partner` failed with `error` (which must hold no secret).
+/// Marks `partner` failed with `error` (which must hold no secret); `keys_refused` when the
+/// API refused its keys rather than failing for a while.
 pub async fn partner_failed(
     pool: &PgPool,
     partner: &str,
     error: &str,
+    keys_refused: bool,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO partners (partner, failed_at, last_error) VALUES ($1, $2, $3)
-         ON CONFLICT (partner) DO UPDATE SET failed_at = $2, last_error = $3",
+        "INSERT INTO partners (partner, failed_at, last_error, keys_refused) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (partner) DO UPDATE SET failed_at = $2, last_error = $3, keys_refused = $4",
     )
     .bind(partner)
     .bind(now)
     .bind(error)
+    .bind(keys_refused)
     .execute(pool)
     .await?;
     Ok(())
@@ -226,12 +229,14 @@ pub struct PartnerRow {
     pub last_listed: Option<i32>,
     pub failed_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// The failure is the API refusing the keys (not a 5xx, timeout or 429).
+    pub keys_refused: bool,
 }
 
 /// Every partner that ever ran.
 pub async fn partners(pool: &PgPool) -> sqlx::Result<Vec<PartnerRow>> {
     sqlx::query_as(
-        "SELECT partner, last_listing_at, last_listed, failed_at, last_error
+        "SELECT partner, last_listing_at, last_listed, failed_at, last_error, keys_refused
          FROM partners ORDER BY partner",
     )
     .fetch_all(pool)

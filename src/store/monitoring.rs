@@ -103,9 +103,10 @@ pub async fn ledger_states(
     .await
 }
 
-/// Partners whose last ledger listing failed (`partners.failed_at` set).
+/// Partners whose keys the API refused at their last listing (`partners.keys_refused`); a
+/// listing that failed for a while (5xx, timeouts, 429s) does not count.
 pub async fn failed_partners(conn: &mut PgConnection) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar("SELECT partner FROM partners WHERE failed_at IS NOT NULL ORDER BY 1")
+    sqlx::query_scalar("SELECT partner FROM partners WHERE keys_refused ORDER BY 1")
         .fetch_all(conn)
         .await
 }

@@ -10,7 +10,7 @@ use chrono::Utc;
 use tracing::Instrument as _;
 
 use super::SyncContext;
-use crate::report_api::{LedgerPage, PartnerClient};
+use crate::report_api::{ApiError, LedgerPage, PartnerClient};
 use crate::store::grants::{self, GrantChange, GrantRow};
 use crate::store::ledgers;
 
@@ -42,8 +42,10 @@ pub async fn discover(ctx: &SyncContext) -> Discovery {
                 let error = format!("{e:#}");
                 tracing::error!(partner = partner.name(), %error, "ledger discovery failed; this partner's grants are left as they were");
                 ctx.health.set_failed(partner.name(), &error);
+                let refused = ApiError::refuses_keys_in(&e);
                 if let Err(db) =
-                    grants::partner_failed(&ctx.pool, partner.name(), &error, Utc::now()).await
+                    grants::partner_failed(&ctx.pool, partner.name(), &error, refused, Utc::now())
+                        .await
                 {
                     tracing::error!(error = %db, "could not record the partner's failure");
                 }

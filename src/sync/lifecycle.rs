@@ -61,8 +61,10 @@ pub async fn request_first_tokens(ctx: &SyncContext) -> usize {
                     "the partner's keys do not work; its ledgers are read with other partners' keys where they can be"
                 );
                 ctx.health.set_failed(partner.name(), &error);
+                let refused = e.refuses_keys();
                 if let Err(db) =
-                    grants::partner_failed(&ctx.pool, partner.name(), &error, Utc::now()).await
+                    grants::partner_failed(&ctx.pool, partner.name(), &error, refused, Utc::now())
+                        .await
                 {
                     tracing::error!(error = %db, "could not record the partner's failure");
                 }

@@ -556,6 +556,72 @@ async fn healthz_answers_ok_and_a_partner_whose_keys_fail_makes_readyz_fail_nami
 }
 
 #[tokio::test]
+async fn a_failing_ledger_list_leaves_a_partner_up_and_refused_keys_take_it_down() {
+    let app = TestApp::spawn(small()).await;
+    let settings = test_settings(
+        &app.base_url,
+        &app.db.url,
+        &[
+            ("good-partner", CLIENT_ID, CLIENT_SECRET),
+            ("bad-partner", CLIENT_ID, "wrong-secret-77c1"),
+        ],
+    );
+    // The ledger list answers 500 on every attempt: the API is having a bad time.
+    app.sim.fail_ledger_list_page(Some(1));
+    let ep = Endpoint::start(settings.clone(), app.db.pool.clone()).await;
+    let report = ep.sync_once().await;
+    assert_eq!(report.failed_partners.len(), 2, "{report}");
+    drop(ep);
+
+    // A restarted daemon has nothing in memory: the database tells the two failures apart.
+    let ep = Endpoint::start(settings.clone(), app.db.pool.clone()).await;
+    let scrape = ep.scrape().await;
+    assert_eq!(
+        scrape.get("vls_partner_up", &[("partner", "good-partner")]),
+        Some(1.0),
+        "a 500 on the ledger list is not a key problem"
+    );
+    assert_eq!(
+        scrape.get("vls_partner_up", &[("partner", "bad-partner")]),
+        Some(0.0),
+        "refused keys stay down across a restart"
+    );
+    let status = vipps_ledger_sync::views::status_report(&app.db.pool, &settings)
+        .await
+        .unwrap();
+    let text = vipps_ledger_sync::views::render_status(&status);
+    let line = |partner: &str| {
+        text.lines()
+            .find(|l| l.starts_with(partner))
+            .unwrap_or_else(|| panic!("no {partner} line in:\n{text}"))
+            .to_owned()
+    };
+    assert!(
+        line("good-partner").contains("ok; listing failing since"),
+        "{text}"
+    );
+    assert!(line("good-partner").contains("HTTP 500"), "{text}");
+    assert!(line("bad-partner").contains("REFUSED since"), "{text}");
+
+    // The list works again: the good partner's next listing clears its failure.
+    app.sim.fail_ledger_list_page(None);
+    ep.sync_once().await;
+    let rows: Vec<(String, bool, bool)> = sqlx::query_as(
+        "SELECT partner, failed_at IS NOT NULL, keys_refused FROM partners ORDER BY 1",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("bad-partner".to_owned(), true, true),
+            ("good-partner".to_owned(), false, false)
+        ]
+    );
+}
+
+#[tokio::test]
 async fn failed_requests_retries_and_429s_are_counted_as_the_simulator_sent_them() {
     let app = TestApp::spawn(small()).await;
     app.sim.set_feed_page_size(10);
