@@ -274,7 +274,8 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
             println!("simulated Report API on http://{addr} (keys {client_id} / {client_secret}); Ctrl-C stops it");
-            stop_on_signal(cancel).await;
+            tokio::spawn(stop_on_signal(cancel.clone(), None));
+            cancel.cancelled().await;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -304,7 +305,7 @@ async fn run_exporter(
         force,
     };
     let cancel = CancellationToken::new();
-    tokio::spawn(stop_on_signal(cancel.clone()));
+    tokio::spawn(stop_on_signal(cancel.clone(), None));
     let report =
         crate::export::scheduled::run(&pool, &settings, exporter, &selection, &cancel).await;
     println!(
@@ -365,7 +366,7 @@ async fn start_sync(
     let ctx = SyncContext::connect(settings).await?;
     let ctx = Arc::new(ctx.with_progress(Progress::new(view)));
     let cancel = CancellationToken::new();
-    tokio::spawn(stop_on_signal(cancel.clone()));
+    tokio::spawn(stop_on_signal(cancel.clone(), Some(Arc::clone(&ctx))));
     Ok(Some((ctx, cancel)))
 }
 
@@ -376,26 +377,59 @@ async fn open_store(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
     Ok(pool)
 }
 
-/// Cancels `cancel` on SIGTERM or SIGINT (Ctrl-C).
-pub async fn stop_on_signal(cancel: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+/// Cancels `cancel` on SIGTERM or SIGINT (Ctrl-C): the work stops between pages. A second
+/// signal stops the process at once (exit 130), as people expect of a second Ctrl-C: every
+/// page is committed whole with its cursor, so an open one just rolls back, as after a crash.
+/// With `ctx`, this instance's leases are handed back first, so the next run need not wait
+/// `sync.lease_ttl` for them.
+pub async fn stop_on_signal(cancel: CancellationToken, ctx: Option<Arc<SyncContext>>) {
+    let mut signals = Signals::new();
+    signals.next().await;
+    tracing::info!(
+        "stop requested; finishing the page in hand (a second Ctrl-C or SIGTERM stops at once)"
+    );
+    cancel.cancel();
+    signals.next().await;
+    tracing::warn!("second stop signal: stopping now; open transactions roll back");
+    if let Some(ctx) = ctx {
+        let released = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            store::leases::release_leases_of(&ctx.pool, &ctx.instance),
+        )
+        .await;
+        if !matches!(released, Ok(Ok(_))) {
+            tracing::warn!(
+                "could not hand back this instance's leases; they expire after sync.lease_ttl"
+            );
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("stop requested; finishing the page in hand");
-    cancel.cancel();
+    std::process::exit(130);
+}
+
+/// SIGINT (Ctrl-C) and, on Unix, SIGTERM, one after the other.
+struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        Signals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+        }
+    }
+
+    async fn next(&mut self) {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        if let Some(term) = self.term.as_mut() {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+        let _ = ctrl_c.await;
+    }
 }

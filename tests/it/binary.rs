@@ -61,6 +61,12 @@ pub(crate) fn sigterm(child: &std::process::Child) {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
 }
 
+/// SIGINT, as Ctrl-C in a terminal sends it.
+pub(crate) fn interrupt(child: &std::process::Child) {
+    // SAFETY: kill(2) on a pid we spawned; no memory is involved.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+}
+
 /// Waits up to `limit` for the child to exit.
 pub(crate) async fn wait_exit(
     child: &mut std::process::Child,

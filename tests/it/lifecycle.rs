@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use vipps_ledger_sync::simulator::{FaultConfig, SimulatorConfig};
 use vipps_ledger_sync::sync::{self, Progress, ProgressView, SyncContext};
 
-use crate::binary::{command, config_file_for as config, sigterm, wait_exit, wait_until_storing};
+use crate::binary::{
+    command, config_file_for as config, interrupt, sigterm, wait_exit, wait_until_storing,
+};
 use crate::common::{expected_total, small, TestApp, TestDb, CLIENT_ID, CLIENT_SECRET};
 
 /// The watchdog timeout the tests give the daemon, in microseconds: a ping is due every
@@ -344,6 +346,75 @@ async fn sync_once_abandons_stalled_work_at_the_drain_deadline_exits_zero_and_le
 ) {
     let took = sigterm_with_stalled_pages(&["sync", "--once"]).await;
     eprintln!("sync --once: SIGTERM -> exit 0 in {took:?} (drain_deadline 2 s)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_stops_at_once_hands_back_the_leases_and_loses_nothing() {
+    let app = TestApp::spawn(SimulatorConfig {
+        ledgers: 6,
+        days: 12,
+        captures_per_day: 30,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    app.sim.set_feed_page_size(10);
+    let cfg = config(&app, &app.db.url, (CLIENT_ID, CLIENT_SECRET), "");
+    let config_args = ["--config", cfg.path().to_str().unwrap()];
+    // A drain deadline far longer than the test: only the second signal can end it early.
+    let mut child = command(&[&config_args[..], &["sync", "--once"]].concat())
+        .env("VLS_SYNC__DRAIN_DEADLINE", "60s")
+        .env("VLS_SYNC__LEASE_TTL", "10m")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_storing(&app.db.pool, "sync --once").await;
+    app.sim.set_faults(Some(FaultConfig {
+        rate_stall: 1.0,
+        stall: Duration::from_secs(60),
+        ..FaultConfig::default()
+    }));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    interrupt(&child);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first Ctrl-C waits for the page in hand"
+    );
+    let signalled = Instant::now();
+    interrupt(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(10)).await;
+    let took = signalled.elapsed();
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let stderr = stderr_of(&mut child);
+    assert_eq!(status.and_then(|s| s.code()), Some(130), "{stderr}");
+    assert!(
+        took < Duration::from_secs(3),
+        "second Ctrl-C to exit: {took:?}"
+    );
+    assert!(stderr.contains("second stop signal"), "{stderr}");
+    eprintln!("second Ctrl-C -> exit 130 in {took:?}");
+
+    assert_consistent(&app.db.pool).await;
+    let held: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM feed_cursors WHERE lease_holder IS NOT NULL")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(held, 0, "leases left behind");
+    app.sim.set_faults(None);
+    let out = command(&[&config_args[..], &["sync", "--once"]].concat())
+        .env("VLS_SYNC__LEASE_TTL", "10m")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.assert_exact().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
