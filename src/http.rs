@@ -1,6 +1,8 @@
 //! The status endpoint of `run` on `http.listen`: `/healthz` (the process runs), `/readyz`
 //! (the database answers and every partner's keys yield a token) and `/metrics`
-//! (Prometheus). It owns no state: it reads the sync context. See docs/monitoring.md.
+//! (Prometheus). It reads the sync context, and the database through a small pool of its own
+//! (so a pass holding every connection of the daemon's pool does not make it look down). See
+//! docs/monitoring.md.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,17 +25,30 @@ use crate::sync::SyncContext;
 /// How long `/readyz` waits for the database to answer `SELECT 1`.
 pub const READY_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What the handlers read: the sync context, and a database pool of the endpoint's own.
+#[derive(Clone)]
+struct Status {
+    ctx: Arc<SyncContext>,
+    db: sqlx::PgPool,
+}
+
 /// Serves the endpoints on `listener` until `cancel` fires.
 pub async fn serve(
     ctx: Arc<SyncContext>,
     listener: TcpListener,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
+    let db = crate::store::connect_observer(&ctx.settings.database, READY_DB_TIMEOUT)
+        .unwrap_or_else(|e| {
+            // Not expected: the URL was checked when the daemon's own pool connected.
+            tracing::warn!(error = %e, "status endpoint: using the daemon's pool");
+            ctx.pool.clone()
+        });
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(ctx);
+        .with_state(Status { ctx, db });
     axum::serve(listener, app)
         .with_graceful_shutdown(cancel.cancelled_owned())
         .await
@@ -69,11 +84,9 @@ async fn healthz() -> &'static str {
 /// 200 when the database answers `SELECT 1` within [`READY_DB_TIMEOUT`] and no partner's
 /// latest token request failed (a partner not asked yet counts as ready); else 503. The JSON
 /// body names each check: `{"ready", "database", "partners": {name: state}}`.
-async fn readyz(State(ctx): State<Arc<SyncContext>>) -> impl IntoResponse {
+async fn readyz(State(Status { ctx, db }): State<Status>) -> impl IntoResponse {
     let database =
-        match tokio::time::timeout(READY_DB_TIMEOUT, sqlx::query("SELECT 1").execute(&ctx.pool))
-            .await
-        {
+        match tokio::time::timeout(READY_DB_TIMEOUT, sqlx::query("SELECT 1").execute(&db)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(format!("failed: {}", database_error(&e))),
             Err(_) => Err(format!("no answer within {} s", READY_DB_TIMEOUT.as_secs())),
@@ -116,7 +129,7 @@ fn database_error(e: &sqlx::Error) -> &'static str {
     }
 }
 
-async fn metrics(State(ctx): State<Arc<SyncContext>>) -> impl IntoResponse {
-    let body = crate::metrics::scrape(&ctx).await;
+async fn metrics(State(Status { ctx, db }): State<Status>) -> impl IntoResponse {
+    let body = crate::metrics::scrape(&ctx, &db).await;
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body)
 }

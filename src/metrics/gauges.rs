@@ -98,10 +98,10 @@ pub(super) fn gauges(
     r
 }
 
-/// `/metrics`: the counters of `ctx` and the gauges read from its database now.
-pub async fn scrape(ctx: &SyncContext) -> String {
+/// `/metrics`: the counters of `ctx` and the gauges read from the database (through `db`) now.
+pub async fn scrape(ctx: &SyncContext, db: &sqlx::PgPool) -> String {
     let snapshot = match monitoring::snapshot(
-        &ctx.pool,
+        db,
         &ctx.settings.sync.topics,
         SCRAPE_STATEMENT_TIMEOUT_MS,
     )

@@ -39,6 +39,22 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .with_context(|| format!("connecting to PostgreSQL at {target}"))
 }
 
+/// A pool of its own for the status endpoint (at most 2 connections, opened on first use),
+/// so `/readyz` and `/metrics` ask the database itself rather than wait behind a feed pass
+/// that holds every connection of the daemon's pool.
+pub fn connect_observer(
+    settings: &DatabaseSettings,
+    acquire_timeout: std::time::Duration,
+) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(settings.url.expose_secret())
+        .map_err(|_| anyhow::anyhow!("database.url is not a valid PostgreSQL URL"))?
+        .application_name("vipps-ledger-sync status");
+    Ok(PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(acquire_timeout)
+        .connect_lazy_with(options))
+}
+
 /// `user@host:port/database`, for messages: never the password.
 pub fn describe(options: &PgConnectOptions) -> String {
     format!(

@@ -12,6 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use vipps_ledger_sync::config::{Settings, Topic};
+use vipps_ledger_sync::http::READY_DB_TIMEOUT;
 use vipps_ledger_sync::metrics::Metrics;
 use vipps_ledger_sync::simulator::FaultConfig;
 use vipps_ledger_sync::store::feed_health;
@@ -437,6 +438,44 @@ async fn readyz_becomes(ep: &Endpoint, want: u16, within: Duration) -> String {
     }
 }
 
+/// `url` with its host and port replaced by `addr`.
+fn through(url: &str, addr: SocketAddr) -> secrecy::SecretString {
+    let mut url = url::Url::parse(url).unwrap();
+    url.set_host(Some(&addr.ip().to_string())).unwrap();
+    url.set_port(Some(addr.port())).unwrap();
+    secrecy::SecretString::from(url.to_string())
+}
+
+#[tokio::test]
+async fn readyz_and_metrics_see_the_database_while_a_pass_holds_every_pooled_connection() {
+    let app = TestApp::spawn(small()).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&app.db.url)
+        .await
+        .unwrap();
+    let ep = Endpoint::start(app.settings.clone(), pool.clone()).await;
+    assert!(ep.sync_once().await.success());
+    // Every connection of the daemon's pool is busy (a long pass, a slow reconciliation).
+    let held = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+    let started = Instant::now();
+    let (status, _, body) = ep.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        started.elapsed() < READY_DB_TIMEOUT,
+        "{:?}",
+        started.elapsed()
+    );
+    let scrape = ep.scrape().await;
+    assert_eq!(scrape.get("vls_database_up", &[]), Some(1.0));
+    assert_eq!(
+        scrape.get("vls_ledgers", &[("state", "caught_up")]),
+        Some(4.0)
+    );
+    drop(held);
+}
+
 #[tokio::test]
 async fn readyz_fails_while_the_database_is_unreachable_and_recovers_when_it_is_back() {
     let app = TestApp::spawn(small()).await;
@@ -453,7 +492,10 @@ async fn readyz_fails_while_the_database_is_unreachable_and_recovers_when_it_is_
         .connect_with(direct.clone().host("127.0.0.1").port(proxy.addr.port()))
         .await
         .unwrap();
-    let ep = Endpoint::start(app.settings.clone(), pool).await;
+    // The endpoint's own pool goes through the proxy too.
+    let mut settings = app.settings.clone();
+    settings.database.url = through(&app.db.url, proxy.addr);
+    let ep = Endpoint::start(settings, pool).await;
 
     let body = readyz_becomes(&ep, 200, Duration::from_secs(5)).await;
     let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
