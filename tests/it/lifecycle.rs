@@ -349,6 +349,61 @@ async fn sync_once_abandons_stalled_work_at_the_drain_deadline_exits_zero_and_le
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovery_stalled_on_the_ledger_list_is_abandoned_at_the_drain_deadline() {
+    let app = TestApp::spawn(small()).await;
+    // Every data request (the ledger list included) hangs far longer than the deadline; the
+    // token endpoint answers, so the daemon gets ready and starts discovering.
+    app.sim.set_faults(Some(FaultConfig {
+        rate_stall: 1.0,
+        stall: Duration::from_secs(60),
+        ..FaultConfig::default()
+    }));
+    let cfg = config(&app, &app.db.url, (CLIENT_ID, CLIENT_SECRET), "");
+    let mut child = command(&["--config", cfg.path().to_str().unwrap(), "run"])
+        .env("VLS_SYNC__DRAIN_DEADLINE", "2s")
+        .env("VLS_API__REQUEST_TIMEOUT", "120s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while app.sim.stats().ledger_list_requests == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no discovery started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sigterm(&child);
+    let signalled = Instant::now();
+    let status = wait_exit(&mut child, Duration::from_secs(10)).await;
+    let took = signalled.elapsed();
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let stderr = stderr_of(&mut child);
+    assert!(status.is_some_and(|s| s.success()), "{status:?}: {stderr}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(3500),
+        "SIGTERM to exit took {took:?}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("drain deadline passed") && l.contains("discovery")),
+        "{stderr}"
+    );
+    // Nothing was listed, so nothing was opened or closed.
+    let grants: i64 = sqlx::query_scalar("SELECT count(*) FROM grants")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(grants, 0);
+    eprintln!("run in discovery: SIGTERM -> exit 0 in {took:?} (drain_deadline 2 s)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_ctrl_c_stops_at_once_hands_back_the_leases_and_loses_nothing() {
     let app = TestApp::spawn(SimulatorConfig {
         ledgers: 6,
