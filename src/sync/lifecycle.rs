@@ -192,3 +192,40 @@ pub async fn drain<T>(
 /// How long, after the drain deadline, handing back the abandoned units' leases may take
 /// before the process exits anyway (they then expire after `sync.lease_ttl`).
 const LEASE_RELEASE_LIMIT: Duration = Duration::from_secs(3);
+
+/// A name for this process on its leases, unique enough among instances of one database:
+/// `<host>:<pid>:<random>`. The host name comes from uname(2), which works where /proc is
+/// hidden (the unit's `ProcSubset=pid`).
+pub(super) fn instance_name() -> String {
+    format!(
+        "{}:{}:{:08x}",
+        host_name(),
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+fn host_name() -> String {
+    let uname = rustix::system::uname();
+    let host = uname.nodename().to_string_lossy();
+    if host.is_empty() {
+        "unknown-host".to_owned()
+    } else {
+        host.into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names_are_host_pid_and_a_random_part() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let (a, b) = (instance_name(), instance_name());
+        let prefix = format!("{}:{}:", host.trim(), std::process::id());
+        assert!(a.starts_with(&prefix), "{a} should start with {prefix}");
+        assert_eq!(a.len(), prefix.len() + 8, "{a}");
+        assert_ne!(a, b, "two instances in one process still differ");
+    }
+}

@@ -80,7 +80,7 @@ impl SyncContext {
             settings: Arc::new(settings),
             partners,
             health: PartnerHealth::default(),
-            instance: instance_name(),
+            instance: lifecycle::instance_name(),
             metrics,
             progress: Arc::new(Progress::new(ProgressView::default())),
         })
@@ -90,28 +90,6 @@ impl SyncContext {
     pub fn with_progress(mut self, progress: Progress) -> SyncContext {
         self.progress = Arc::new(progress);
         self
-    }
-}
-
-/// A name for this process on its leases, unique enough among instances of one database:
-/// `<host>:<pid>:<random>`. The host name comes from uname(2), which works where /proc is
-/// hidden (the unit's `ProcSubset=pid`).
-fn instance_name() -> String {
-    format!(
-        "{}:{}:{:08x}",
-        host_name(),
-        std::process::id(),
-        rand::random::<u32>()
-    )
-}
-
-fn host_name() -> String {
-    let uname = rustix::system::uname();
-    let host = uname.nodename().to_string_lossy();
-    if host.is_empty() {
-        "unknown-host".to_owned()
-    } else {
-        host.into_owned()
     }
 }
 
@@ -420,19 +398,4 @@ async fn walk_with_partners(
         return Err("no configured partner holds a grant for this ledger".to_owned());
     }
     Err(errors.join("; "))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn instance_names_are_host_pid_and_a_random_part() {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-        let (a, b) = (instance_name(), instance_name());
-        let prefix = format!("{}:{}:", host.trim(), std::process::id());
-        assert!(a.starts_with(&prefix), "{a} should start with {prefix}");
-        assert_eq!(a.len(), prefix.len() + 8, "{a}");
-        assert_ne!(a, b, "two instances in one process still differ");
-    }
 }
