@@ -404,6 +404,66 @@ async fn a_discovery_stalled_on_the_ledger_list_is_abandoned_at_the_drain_deadli
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconciliation_stalled_on_the_daily_reports_is_abandoned_at_the_drain_deadline() {
+    let app = TestApp::spawn(small()).await;
+    let cfg = config(&app, &app.db.url, (CLIENT_ID, CLIENT_SECRET), "");
+    // Reconciliation every second; the start-up feed pass syncs everything first.
+    let mut child = command(&["--config", cfg.path().to_str().unwrap(), "run"])
+        .env("VLS_SYNC__DRAIN_DEADLINE", "2s")
+        .env("VLS_SYNC__VERIFY_SCHEDULE", "* * * * * *")
+        .env("VLS_API__REQUEST_TIMEOUT", "120s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while app.sim.stats().dates_requests == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no reconciliation started"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "run exited early");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // From now on the daily reports (and everything else) hang far longer than the deadline.
+    app.sim.set_faults(Some(FaultConfig {
+        rate_stall: 1.0,
+        stall: Duration::from_secs(60),
+        ..FaultConfig::default()
+    }));
+    let stalled = app.sim.stats().dates_requests;
+    while app.sim.stats().dates_requests == stalled {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no stalled reconciliation"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sigterm(&child);
+    let signalled = Instant::now();
+    let status = wait_exit(&mut child, Duration::from_secs(10)).await;
+    let took = signalled.elapsed();
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let stderr = stderr_of(&mut child);
+    assert!(status.is_some_and(|s| s.success()), "{status:?}: {stderr}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(3500),
+        "SIGTERM to exit took {took:?}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("drain deadline passed") && l.contains("reconciliation")),
+        "{stderr}"
+    );
+    assert_consistent(&app.db.pool).await;
+    eprintln!("run in reconciliation: SIGTERM -> exit 0 in {took:?} (drain_deadline 2 s)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_ctrl_c_stops_at_once_hands_back_the_leases_and_loses_nothing() {
     let app = TestApp::spawn(SimulatorConfig {
         ledgers: 6,
