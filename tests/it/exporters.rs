@@ -1006,3 +1006,112 @@ async fn a_pass_over_more_dates_than_a_page_exports_them_all() {
     let again = scheduled::run_all(&app.db.pool, &settings, &CancellationToken::new()).await;
     assert_eq!(again[0].exported, 0, "{again:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_that_hangs_is_abandoned_at_the_drain_deadline_and_sent_again_after() {
+    let app = reconciled(small()).await;
+    // The receiver hangs on its first request; later ones are accepted at once.
+    let received = Arc::new(Mutex::new(Received::default()));
+    async fn receive(
+        State(received): State<Arc<Mutex<Received>>>,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> StatusCode {
+        let first = {
+            let mut r = received.lock().unwrap();
+            r.requests += 1;
+            r.requests == 1
+        };
+        if first {
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
+        let key = headers[webhook::IDEMPOTENCY_HEADER]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let mut r = received.lock().unwrap();
+        r.accepted.entry(key).or_default().push(json);
+        StatusCode::NO_CONTENT
+    }
+    let router = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(Arc::clone(&received));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let cfg = crate::binary::config_file(
+        &app,
+        &format!(
+            "[[exporters]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{addr}/hook\"\nsecret = \"s3cret-for-the-hook\""
+        ),
+    );
+    let config_args = ["--config", cfg.path().to_str().unwrap()];
+    let mut child = crate::binary::command(&[&config_args[..], &["run"]].concat())
+        .env("VLS_SYNC__VERIFY_SCHEDULE", "* * * * * *")
+        .env("VLS_SYNC__DRAIN_DEADLINE", "2s")
+        .env("VLS_API__REQUEST_TIMEOUT", "120s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while received.lock().unwrap().requests == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no webhook sent"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    crate::binary::sigterm(&child);
+    let signalled = std::time::Instant::now();
+    let status = crate::binary::wait_exit(&mut child, Duration::from_secs(10)).await;
+    let took = signalled.elapsed();
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}: {stderr}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(3500),
+        "SIGTERM to exit took {took:?}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("drain deadline passed") && l.contains("exports")),
+        "{stderr}"
+    );
+    let writing: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM export_log WHERE status = 'writing'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(writing, 1, "the cut-off delivery is recorded as under way");
+
+    // The next pass sends that date again, with the same key, and every other date once.
+    let out =
+        crate::binary::command(&[&config_args[..], &["export", "--exporter", "hook"]].concat())
+            .output()
+            .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let closed = closed_dates(&app.db.pool).await;
+    let r = std::mem::take(&mut *received.lock().unwrap());
+    let keys: Vec<&String> = r.accepted.keys().collect();
+    let want: Vec<String> = closed
+        .iter()
+        .map(|(l, d)| format!("hook:{l}:{d}"))
+        .collect();
+    assert_eq!(keys, want.iter().collect::<Vec<_>>());
+    assert!(
+        r.accepted.values().all(|b| b.len() == 1),
+        "each date accepted once"
+    );
+    eprintln!("run in exports: SIGTERM -> exit 0 in {took:?} (drain_deadline 2 s)");
+}
