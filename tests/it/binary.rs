@@ -61,6 +61,47 @@ pub(crate) fn sigterm(child: &std::process::Child) {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
 }
 
+/// The child's standard error, once it has exited (empty if it was not piped).
+pub(crate) fn stderr_of(child: &mut std::process::Child) -> String {
+    let mut stderr = String::new();
+    if let Some(pipe) = child.stderr.as_mut() {
+        let _ = std::io::Read::read_to_string(pipe, &mut stderr);
+    }
+    stderr
+}
+
+/// Sends SIGTERM to `child` (started with `sync.drain_deadline = 2s`, its `work` stalled) and
+/// checks that it exits 0 right after the deadline, logging that it abandoned `work`.
+/// Returns how long SIGTERM to exit took, and the child's stderr.
+pub(crate) async fn sigterm_abandons_at_the_deadline(
+    child: &mut std::process::Child,
+    work: &str,
+) -> (Duration, String) {
+    sigterm(child);
+    let signalled = Instant::now();
+    let status = wait_exit(child, Duration::from_secs(10)).await;
+    let took = signalled.elapsed();
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let stderr = stderr_of(child);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{work}: {status:?} after {took:?}: {stderr}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(3500),
+        "{work}: SIGTERM to exit took {took:?} with a 2 s drain deadline"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("drain deadline passed") && l.contains(work)),
+        "{work}: {stderr}"
+    );
+    (took, stderr)
+}
+
 /// SIGINT, as Ctrl-C in a terminal sends it.
 pub(crate) fn interrupt(child: &std::process::Child) {
     // SAFETY: kill(2) on a pid we spawned; no memory is involved.

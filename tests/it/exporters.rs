@@ -1064,26 +1064,7 @@ async fn a_webhook_that_hangs_is_abandoned_at_the_drain_deadline_and_sent_again_
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    crate::binary::sigterm(&child);
-    let signalled = std::time::Instant::now();
-    let status = crate::binary::wait_exit(&mut child, Duration::from_secs(10)).await;
-    let took = signalled.elapsed();
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(status.is_some_and(|s| s.success()), "{status:?}: {stderr}");
-    assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_millis(3500),
-        "SIGTERM to exit took {took:?}"
-    );
-    assert!(
-        stderr
-            .lines()
-            .any(|l| l.contains("drain deadline passed") && l.contains("exports")),
-        "{stderr}"
-    );
+    let (took, _) = crate::binary::sigterm_abandons_at_the_deadline(&mut child, "exports").await;
     let writing: i64 =
         sqlx::query_scalar("SELECT count(*) FROM export_log WHERE status = 'writing'")
             .fetch_one(&app.db.pool)

@@ -15,7 +15,8 @@ use vipps_ledger_sync::simulator::{FaultConfig, SimulatorConfig};
 use vipps_ledger_sync::sync::{self, Progress, ProgressView, SyncContext};
 
 use crate::binary::{
-    command, config_file_for as config, interrupt, sigterm, wait_exit, wait_until_storing,
+    command, config_file_for as config, interrupt, sigterm, sigterm_abandons_at_the_deadline,
+    stderr_of, wait_exit, wait_until_storing,
 };
 use crate::common::{expected_total, small, TestApp, TestDb, CLIENT_ID, CLIENT_SECRET};
 
@@ -46,14 +47,6 @@ fn run_under_systemd(cfg: &tempfile::NamedTempFile, socket: &std::path::Path) ->
         .process_group(0)
         .spawn()
         .unwrap()
-}
-
-fn stderr_of(child: &mut Child) -> String {
-    let mut stderr = String::new();
-    if let Some(pipe) = child.stderr.as_mut() {
-        let _ = std::io::Read::read_to_string(pipe, &mut stderr);
-    }
-    stderr
 }
 
 async fn schema_exists(pool: &sqlx::PgPool) -> bool {
@@ -248,8 +241,8 @@ async fn assert_consistent(pool: &sqlx::PgPool) {
 /// Starts `command` (`run` or `sync --once`) with a 2 s drain deadline, makes every request
 /// hang once it is storing entries, sends SIGTERM, and checks it exits 0 right after the
 /// deadline with every feed consistent; then a `sync --once` completes the data exactly.
-/// Returns how long SIGTERM to exit took.
-async fn sigterm_with_stalled_pages(subcommand: &[&str]) -> Duration {
+/// `work` is what its log names as abandoned. Returns how long SIGTERM to exit took.
+async fn sigterm_with_stalled_pages(subcommand: &[&str], work: &str) -> Duration {
     let app = TestApp::spawn(SimulatorConfig {
         ledgers: 6,
         days: 12,
@@ -278,27 +271,7 @@ async fn sigterm_with_stalled_pages(subcommand: &[&str]) -> Duration {
         ..FaultConfig::default()
     }));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    sigterm(&child);
-    let signalled = Instant::now();
-    let status = wait_exit(&mut child, Duration::from_secs(6)).await;
-    let took = signalled.elapsed();
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    let stderr = stderr_of(&mut child);
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "{subcommand:?}: {status:?} after {took:?}: {stderr}"
-    );
-    assert!(
-        took >= Duration::from_secs(2),
-        "exited before the deadline: {took:?}"
-    );
-    assert!(
-        took < Duration::from_millis(3500),
-        "SIGTERM to exit took {took:?}"
-    );
-    assert!(stderr.contains("drain deadline passed"), "{stderr}");
+    let (took, stderr) = sigterm_abandons_at_the_deadline(&mut child, work).await;
     assert!(
         stderr.contains("in_flight="),
         "the abandoned units are named: {stderr}"
@@ -337,14 +310,14 @@ async fn sigterm_with_stalled_pages(subcommand: &[&str]) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_abandons_stalled_work_at_the_drain_deadline_exits_zero_and_leaves_feeds_consistent() {
-    let took = sigterm_with_stalled_pages(&["run"]).await;
+    let took = sigterm_with_stalled_pages(&["run"], "feed pass").await;
     eprintln!("run: SIGTERM -> exit 0 in {took:?} (drain_deadline 2 s)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_once_abandons_stalled_work_at_the_drain_deadline_exits_zero_and_leaves_feeds_consistent(
 ) {
-    let took = sigterm_with_stalled_pages(&["sync", "--once"]).await;
+    let took = sigterm_with_stalled_pages(&["sync", "--once"], "sync").await;
     eprintln!("sync --once: SIGTERM -> exit 0 in {took:?} (drain_deadline 2 s)");
 }
 
@@ -375,25 +348,7 @@ async fn a_discovery_stalled_on_the_ledger_list_is_abandoned_at_the_drain_deadli
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    sigterm(&child);
-    let signalled = Instant::now();
-    let status = wait_exit(&mut child, Duration::from_secs(10)).await;
-    let took = signalled.elapsed();
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    let stderr = stderr_of(&mut child);
-    assert!(status.is_some_and(|s| s.success()), "{status:?}: {stderr}");
-    assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_millis(3500),
-        "SIGTERM to exit took {took:?}"
-    );
-    assert!(
-        stderr
-            .lines()
-            .any(|l| l.contains("drain deadline passed") && l.contains("discovery")),
-        "{stderr}"
-    );
+    let (took, _) = sigterm_abandons_at_the_deadline(&mut child, "discovery").await;
     // Nothing was listed, so nothing was opened or closed.
     let grants: i64 = sqlx::query_scalar("SELECT count(*) FROM grants")
         .fetch_one(&app.db.pool)
@@ -440,25 +395,7 @@ async fn a_reconciliation_stalled_on_the_daily_reports_is_abandoned_at_the_drain
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    sigterm(&child);
-    let signalled = Instant::now();
-    let status = wait_exit(&mut child, Duration::from_secs(10)).await;
-    let took = signalled.elapsed();
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    let stderr = stderr_of(&mut child);
-    assert!(status.is_some_and(|s| s.success()), "{status:?}: {stderr}");
-    assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_millis(3500),
-        "SIGTERM to exit took {took:?}"
-    );
-    assert!(
-        stderr
-            .lines()
-            .any(|l| l.contains("drain deadline passed") && l.contains("reconciliation")),
-        "{stderr}"
-    );
+    let (took, _) = sigterm_abandons_at_the_deadline(&mut child, "reconciliation").await;
     assert_consistent(&app.db.pool).await;
     eprintln!("run in reconciliation: SIGTERM -> exit 0 in {took:?} (drain_deadline 2 s)");
 }
