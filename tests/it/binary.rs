@@ -61,6 +61,42 @@ pub(crate) fn sigterm(child: &std::process::Child) {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
 }
 
+/// 6 ledgers in pages of 10 entries: a first sync of a few hundred pages, long enough to stop
+/// in the middle of.
+pub(crate) async fn many_pages() -> TestApp {
+    let app = TestApp::spawn(SimulatorConfig {
+        ledgers: 6,
+        days: 12,
+        captures_per_day: 30,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    app.sim.set_feed_page_size(10);
+    app
+}
+
+/// After a stop that abandoned work: no lease is left behind, and a `sync --once` with
+/// `config_args` (and leases far longer than a test) completes the data exactly, at once.
+pub(crate) async fn no_lease_left_and_the_next_sync_is_exact(app: &TestApp, config_args: &[&str]) {
+    let held: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM feed_cursors WHERE lease_holder IS NOT NULL")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(held, 0, "leases left behind");
+    app.sim.set_faults(None);
+    let out = command(&[config_args, &["sync", "--once"]].concat())
+        .env("VLS_SYNC__LEASE_TTL", "10m")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.assert_exact().await;
+}
+
 /// The child's standard error, once it has exited (empty if it was not piped).
 pub(crate) fn stderr_of(child: &mut std::process::Child) -> String {
     let mut stderr = String::new();
@@ -238,14 +274,7 @@ async fn a_sync_killed_at_random_instants_and_run_again_ends_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_stops_on_sigterm_between_pages_and_exits_zero() {
-    let app = TestApp::spawn(SimulatorConfig {
-        ledgers: 6,
-        days: 12,
-        captures_per_day: 30,
-        ..SimulatorConfig::default()
-    })
-    .await;
-    app.sim.set_feed_page_size(10);
+    let app = many_pages().await;
     let cfg = config_file(&app, "");
     let mut child = command(&["--config", cfg.path().to_str().unwrap(), "run"])
         .stdout(Stdio::null())

@@ -15,8 +15,9 @@ use vipps_ledger_sync::simulator::{FaultConfig, SimulatorConfig};
 use vipps_ledger_sync::sync::{self, Progress, ProgressView, SyncContext};
 
 use crate::binary::{
-    command, config_file_for as config, interrupt, sigterm, sigterm_abandons_at_the_deadline,
-    stderr_of, wait_exit, wait_until_storing,
+    command, config_file_for as config, interrupt, many_pages,
+    no_lease_left_and_the_next_sync_is_exact, sigterm, sigterm_abandons_at_the_deadline, stderr_of,
+    wait_exit, wait_until_storing,
 };
 use crate::common::{expected_total, small, TestApp, TestDb, CLIENT_ID, CLIENT_SECRET};
 
@@ -243,14 +244,7 @@ async fn assert_consistent(pool: &sqlx::PgPool) {
 /// deadline with every feed consistent; then a `sync --once` completes the data exactly.
 /// `work` is what its log names as abandoned. Returns how long SIGTERM to exit took.
 async fn sigterm_with_stalled_pages(subcommand: &[&str], work: &str) -> Duration {
-    let app = TestApp::spawn(SimulatorConfig {
-        ledgers: 6,
-        days: 12,
-        captures_per_day: 30,
-        ..SimulatorConfig::default()
-    })
-    .await;
-    app.sim.set_feed_page_size(10);
+    let app = many_pages().await;
     let cfg = config(&app, &app.db.url, (CLIENT_ID, CLIENT_SECRET), "");
     let config_args = ["--config", cfg.path().to_str().unwrap()];
     // Leases far longer than the test: the next run can only start at once because the
@@ -287,24 +281,7 @@ async fn sigterm_with_stalled_pages(subcommand: &[&str], work: &str) -> Duration
         "stopped mid-sync"
     );
 
-    let held: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM feed_cursors WHERE lease_holder IS NOT NULL")
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
-    assert_eq!(held, 0, "leases left behind");
-    // The next run completes the data exactly, at once.
-    app.sim.set_faults(None);
-    let out = command(&[&config_args[..], &["sync", "--once"]].concat())
-        .env("VLS_SYNC__LEASE_TTL", "10m")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    app.assert_exact().await;
+    no_lease_left_and_the_next_sync_is_exact(&app, &config_args).await;
     took
 }
 
@@ -402,14 +379,7 @@ async fn a_reconciliation_stalled_on_the_daily_reports_is_abandoned_at_the_drain
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_ctrl_c_stops_at_once_hands_back_the_leases_and_loses_nothing() {
-    let app = TestApp::spawn(SimulatorConfig {
-        ledgers: 6,
-        days: 12,
-        captures_per_day: 30,
-        ..SimulatorConfig::default()
-    })
-    .await;
-    app.sim.set_feed_page_size(10);
+    let app = many_pages().await;
     let cfg = config(&app, &app.db.url, (CLIENT_ID, CLIENT_SECRET), "");
     let config_args = ["--config", cfg.path().to_str().unwrap()];
     // A drain deadline far longer than the test: only the second signal can end it early.
@@ -450,23 +420,7 @@ async fn a_second_ctrl_c_stops_at_once_hands_back_the_leases_and_loses_nothing()
     eprintln!("second Ctrl-C -> exit 130 in {took:?}");
 
     assert_consistent(&app.db.pool).await;
-    let held: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM feed_cursors WHERE lease_holder IS NOT NULL")
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
-    assert_eq!(held, 0, "leases left behind");
-    app.sim.set_faults(None);
-    let out = command(&[&config_args[..], &["sync", "--once"]].concat())
-        .env("VLS_SYNC__LEASE_TTL", "10m")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    app.assert_exact().await;
+    no_lease_left_and_the_next_sync_is_exact(&app, &config_args).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
