@@ -392,16 +392,7 @@ pub async fn stop_on_signal(cancel: CancellationToken, ctx: Option<Arc<SyncConte
     signals.next().await;
     tracing::warn!("second stop signal: stopping now; open transactions roll back");
     if let Some(ctx) = ctx {
-        let released = tokio::time::timeout(
-            std::time::Duration::from_secs(2),
-            store::leases::release_leases_of(&ctx.pool, &ctx.instance),
-        )
-        .await;
-        if !matches!(released, Ok(Ok(_))) {
-            tracing::warn!(
-                "could not hand back this instance's leases; they expire after sync.lease_ttl"
-            );
-        }
+        sync::lifecycle::hand_back_leases(&ctx).await;
     }
     std::process::exit(130);
 }

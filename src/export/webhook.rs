@@ -27,12 +27,10 @@ pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
 /// `v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
 pub fn signature(secret: &SecretString, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
-        .expect("HMAC takes keys of any length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("v1={}", hex(&mac.finalize().into_bytes()))
+    format!(
+        "v1={}",
+        hex(&mac(secret, timestamp, body).finalize().into_bytes())
+    )
 }
 
 /// Checks a signature as a receiver would (constant-time), for receivers written in Rust and
@@ -44,12 +42,17 @@ pub fn verify(secret: &SecretString, timestamp: i64, body: &[u8], header: &str) 
     let Some(bytes) = unhex(hex_sig) else {
         return false;
     };
+    mac(secret, timestamp, body).verify_slice(&bytes).is_ok()
+}
+
+/// The HMAC-SHA256, keyed with `secret`, of `<timestamp>.<body>`.
+fn mac(secret: &SecretString, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
         .expect("HMAC takes keys of any length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    mac.verify_slice(&bytes).is_ok()
+    mac
 }
 
 /// Lower-case hex, as checksums and signatures are written.

@@ -27,9 +27,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Opens the connection pool. The error names the database without its password.
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(settings.url.expose_secret())
-        .map_err(|_| anyhow::anyhow!("database.url is not a valid PostgreSQL URL"))?
-        .application_name("vipps-ledger-sync");
+    let options = connect_options(settings, "vipps-ledger-sync")?;
     let target = describe(&options);
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
@@ -46,13 +44,22 @@ pub fn connect_observer(
     settings: &DatabaseSettings,
     acquire_timeout: std::time::Duration,
 ) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(settings.url.expose_secret())
-        .map_err(|_| anyhow::anyhow!("database.url is not a valid PostgreSQL URL"))?
-        .application_name("vipps-ledger-sync status");
+    let options = connect_options(settings, "vipps-ledger-sync status")?;
     Ok(PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(acquire_timeout)
         .connect_lazy_with(options))
+}
+
+/// `database.url` as connection options, under `application_name`; the error never quotes
+/// the URL (it may hold a password).
+fn connect_options(
+    settings: &DatabaseSettings,
+    application_name: &str,
+) -> anyhow::Result<PgConnectOptions> {
+    Ok(PgConnectOptions::from_str(settings.url.expose_secret())
+        .map_err(|_| anyhow::anyhow!("database.url is not a valid PostgreSQL URL"))?
+        .application_name(application_name))
 }
 
 /// `user@host:port/database`, for messages: never the password.

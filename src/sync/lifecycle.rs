@@ -172,6 +172,14 @@ pub async fn drain<T>(
     // Dropping the work aborts its unit tasks; then their leases are handed back so the next
     // run (here or in another instance) need not wait for them to expire.
     drop(work);
+    hand_back_leases(ctx).await;
+    Drained::Abandoned(in_flight)
+}
+
+/// Releases every lease this process still holds, after its work was abandoned (at the drain
+/// deadline, or on a second stop signal), so the next run need not wait `sync.lease_ttl` for
+/// those units. Gives up after [`LEASE_RELEASE_LIMIT`]: the leases then simply expire.
+pub async fn hand_back_leases(ctx: &SyncContext) {
     let released = tokio::time::timeout(
         LEASE_RELEASE_LIMIT,
         leases::release_leases_of(&ctx.pool, &ctx.instance),
@@ -186,11 +194,10 @@ pub async fn drain<T>(
             "releasing the abandoned units' leases took too long; they expire after sync.lease_ttl"
         ),
     }
-    Drained::Abandoned(in_flight)
 }
 
-/// How long, after the drain deadline, handing back the abandoned units' leases may take
-/// before the process exits anyway (they then expire after `sync.lease_ttl`).
+/// How long handing back the abandoned units' leases may take before the process exits
+/// anyway (they then expire after `sync.lease_ttl`).
 const LEASE_RELEASE_LIMIT: Duration = Duration::from_secs(3);
 
 /// A name for this process on its leases, unique enough among instances of one database:

@@ -170,19 +170,23 @@ async fn pass(
         topics: &topics,
         include_exported: selection.force,
     };
-    let retry = RetryPolicy::from(&settings.retry);
-    let http = match &exporter.target {
-        ExporterTarget::Webhook { .. } => Some(
-            webhook::client(settings.api.request_timeout, settings.api.connect_timeout)
+    let via = match &exporter.target {
+        ExporterTarget::Directory { path, format } => Via::Directory {
+            path,
+            format: *format,
+        },
+        ExporterTarget::Webhook { url, secret } => Via::Webhook {
+            http: webhook::client(settings.api.request_timeout, settings.api.connect_timeout)
                 .context("building the webhook client")?,
-        ),
-        ExporterTarget::Directory { .. } => None,
+            url,
+            secret,
+            retry: RetryPolicy::from(&settings.retry),
+        },
     };
     let target = Target {
         pool,
         exporter,
-        http: http.as_ref(),
-        retry: &retry,
+        via,
         force: selection.force,
     };
     let mut after = DueAfter::start();
@@ -211,10 +215,22 @@ async fn pass(
 struct Target<'a> {
     pool: &'a PgPool,
     exporter: &'a ExporterSettings,
-    /// For webhooks.
-    http: Option<&'a reqwest::Client>,
-    retry: &'a RetryPolicy,
+    via: Via<'a>,
     force: bool,
+}
+
+/// The exporter's target, with what delivering there takes (built once per pass).
+enum Via<'a> {
+    Directory {
+        path: &'a std::path::Path,
+        format: super::Format,
+    },
+    Webhook {
+        http: reqwest::Client,
+        url: &'a url::Url,
+        secret: &'a secrecy::SecretString,
+        retry: RetryPolicy,
+    },
 }
 
 impl Target<'_> {
@@ -242,14 +258,18 @@ impl Target<'_> {
                 .push(format!("{} {}", date.ledger_id, date.ledger_date));
             return Ok(());
         }
-        let delivered = match &exporter.target {
-            ExporterTarget::Directory { path, format } => {
+        let delivered = match &self.via {
+            Via::Directory { path, format } => {
                 deliver_file(pool, exporter, date, &key, path, *format, self.force).await
             }
-            ExporterTarget::Webhook { url, secret } => {
-                let http = self.http.expect("built for webhooks");
+            Via::Webhook {
+                http,
+                url,
+                secret,
+                retry,
+            } => {
                 deliver_webhook(
-                    pool, exporter, date, &key, http, url, secret, self.retry, self.force,
+                    pool, exporter, date, &key, http, url, secret, retry, self.force,
                 )
                 .await
             }
