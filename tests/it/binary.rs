@@ -97,6 +97,37 @@ pub(crate) async fn no_lease_left_and_the_next_sync_is_exact(app: &TestApp, conf
     app.assert_exact().await;
 }
 
+/// From now on every request to the simulator (but the token endpoint's) hangs for a minute,
+/// far longer than any drain deadline a test sets.
+pub(crate) fn stall_everything(app: &TestApp) {
+    app.sim.set_faults(Some(FaultConfig {
+        rate_stall: 1.0,
+        stall: Duration::from_secs(60),
+        ..FaultConfig::default()
+    }));
+}
+
+/// `run` with `config`, a 2 s drain deadline and requests allowed to hang (so a stall is cut
+/// by the deadline, not the request timeout), stderr piped; `env` adds settings.
+pub(crate) fn run_draining(config: &std::path::Path, env: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = command(&["--config", config.to_str().unwrap(), "run"]);
+    cmd.env("VLS_SYNC__DRAIN_DEADLINE", "2s")
+        .env("VLS_API__REQUEST_TIMEOUT", "120s")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd.spawn().unwrap()
+}
+
+/// Polls `done` every 20 ms until it holds; fails naming `what` after 30 s.
+pub(crate) async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(30), "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The child's standard error, once it has exited (empty if it was not piped).
 pub(crate) fn stderr_of(child: &mut std::process::Child) -> String {
     let mut stderr = String::new();

@@ -446,9 +446,7 @@ async fn a_webhook_failing_twice_gets_every_date_exactly_once_with_a_valid_signa
     let router = axum::Router::new()
         .route("/hook", axum::routing::post(receive))
         .with_state(Arc::clone(&received));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let addr = serve_on_loopback(router).await;
 
     let mut settings = app.settings.clone();
     let cfg = format!(
@@ -496,6 +494,14 @@ async fn a_webhook_failing_twice_gets_every_date_exactly_once_with_a_valid_signa
             .sum();
         assert_eq!(summed, stored);
     }
+}
+
+/// Serves a webhook receiver on a free port of 127.0.0.1 until the test ends.
+async fn serve_on_loopback(router: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
 }
 
 /// Moves every delivered file out of `dir` as an importer would, counting each name.
@@ -1037,9 +1043,7 @@ async fn a_webhook_that_hangs_is_abandoned_at_the_drain_deadline_and_sent_again_
     let router = axum::Router::new()
         .route("/hook", axum::routing::post(receive))
         .with_state(Arc::clone(&received));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let addr = serve_on_loopback(router).await;
     let cfg = crate::binary::config_file(
         &app,
         &format!(
@@ -1047,22 +1051,9 @@ async fn a_webhook_that_hangs_is_abandoned_at_the_drain_deadline_and_sent_again_
         ),
     );
     let config_args = ["--config", cfg.path().to_str().unwrap()];
-    let mut child = crate::binary::command(&[&config_args[..], &["run"]].concat())
-        .env("VLS_SYNC__VERIFY_SCHEDULE", "* * * * * *")
-        .env("VLS_SYNC__DRAIN_DEADLINE", "2s")
-        .env("VLS_API__REQUEST_TIMEOUT", "120s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while received.lock().unwrap().requests == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no webhook sent"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut child =
+        crate::binary::run_draining(cfg.path(), &[("VLS_SYNC__VERIFY_SCHEDULE", "* * * * * *")]);
+    crate::binary::wait_for("no webhook sent", || received.lock().unwrap().requests > 0).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (took, _) = crate::binary::sigterm_abandons_at_the_deadline(&mut child, "exports").await;
     let writing: i64 =

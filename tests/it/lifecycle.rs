@@ -16,8 +16,9 @@ use vipps_ledger_sync::sync::{self, Progress, ProgressView, SyncContext};
 
 use crate::binary::{
     command, config_file_for as config, interrupt, many_pages,
-    no_lease_left_and_the_next_sync_is_exact, sigterm, sigterm_abandons_at_the_deadline, stderr_of,
-    wait_exit, wait_until_storing,
+    no_lease_left_and_the_next_sync_is_exact, run_draining, sigterm,
+    sigterm_abandons_at_the_deadline, stall_everything, stderr_of, wait_exit, wait_for,
+    wait_until_storing,
 };
 use crate::common::{expected_total, small, TestApp, TestDb, CLIENT_ID, CLIENT_SECRET};
 
@@ -259,11 +260,7 @@ async fn sigterm_with_stalled_pages(subcommand: &[&str], work: &str) -> Duration
     wait_until_storing(&app.db.pool, &format!("{subcommand:?}")).await;
     // From now on every request hangs far longer than the drain deadline: the units are
     // stuck inside a page when the stop comes.
-    app.sim.set_faults(Some(FaultConfig {
-        rate_stall: 1.0,
-        stall: Duration::from_secs(60),
-        ..FaultConfig::default()
-    }));
+    stall_everything(&app);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (took, stderr) = sigterm_abandons_at_the_deadline(&mut child, work).await;
     assert!(
@@ -303,27 +300,13 @@ async fn a_discovery_stalled_on_the_ledger_list_is_abandoned_at_the_drain_deadli
     let app = TestApp::spawn(small()).await;
     // Every data request (the ledger list included) hangs far longer than the deadline; the
     // token endpoint answers, so the daemon gets ready and starts discovering.
-    app.sim.set_faults(Some(FaultConfig {
-        rate_stall: 1.0,
-        stall: Duration::from_secs(60),
-        ..FaultConfig::default()
-    }));
+    stall_everything(&app);
     let cfg = config(&app, &app.db.url, (CLIENT_ID, CLIENT_SECRET), "");
-    let mut child = command(&["--config", cfg.path().to_str().unwrap(), "run"])
-        .env("VLS_SYNC__DRAIN_DEADLINE", "2s")
-        .env("VLS_API__REQUEST_TIMEOUT", "120s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while app.sim.stats().ledger_list_requests == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no discovery started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut child = run_draining(cfg.path(), &[]);
+    wait_for("no discovery started", || {
+        app.sim.stats().ledger_list_requests > 0
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (took, _) = sigterm_abandons_at_the_deadline(&mut child, "discovery").await;
     // Nothing was listed, so nothing was opened or closed.
@@ -340,37 +323,19 @@ async fn a_reconciliation_stalled_on_the_daily_reports_is_abandoned_at_the_drain
     let app = TestApp::spawn(small()).await;
     let cfg = config(&app, &app.db.url, (CLIENT_ID, CLIENT_SECRET), "");
     // Reconciliation every second; the start-up feed pass syncs everything first.
-    let mut child = command(&["--config", cfg.path().to_str().unwrap(), "run"])
-        .env("VLS_SYNC__DRAIN_DEADLINE", "2s")
-        .env("VLS_SYNC__VERIFY_SCHEDULE", "* * * * * *")
-        .env("VLS_API__REQUEST_TIMEOUT", "120s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while app.sim.stats().dates_requests == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no reconciliation started"
-        );
+    let mut child = run_draining(cfg.path(), &[("VLS_SYNC__VERIFY_SCHEDULE", "* * * * * *")]);
+    wait_for("no reconciliation started", || {
         assert!(child.try_wait().unwrap().is_none(), "run exited early");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        app.sim.stats().dates_requests > 0
+    })
+    .await;
     // From now on the daily reports (and everything else) hang far longer than the deadline.
-    app.sim.set_faults(Some(FaultConfig {
-        rate_stall: 1.0,
-        stall: Duration::from_secs(60),
-        ..FaultConfig::default()
-    }));
+    stall_everything(&app);
     let stalled = app.sim.stats().dates_requests;
-    while app.sim.stats().dates_requests == stalled {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no stalled reconciliation"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for("no stalled reconciliation", || {
+        app.sim.stats().dates_requests > stalled
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (took, _) = sigterm_abandons_at_the_deadline(&mut child, "reconciliation").await;
     assert_consistent(&app.db.pool).await;
@@ -391,11 +356,7 @@ async fn a_second_ctrl_c_stops_at_once_hands_back_the_leases_and_loses_nothing()
         .spawn()
         .unwrap();
     wait_until_storing(&app.db.pool, "sync --once").await;
-    app.sim.set_faults(Some(FaultConfig {
-        rate_stall: 1.0,
-        stall: Duration::from_secs(60),
-        ..FaultConfig::default()
-    }));
+    stall_everything(&app);
     tokio::time::sleep(Duration::from_millis(300)).await;
     interrupt(&child);
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -103,6 +103,15 @@ async fn daily_summary_and_current_balances_add_up_to_the_entries() {
     }
 }
 
+/// `status`'s ledgers per state, as (state, count).
+fn by_state(report: &views::StatusReport) -> Vec<(&str, i64)> {
+    report
+        .ledgers_by_state
+        .iter()
+        .map(|(s, n)| (s.as_str(), *n))
+        .collect()
+}
+
 #[tokio::test]
 async fn status_shows_ledgers_by_state_lag_last_errors_and_next_runs() {
     let app = TestApp::spawn(small()).await;
@@ -111,11 +120,7 @@ async fn status_shows_ledgers_by_state_lag_last_errors_and_next_runs() {
     let pool = &app.db.pool;
 
     let report = views::status_report(pool, &app.settings).await.unwrap();
-    let states: Vec<(&str, i64)> = report
-        .ledgers_by_state
-        .iter()
-        .map(|(s, n)| (s.as_str(), *n))
-        .collect();
+    let states = by_state(&report);
     assert_eq!(
         states,
         [
@@ -141,11 +146,7 @@ async fn status_shows_ledgers_by_state_lag_last_errors_and_next_runs() {
         .unwrap();
     let before = Utc::now();
     let report = views::status_report(pool, &app.settings).await.unwrap();
-    let states: Vec<(&str, i64)> = report
-        .ledgers_by_state
-        .iter()
-        .map(|(s, n)| (s.as_str(), *n))
-        .collect();
+    let states = by_state(&report);
     assert_eq!(
         states,
         [
