@@ -50,6 +50,20 @@ async fn closed_dates(pool: &PgPool) -> Vec<(String, NaiveDate)> {
     .unwrap()
 }
 
+/// Changes one stored funds amount of 2026-01-06 behind the daemon's back, so that date's
+/// reconciliation finds a mismatch; returns its (ledger, date).
+async fn tamper_one_entry(pool: &PgPool) -> (String, NaiveDate) {
+    sqlx::query_as(
+        "UPDATE entries SET amount = amount + 1 WHERE (ledger_id, topic, seq) = (
+             SELECT ledger_id, topic, seq FROM entries
+             WHERE topic = 'funds' AND ledger_date = '2026-01-06' ORDER BY ledger_id, seq LIMIT 1)
+         RETURNING ledger_id, ledger_date",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 fn directory_exporter(
     name: &str,
     kind: ExporterKind,
@@ -204,15 +218,8 @@ async fn scheduled_files_deliver_each_closed_date_once_and_hold_a_mismatch() {
     let app = TestApp::spawn(small()).await;
     assert!(app.sync_once().await.success());
     // A stored amount changed behind the daemon's back: that date must be held back.
-    let (tampered_ledger, tampered_date): (String, NaiveDate) = sqlx::query_as(
-        "UPDATE entries SET amount = amount + 1 WHERE (ledger_id, topic, seq) = (
-             SELECT ledger_id, topic, seq FROM entries
-             WHERE topic = 'funds' AND ledger_date = '2026-01-06' ORDER BY ledger_id, seq LIMIT 1)
-         RETURNING ledger_id, ledger_date",
-    )
-    .fetch_one(&app.db.pool)
-    .await
-    .unwrap();
+    let (tampered_ledger, tampered_date): (String, NaiveDate) =
+        tamper_one_entry(&app.db.pool).await;
     let report = reconcile::verify(&app.context(), &CancellationToken::new())
         .await
         .unwrap();
@@ -901,15 +908,7 @@ async fn due_in_pages(pool: &PgPool, scope: &Scope<'_>, limit: i64) -> Vec<DueDa
 async fn dates_due_read_page_by_page_are_every_date_due_once_in_order() {
     let app = TestApp::spawn(small()).await;
     assert!(app.sync_once().await.success());
-    let held: (String, NaiveDate) = sqlx::query_as(
-        "UPDATE entries SET amount = amount + 1 WHERE (ledger_id, topic, seq) = (
-             SELECT ledger_id, topic, seq FROM entries
-             WHERE topic = 'funds' AND ledger_date = '2026-01-06' ORDER BY ledger_id, seq LIMIT 1)
-         RETURNING ledger_id, ledger_date",
-    )
-    .fetch_one(&app.db.pool)
-    .await
-    .unwrap();
+    let held: (String, NaiveDate) = tamper_one_entry(&app.db.pool).await;
     reconcile::verify(&app.context(), &CancellationToken::new())
         .await
         .unwrap();
