@@ -57,6 +57,15 @@ macro_rules! filter {
     };
 }
 
+/// The columns of an [`ExportEntryRow`] (a macro, so each query stays one literal).
+macro_rules! entry_columns {
+    () => {
+        "SELECT ledger_id, topic, seq, ledger_date, time, entry_type, psp_reference,
+             reference, currency, amount, balance_before, balance_after, recipient_handle
+         FROM entries WHERE"
+    };
+}
+
 /// The entries matching `filter`, by ledger, topic and `seq`.
 pub fn entries<'a>(
     pool: &'a PgPool,
@@ -66,13 +75,28 @@ pub fn entries<'a>(
         pool,
         filter,
         concat!(
-            "SELECT ledger_id, topic, seq, ledger_date, time, entry_type, psp_reference,
-                 reference, currency, amount, balance_before, balance_after, recipient_handle
-             FROM entries WHERE",
+            entry_columns!(),
             filter!(),
             "ORDER BY ledger_id, topic, seq"
         ),
     )
+}
+
+/// Every entry of one ledger date, both topics, by topic and `seq`: what a journal voucher,
+/// a camt.053 statement or a scheduled exporter's delivery is made of.
+pub async fn entries_on(
+    pool: &PgPool,
+    ledger_id: &str,
+    date: NaiveDate,
+) -> sqlx::Result<Vec<ExportEntryRow>> {
+    sqlx::query_as(concat!(
+        entry_columns!(),
+        " ledger_id = $1 AND ledger_date = $2 ORDER BY topic, seq"
+    ))
+    .bind(ledger_id)
+    .bind(date)
+    .fetch_all(pool)
+    .await
 }
 
 /// The per-date summaries matching `filter`.

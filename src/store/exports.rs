@@ -4,8 +4,6 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgConnection, PgPool};
 
-use super::export::ExportEntryRow;
-
 /// A closed ledger date an exporter has not delivered yet.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DueDate {
@@ -280,24 +278,6 @@ pub async fn unlock(conn: &mut PgConnection, exporter: &str) -> sqlx::Result<()>
         .execute(conn)
         .await?;
     Ok(())
-}
-
-/// Every entry of a ledger date, both topics, by topic and `seq`.
-pub async fn entries_on(
-    pool: &PgPool,
-    ledger_id: &str,
-    date: NaiveDate,
-) -> sqlx::Result<Vec<ExportEntryRow>> {
-    sqlx::query_as(
-        "SELECT ledger_id, topic, seq, ledger_date, time, entry_type, psp_reference,
-                reference, currency, amount, balance_before, balance_after, recipient_handle
-         FROM entries WHERE ledger_id = $1 AND ledger_date = $2
-         ORDER BY topic, seq",
-    )
-    .bind(ledger_id)
-    .bind(date)
-    .fetch_all(pool)
-    .await
 }
 
 /// The (ledger, date) pairs with entries in a range, for `export --kind journal|camt053`.

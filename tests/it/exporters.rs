@@ -761,7 +761,7 @@ async fn camt053_statements_validate_against_the_schema_and_match_the_balance_ch
     let closed = closed_dates(&app.db.pool).await;
     let mut tested = 0;
     for (ledger, date) in &closed {
-        let rows = vipps_ledger_sync::store::exports::entries_on(&app.db.pool, ledger, *date)
+        let rows = vipps_ledger_sync::store::export::entries_on(&app.db.pool, ledger, *date)
             .await
             .unwrap();
         let xml = scheduled::statement(&app.db.pool, ledger, *date, &rows)
@@ -805,7 +805,7 @@ async fn camt053_statements_validate_against_the_schema_and_match_the_balance_ch
     assert_eq!(tested, 12);
     // The validation is real: a statement missing its account is refused.
     let rows =
-        vipps_ledger_sync::store::exports::entries_on(&app.db.pool, &closed[0].0, closed[0].1)
+        vipps_ledger_sync::store::export::entries_on(&app.db.pool, &closed[0].0, closed[0].1)
             .await
             .unwrap();
     let xml = scheduled::statement(&app.db.pool, &closed[0].0, closed[0].1, &rows)

@@ -15,7 +15,9 @@ use crate::export::{webhook, Format};
 use crate::report_api::retry::RetryPolicy;
 use crate::store::exports::{self as log, DueDate, Key};
 
-/// The hidden name a file is written under before it is renamed into place.
+/// The hidden name a file is written under before it is renamed into place. A fixed name
+/// (not `tempfile`'s random one, which `export` uses for its one-off files): a run after a
+/// crash must find the file a `writing` record points to.
 fn partial_path(target: &Path) -> PathBuf {
     let name = target
         .file_name()

@@ -29,7 +29,7 @@ pub(super) async fn produce(
     date: &DueDate,
     format: Format,
 ) -> anyhow::Result<(Vec<u8>, i32)> {
-    let rows = log::entries_on(pool, &date.ledger_id, date.ledger_date)
+    let rows = crate::store::export::entries_on(pool, &date.ledger_id, date.ledger_date)
         .await
         .context("reading the date's entries")?;
     let n = i32::try_from(rows.len()).unwrap_or(i32::MAX);
@@ -55,7 +55,9 @@ pub(super) async fn produce(
     Ok((bytes, n))
 }
 
-/// Per (topic, entry type): entries and their sum, as the summary export writes them.
+/// Per (topic, entry type, currency): entries and their sum, as the summary export writes
+/// them. The same grouping as the `daily_summary` view that `export --kind summary` reads,
+/// done here on the rows a delivery has already read rather than by a second query per date.
 pub fn summarize(rows: &[ExportEntryRow]) -> Vec<SummaryRecord> {
     let mut by: std::collections::BTreeMap<(&str, &str, &str), (i64, i64)> = Default::default();
     for r in rows {
