@@ -330,9 +330,10 @@ fn render_feeds(o: &mut String, feeds: &[entries::FeedSummaryRow]) {
     }
 }
 
-/// `ledgers`: every ledger ever seen, its merchant, who may read it, and its state.
-pub async fn print_ledgers(pool: &PgPool, json: bool) -> anyhow::Result<()> {
-    let rows = ledgers::overview(pool).await?;
+/// `ledgers`: every ledger ever seen (or what `partner` may see), its merchant, who may read
+/// it, and its state.
+pub async fn print_ledgers(pool: &PgPool, partner: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let rows = ledgers::overview(pool, partner).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
@@ -369,10 +370,11 @@ pub async fn print_ledgers(pool: &PgPool, json: bool) -> anyhow::Result<()> {
 pub async fn print_grants(
     pool: &PgPool,
     ledger_id: Option<&str>,
+    partner: Option<&str>,
     all: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let rows = grants::list(pool, ledger_id, !all && ledger_id.is_none()).await?;
+    let rows = grants::list(pool, ledger_id, !all && ledger_id.is_none(), partner).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());

@@ -41,6 +41,10 @@ pub enum Command {
     },
     /// Print every ledger ever seen: merchant, state, partners that may read it.
     Ledgers {
+        /// Only what this partner may see: the ledgers it holds or held a grant for, and the
+        /// entries stored while a grant held (docs/schema.md, "Who sees what").
+        #[arg(long)]
+        partner: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -49,6 +53,9 @@ pub enum Command {
         /// The whole grant history of this ledger.
         #[arg(long, value_name = "LEDGER_ID")]
         ledger: Option<String>,
+        /// Only this partner's periods.
+        #[arg(long)]
+        partner: Option<String>,
         /// Closed periods too.
         #[arg(long)]
         all: bool,
@@ -67,7 +74,8 @@ pub enum Command {
         /// Only these ledgers (repeat the flag); default: every ledger (or the partner's).
         #[arg(long = "ledger", value_name = "LEDGER_ID")]
         ledgers: Vec<String>,
-        /// Only ledgers this partner holds or held a grant for.
+        /// Only what this partner may see: entries of ledgers it holds a grant for, and of
+        /// ledgers it held one for, those stored before it ended (docs/schema.md).
         #[arg(long)]
         partner: Option<String>,
         #[arg(long)]
@@ -113,7 +121,8 @@ pub enum Command {
     Demo {
         /// PostgreSQL server to use; the demo (re)creates its own database
         /// `vipps_ledger_sync_demo` there and touches nothing else.
-        #[arg(long, env = "DATABASE_URL", default_value = demo::DEFAULT_SERVER)]
+        /// (`--help` never shows the environment's value: it may hold a password.)
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = demo::DEFAULT_SERVER)]
         database_url: String,
     },
     /// Serve the simulated Report API alone.

@@ -213,13 +213,18 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             views::print_status(&open_store(&settings).await?, &settings, json).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ledgers { json } => {
-            views::print_ledgers(&open_store(&settings).await?, json).await?;
+        Command::Ledgers { partner, json } => {
+            views::print_ledgers(&open_store(&settings).await?, partner.as_deref(), json).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Grants { ledger, all, json } => {
+        Command::Grants {
+            ledger,
+            partner,
+            all,
+            json,
+        } => {
             let pool = open_store(&settings).await?;
-            views::print_grants(&pool, ledger.as_deref(), all, json).await?;
+            views::print_grants(&pool, ledger.as_deref(), partner.as_deref(), all, json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ResetCursor { ledger, topic } => {
@@ -370,10 +375,11 @@ async fn start_sync(
     Ok(Some((ctx, cancel)))
 }
 
-/// Connects to the database and applies migrations, for the read-only commands.
+/// Connects to the database for the commands that apply no migrations (they run as any
+/// login); fails, saying what to do, if the schema is behind this binary.
 async fn open_store(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
     let pool = store::connect(&settings.database).await?;
-    store::migrate(&pool).await?;
+    store::require_migrated(&pool).await?;
     Ok(pool)
 }
 

@@ -30,7 +30,10 @@ pub(super) fn check_url(key: &str, url: &Url) -> Result<(), ConfigError> {
         "http" if is_loopback(url) => Ok(()),
         "http" => Err(ConfigError::key(
             key,
-            format!("http:// is accepted only for loopback hosts, not {url}; use https://"),
+            format!(
+                "http:// is accepted only for loopback hosts, not {}; use https://",
+                redact_url(url)
+            ),
         )),
         other => Err(ConfigError::key(
             key,
@@ -118,9 +121,11 @@ fn read_secret_file(path: &Path) -> std::io::Result<SecretString> {
     ))
 }
 
-/// Makes the `config` crate's messages say where the problem is.
+/// Makes the `config` crate's messages say where the problem is, without any value: a value
+/// in the wrong place may be a secret (a client secret written where a number belongs, a URL
+/// with a password), so only its kind is named, never its text.
 pub(super) fn describe(e: config::ConfigError, file: Option<&Path>) -> String {
-    let msg = e.to_string();
+    let msg = without_values(&e);
     match file {
         Some(path) => format!(
             "{msg} (layers: built-in defaults, {}, environment)",
@@ -128,6 +133,142 @@ pub(super) fn describe(e: config::ConfigError, file: Option<&Path>) -> String {
         ),
         None => format!("{msg} (layers: built-in defaults, environment)"),
     }
+}
+
+fn without_values(e: &config::ConfigError) -> String {
+    match e {
+        config::ConfigError::Type {
+            unexpected,
+            expected,
+            key,
+            ..
+        } => {
+            // "string \"…\"" / "64-bit integer `…`": the kind is what comes before the value.
+            let found = unexpected.to_string();
+            let kind = found.split(['`', '"']).next().unwrap_or("").trim();
+            match key {
+                Some(key) => format!("{key}: expected {expected}, found a {kind}"),
+                None => format!("expected {expected}, found a {kind}"),
+            }
+        }
+        config::ConfigError::At {
+            error,
+            key: Some(key),
+            ..
+        } => format!("{key}: {}", without_values(error)),
+        config::ConfigError::At { error, .. } => without_values(error),
+        other => scrub(&other.to_string()),
+    }
+}
+
+/// A message from a library with every double-quoted value replaced and every URL's user and
+/// password removed, for messages that may echo what was written (serde's "invalid value:
+/// string \"…\""). Text in backticks (keys, the characters a parser expected) is kept.
+pub fn scrub(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let (mut quoted, mut ticked) = (false, false);
+    for c in message.chars() {
+        match c {
+            '`' if !quoted => {
+                ticked = !ticked;
+                out.push(c);
+            }
+            '"' if !ticked && !quoted => {
+                out.push_str("\"(value not shown)\"");
+                quoted = true;
+            }
+            '"' if quoted => quoted = false,
+            _ if quoted => {}
+            c => out.push(c),
+        }
+    }
+    without_userinfo(&out)
+}
+
+/// Removes `user:password@` from every `scheme://user:password@host` in `text`.
+pub fn without_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"')
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => out.push_str(&authority[at + 1..]),
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A URL as messages and logs may show it: without user, password, query and fragment (a
+/// query may carry a token).
+pub fn redact_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
+/// `--config FILE` that is not valid TOML: where (line and column) and what, never the text
+/// of the line, which may hold a secret.
+pub(super) fn syntax_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let at = match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!("line {line}, column {column}")
+        }
+        None => "an unknown place".to_owned(),
+    };
+    ConfigError(format!(
+        "--config {}: not valid TOML at {at}: {} (the line is not shown: it may hold a secret)",
+        path.display(),
+        scrub(e.message().trim())
+    ))
+}
+
+/// `database.url` must not let the connection fall back to plaintext or to an unchecked
+/// certificate when the server is on another machine: `sslmode=verify-full` (or `verify-ca`)
+/// is required then. Loopback addresses and Unix sockets are as before.
+pub(super) fn check_database_transport(url: &SecretString) -> Result<(), ConfigError> {
+    use sqlx::postgres::{PgConnectOptions, PgSslMode};
+    let options: PgConnectOptions = url
+        .expose_secret()
+        .parse()
+        .map_err(|_| ConfigError::key("database.url", "is not a valid PostgreSQL URL"))?;
+    let host = options.get_host();
+    let local = host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if local
+        || matches!(
+            options.get_ssl_mode(),
+            PgSslMode::VerifyFull | PgSslMode::VerifyCa
+        )
+    {
+        return Ok(());
+    }
+    Err(ConfigError::key(
+        "database.url",
+        format!(
+            "the server {host} is not on this machine, so the connection must verify its certificate: \
+             add sslmode=verify-full to the URL (and sslrootcert=/path/to/ca.pem for a private CA); \
+             without it the connection may fall back to plaintext or accept any certificate"
+        ),
+    ))
 }
 
 /// A secret given in the file as `<at>.<key>`, or in a file named by `<at>.<key>_file`: exactly

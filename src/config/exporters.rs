@@ -243,8 +243,9 @@ pub(super) fn resolve(
             let Some(url) = e.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
                 return Err(ConfigError::key(&format!("{at}.url"), "is missing"));
             };
-            let url = Url::parse(url)
-                .map_err(|err| ConfigError::key(&format!("{at}.url"), format!("{url:?}: {err}")))?;
+            let url = Url::parse(url).map_err(|err| {
+                ConfigError::key(&format!("{at}.url"), format!("is not a URL: {err}"))
+            })?;
             check_url(&format!("{at}.url"), &url)?;
             let secret = inline_or_file(
                 &at,

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 mod checks;
 mod exporters;
-pub use checks::parse_cron;
 use checks::{
-    check_url, describe, inline_or_file, parse_listen, read_credential, resolve_partners,
+    check_database_transport, check_url, describe, inline_or_file, parse_listen, read_credential,
+    resolve_partners, syntax_error,
 };
+pub use checks::{parse_cron, redact_url, scrub, without_userinfo};
 pub use exporters::{Accounts, ExporterKind, ExporterSettings, ExporterTarget};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -278,11 +279,15 @@ impl Settings {
                     path.display()
                 )));
             }
-            builder = builder.add_source(
-                config::File::from(path)
-                    .format(config::FileFormat::Toml)
-                    .required(true),
-            );
+            // Parsed here first, so a syntax error is reported by line and column without
+            // the line's text (the `config` crate quotes it, and it may hold a secret).
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError(format!("--config {}: cannot be read: {e}", path.display()))
+            })?;
+            if let Err(e) = toml::de::DeTable::parse(&text) {
+                return Err(syntax_error(path, &text, &e));
+            }
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
         let credentials = env.get("CREDENTIALS_DIRECTORY").map(PathBuf::from);
         let vls_url = format!("{ENV_PREFIX}_DATABASE__URL");
@@ -318,6 +323,17 @@ impl Settings {
         if let Some(token_url) = &raw.api.token_url {
             check_url("api.token_url", token_url)?;
         }
+        for (key, url) in [
+            ("api.base_url", Some(&raw.api.base_url)),
+            ("api.token_url", raw.api.token_url.as_ref()),
+        ] {
+            if url.is_some_and(|u| !u.username().is_empty() || u.password().is_some()) {
+                return Err(ConfigError::key(
+                    key,
+                    "must not carry a user or password: the keys go in [[partners]]",
+                ));
+            }
+        }
         let mut api = raw.api;
         let version = env!("CARGO_PKG_VERSION");
         for (key, value) in [
@@ -347,6 +363,7 @@ impl Settings {
         if database.url.expose_secret().trim().is_empty() {
             return Err(ConfigError::key("database.url", "must not be empty"));
         }
+        check_database_transport(&database.url)?;
         if database.max_connections == 0 {
             return Err(ConfigError::key(
                 "database.max_connections",

@@ -158,7 +158,7 @@ pub async fn export(
                  (a scheduled camt053 exporter writes one file per ledger date)"
             );
         };
-        let rows = rows::entries_on(pool, ledger, filter.from).await?;
+        let rows = rows::entries_on(pool, ledger, filter.from, filter.partner.as_deref()).await?;
         let xml = scheduled::statement(pool, ledger, filter.from, &rows).await?;
         let n = rows.iter().filter(|r| r.topic == "funds").count() as u64;
         write_output(output, |out| Ok(out.write_all(&xml)?))?;
@@ -252,7 +252,7 @@ async fn write_all<W: Write>(
         }
         Kind::Journal => {
             for (ledger, date) in exports::dates_with_entries(pool, filter).await? {
-                let rows = rows::entries_on(pool, &ledger, date).await?;
+                let rows = rows::entries_on(pool, &ledger, date, filter.partner.as_deref()).await?;
                 for line in journal::voucher(&ledger, date, &rows, accounts)? {
                     sink.write(&line)?;
                     n += 1;

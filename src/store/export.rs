@@ -35,8 +35,8 @@ pub struct ExportSummaryRow {
     pub amount_sum: i64,
 }
 
-/// What to export: ledgers (empty: every ledger `partner` holds or held a grant for, or all),
-/// an optional topic, and ledger dates `from..=to`.
+/// What to export: ledgers (empty: all), an optional partner (only what it may see: the
+/// consent rule, docs/schema.md), an optional topic, and ledger dates `from..=to`.
 #[derive(Debug, Clone)]
 pub struct ExportFilter {
     pub ledgers: Vec<String>,
@@ -49,11 +49,14 @@ pub struct ExportFilter {
 /// The WHERE clause both queries share (a macro, so the SQL stays one literal).
 macro_rules! filter {
     () => {
-        " (cardinality($1::text[]) = 0 OR ledger_id = ANY($1))
-          AND ($2::text IS NULL OR ledger_id IN
-              (SELECT g.ledger_id FROM grants g WHERE g.partner = $2))
-          AND ($3::text IS NULL OR topic = $3)
-          AND ledger_date BETWEEN $4 AND $5 "
+        concat!(
+            " (cardinality($1::text[]) = 0 OR ledger_id = ANY($1))
+              AND ($2::text IS NULL OR ",
+            consented!("$2", "entries", "synced_at"),
+            ")
+              AND ($3::text IS NULL OR topic = $3)
+              AND ledger_date BETWEEN $4 AND $5 "
+        )
     };
 }
 
@@ -82,24 +85,30 @@ pub fn entries<'a>(
     )
 }
 
-/// Every entry of one ledger date, both topics, by topic and `seq`: what a journal voucher,
-/// a camt.053 statement or a scheduled exporter's delivery is made of.
+/// Every entry of one ledger date, both topics, by topic and `seq` (of those `partner` may
+/// see, if given): what a journal voucher, a camt.053 statement or a scheduled exporter's
+/// delivery is made of.
 pub async fn entries_on(
     pool: &PgPool,
     ledger_id: &str,
     date: NaiveDate,
+    partner: Option<&str>,
 ) -> sqlx::Result<Vec<ExportEntryRow>> {
     sqlx::query_as(concat!(
         entry_columns!(),
-        " ledger_id = $1 AND ledger_date = $2 ORDER BY topic, seq"
+        " ledger_id = $1 AND ledger_date = $2 AND ($3::text IS NULL OR ",
+        consented!("$3", "entries", "synced_at"),
+        ") ORDER BY topic, seq"
     ))
     .bind(ledger_id)
     .bind(date)
+    .bind(partner)
     .fetch_all(pool)
     .await
 }
 
-/// The per-date summaries matching `filter`.
+/// The per-date summaries matching `filter`: the grouping of the `daily_summary` view, over
+/// the entries the filter lets through (a partner's summary counts only what it may see).
 pub fn summaries<'a>(
     pool: &'a PgPool,
     filter: &'a ExportFilter,
@@ -108,10 +117,12 @@ pub fn summaries<'a>(
         pool,
         filter,
         concat!(
-            "SELECT ledger_id, topic, ledger_date, entry_type, currency, entries, amount_sum
-             FROM daily_summary WHERE",
+            "SELECT ledger_id, topic, ledger_date, entry_type, currency,
+                 count(*) AS entries, sum(amount)::bigint AS amount_sum
+             FROM entries WHERE",
             filter!(),
-            "ORDER BY ledger_id, topic, ledger_date, entry_type"
+            "GROUP BY ledger_id, topic, ledger_date, entry_type, currency
+             ORDER BY ledger_id, topic, ledger_date, entry_type"
         ),
     )
 }

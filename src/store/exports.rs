@@ -63,7 +63,8 @@ impl DueAfter {
 /// exporter over years of history holds one page in memory, not the whole history. A date is
 /// closed once every reconciled topic of it is `ok` and every other synced topic of the
 /// ledger was read to its end after that (so it holds every entry of the date too); a date
-/// with a `mismatch` is returned as held.
+/// with a `mismatch` is returned as held. With a partner, only dates it may see whole: checked
+/// (last) within one of its grant periods on the ledger.
 ///
 /// The dates already exported are left out before grouping, by a merge of two indexes in
 /// (ledger, date) order from the page's start (migration 0010): `vls-bench --exporter-due`
@@ -74,7 +75,7 @@ pub async fn due(
     after: &DueAfter,
     limit: i64,
 ) -> sqlx::Result<Vec<DueDate>> {
-    sqlx::query_as(
+    sqlx::query_as(concat!(
         "WITH per_date AS (
              SELECT r.ledger_id, r.ledger_date,
                     bool_and(r.status = 'ok') AS all_ok,
@@ -90,8 +91,6 @@ pub async fn due(
              WHERE ($7 OR x.ledger_id IS NULL)
                AND (r.ledger_id, r.ledger_date) > ($8, $9)
                AND (cardinality($2::text[]) = 0 OR r.ledger_id = ANY($2))
-               AND ($3::text IS NULL OR r.ledger_id IN
-                   (SELECT g.ledger_id FROM grants g WHERE g.partner = $3))
                AND ($4::date IS NULL OR r.ledger_date >= $4)
                AND ($5::date IS NULL OR r.ledger_date <= $5)
              GROUP BY r.ledger_id, r.ledger_date
@@ -105,9 +104,14 @@ pub async fn due(
                  AND NOT EXISTS (SELECT 1 FROM feed_cursors f
                      WHERE f.ledger_id = d.ledger_id AND f.topic = t.topic
                        AND f.caught_up_at > d.checked_at)))
+           AND ($3::text IS NULL OR ",
+        // A reconciled date held every entry of it when it was checked: in the partner's
+        // scope if checked within one of its grant periods (then it sees all of the date).
+        consented!("$3", "d", "checked_at"),
+        ")
          ORDER BY d.ledger_id, d.ledger_date
          LIMIT $10",
-    )
+    ))
     .bind(scope.exporter)
     .bind(scope.ledgers)
     .bind(scope.partner)
@@ -149,6 +153,9 @@ pub struct Key<'a> {
     pub ledger_id: &'a str,
     pub ledger_date: NaiveDate,
     pub kind: &'a str,
+    /// The partner the exporter delivers for (its `partner` key), recorded so that partner's
+    /// finance readers see the row.
+    pub partner: Option<&'a str>,
 }
 
 pub async fn get(pool: &PgPool, key: &Key<'_>) -> sqlx::Result<Option<LogRow>> {
@@ -180,10 +187,10 @@ pub async fn list(pool: &PgPool, exporter: Option<&str>) -> sqlx::Result<Vec<Log
 /// Records that the date is held back (reconciliation mismatch); a no-op once exported.
 pub async fn hold(pool: &PgPool, key: &Key<'_>, reason: &str) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO export_log (exporter, ledger_id, ledger_date, kind, status, last_error)
-         VALUES ($1, $2, $3, $4, 'held', $5)
+        "INSERT INTO export_log (exporter, ledger_id, ledger_date, kind, status, last_error, partner)
+         VALUES ($1, $2, $3, $4, 'held', $5, $6)
          ON CONFLICT (exporter, ledger_id, ledger_date) DO UPDATE
-             SET status = 'held', last_error = $5, updated_at = now()
+             SET status = 'held', last_error = $5, partner = $6, updated_at = now()
              WHERE export_log.status <> 'exported'",
     )
     .bind(key.exporter)
@@ -191,6 +198,7 @@ pub async fn hold(pool: &PgPool, key: &Key<'_>, reason: &str) -> sqlx::Result<()
     .bind(key.ledger_date)
     .bind(key.kind)
     .bind(reason)
+    .bind(key.partner)
     .execute(pool)
     .await?;
     Ok(())
@@ -207,11 +215,13 @@ pub async fn start_writing(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO export_log
-             (exporter, ledger_id, ledger_date, kind, status, target, checksum, entries, attempts)
-         VALUES ($1, $2, $3, $4, 'writing', $5, $6, $7, 1)
+             (exporter, ledger_id, ledger_date, kind, status, target, checksum, entries, attempts,
+              partner)
+         VALUES ($1, $2, $3, $4, 'writing', $5, $6, $7, 1, $8)
          ON CONFLICT (exporter, ledger_id, ledger_date) DO UPDATE
              SET status = 'writing', kind = $4, target = $5, checksum = $6, entries = $7,
-                 attempts = export_log.attempts + 1, exported_at = NULL, updated_at = now()",
+                 attempts = export_log.attempts + 1, exported_at = NULL, partner = $8,
+                 updated_at = now()",
     )
     .bind(key.exporter)
     .bind(key.ledger_id)
@@ -220,6 +230,7 @@ pub async fn start_writing(
     .bind(target)
     .bind(checksum)
     .bind(entries)
+    .bind(key.partner)
     .execute(pool)
     .await?;
     Ok(())
@@ -245,8 +256,9 @@ pub async fn exported(pool: &PgPool, key: &Key<'_>, forced: bool) -> sqlx::Resul
 /// `writing` stays there, so the next pass finishes it rather than producing it again.
 pub async fn failed(pool: &PgPool, key: &Key<'_>, error: &str) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO export_log (exporter, ledger_id, ledger_date, kind, status, attempts, last_error)
-         VALUES ($1, $2, $3, $4, 'pending', 1, $5)
+        "INSERT INTO export_log
+             (exporter, ledger_id, ledger_date, kind, status, attempts, last_error, partner)
+         VALUES ($1, $2, $3, $4, 'pending', 1, $5, $6)
          ON CONFLICT (exporter, ledger_id, ledger_date) DO UPDATE
              SET status = CASE WHEN export_log.status IN ('exported', 'writing')
                                THEN export_log.status ELSE 'pending' END,
@@ -257,6 +269,7 @@ pub async fn failed(pool: &PgPool, key: &Key<'_>, error: &str) -> sqlx::Result<(
     .bind(key.ledger_date)
     .bind(key.kind)
     .bind(error)
+    .bind(key.partner)
     .execute(pool)
     .await?;
     Ok(())
@@ -285,14 +298,15 @@ pub async fn dates_with_entries(
     pool: &PgPool,
     filter: &super::export::ExportFilter,
 ) -> sqlx::Result<Vec<(String, NaiveDate)>> {
-    sqlx::query_as(
+    sqlx::query_as(concat!(
         "SELECT DISTINCT ledger_id, ledger_date FROM entries
          WHERE (cardinality($1::text[]) = 0 OR ledger_id = ANY($1))
-           AND ($2::text IS NULL OR ledger_id IN
-               (SELECT g.ledger_id FROM grants g WHERE g.partner = $2))
+           AND ($2::text IS NULL OR ",
+        consented!("$2", "entries", "synced_at"),
+        ")
            AND ledger_date BETWEEN $3 AND $4
          ORDER BY 1, 2",
-    )
+    ))
     .bind(&filter.ledgers)
     .bind(&filter.partner)
     .bind(filter.from)

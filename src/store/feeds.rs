@@ -105,27 +105,17 @@ pub async fn mark_caught_up(pool: &PgPool, ledger_id: &str, topic: Topic) -> sql
     Ok(())
 }
 
-/// The `LISTEN` channel told about every committed page that stored new entries.
+/// The `LISTEN` channel woken by every committed page that stored new entries.
 pub const NEW_ENTRIES_CHANNEL: &str = "vipps_ledger_sync_entries";
 
-/// Queues a notification on [`NEW_ENTRIES_CHANNEL`]; PostgreSQL delivers it when (and only if)
-/// the transaction commits. Payload: `{"ledger_id", "topic", "last_seq", "inserted"}`.
-pub(crate) async fn notify_new_entries(
-    conn: &mut PgConnection,
-    ledger_id: &str,
-    topic: Topic,
-    last_seq: i64,
-    inserted: usize,
-) -> sqlx::Result<()> {
-    let payload = serde_json::json!({
-        "ledger_id": ledger_id,
-        "topic": topic.as_str(),
-        "last_seq": last_seq,
-        "inserted": inserted,
-    });
-    sqlx::query("SELECT pg_notify($1, $2)")
+/// Queues a wake-up on [`NEW_ENTRIES_CHANNEL`]; PostgreSQL delivers it when (and only if) the
+/// transaction commits. It carries no payload: any login may `LISTEN` on any channel, so a
+/// ledger id or a count in it would tell every login of the database about every partner's
+/// ledgers. A listener reads what is new with its own rights (row-level security), for
+/// example `feed_cursors.last_seq` per feed, then the entries after the `seq` it has seen.
+pub(crate) async fn notify_new_entries(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
         .bind(NEW_ENTRIES_CHANNEL)
-        .bind(payload.to_string())
         .execute(conn)
         .await?;
     Ok(())
@@ -209,14 +199,7 @@ pub async fn commit_page(pool: &PgPool, page: &PageParams<'_>) -> Result<PageOut
     .execute(&mut *tx)
     .await?;
     if !inserted.is_empty() {
-        notify_new_entries(
-            &mut tx,
-            page.ledger_id,
-            page.topic,
-            last_seq,
-            inserted.len(),
-        )
-        .await?;
+        notify_new_entries(&mut tx).await?;
     }
     tx.commit().await?;
     Ok(PageOutcome {

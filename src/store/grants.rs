@@ -122,22 +122,22 @@ pub async fn close_absent(
     .await
 }
 
-/// Closes `partner`'s open grant on `ledger_id`, if any, for `reason`.
+/// Closes `partner`'s open grant on `ledger_id`, if any, for `reason`, at the database's
+/// clock (the one `entries.synced_at` is stamped with, so the consent rule compares like with
+/// like).
 pub async fn close(
     pool: &PgPool,
     partner: &str,
     ledger_id: &str,
     reason: RevokeReason,
-    now: DateTime<Utc>,
 ) -> sqlx::Result<Option<GrantRow>> {
     sqlx::query_as(&format!(
-        "UPDATE grants SET revoked_seen_at = GREATEST($3, last_seen_at), revoke_reason = $4
+        "UPDATE grants SET revoked_seen_at = GREATEST(now(), last_seen_at), revoke_reason = $3
          WHERE partner = $1 AND ledger_id = $2 AND revoked_seen_at IS NULL
          RETURNING {GRANT_COLUMNS}"
     ))
     .bind(partner)
     .bind(ledger_id)
-    .bind(now)
     .bind(reason.as_str())
     .fetch_optional(pool)
     .await
@@ -162,19 +162,23 @@ pub async fn open_by_ledger(
     .await
 }
 
-/// Grant periods, oldest first: all of them, or those of one ledger, or only the open ones.
+/// Grant periods, oldest first: all of them, or those of one ledger, or only the open ones;
+/// with `partner`, only that partner's (a partner never sees another's).
 pub async fn list(
     pool: &PgPool,
     ledger_id: Option<&str>,
     open_only: bool,
+    partner: Option<&str>,
 ) -> sqlx::Result<Vec<GrantRow>> {
     sqlx::query_as(&format!(
         "SELECT {GRANT_COLUMNS} FROM grants
          WHERE ($1::text IS NULL OR ledger_id = $1) AND (NOT $2 OR revoked_seen_at IS NULL)
+           AND ($3::text IS NULL OR partner = $3)
          ORDER BY partner, merchant_scheme, merchant_id, ledger_id, grant_id"
     ))
     .bind(ledger_id)
     .bind(open_only)
+    .bind(partner)
     .fetch_all(pool)
     .await
 }

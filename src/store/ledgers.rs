@@ -5,7 +5,8 @@ use sqlx::PgConnection;
 
 use crate::report_api::Ledger;
 
-/// Inserts or refreshes a ledger as listed at `now`.
+/// Inserts or refreshes a ledger as listed at `now`; `changed_at` moves (database clock) only
+/// when the listed description differs from the stored one.
 pub async fn upsert_ledger(
     conn: &mut PgConnection,
     ledger: &Ledger,
@@ -26,6 +27,8 @@ pub async fn upsert_ledger(
              settles_for_recipient_handles = EXCLUDED.settles_for_recipient_handles,
              sales_units = EXCLUDED.sales_units,
              raw = EXCLUDED.raw,
+             changed_at = CASE WHEN ledgers.raw IS DISTINCT FROM EXCLUDED.raw
+                               THEN now() ELSE ledgers.changed_at END,
              last_seen_at = GREATEST(ledgers.last_seen_at, EXCLUDED.last_seen_at)",
     )
     .bind(&ledger.ledger_id)
@@ -81,25 +84,44 @@ pub struct LedgerOverviewRow {
     pub last_seen_at: DateTime<Utc>,
 }
 
-/// Every ledger ever seen, for `ledgers`.
-pub async fn overview(pool: &sqlx::PgPool) -> sqlx::Result<Vec<LedgerOverviewRow>> {
-    sqlx::query_as(
+/// Every ledger ever seen, for `ledgers`; with `partner`, what that partner may see (the
+/// consent rule, docs/schema.md): the ledgers it holds or held a grant for, described as it
+/// could see them, its own grant only, and the entries it may see.
+pub async fn overview(
+    pool: &sqlx::PgPool,
+    partner: Option<&str>,
+) -> sqlx::Result<Vec<LedgerOverviewRow>> {
+    sqlx::query_as(concat!(
         "SELECT l.ledger_id, l.currency, l.owner_scheme AS merchant_scheme,
              l.owner_id AS merchant_id, l.settles_for_recipient_handles AS sales_units,
              coalesce((SELECT array_agg(g.partner ORDER BY g.granted_seen_at) FROM grants g
-                 WHERE g.ledger_id = l.ledger_id AND g.revoked_seen_at IS NULL), '{}') AS partners,
-             coalesce((SELECT sum(c.last_seq) FROM feed_cursors c
-                 WHERE c.ledger_id = l.ledger_id), 0)::int8 AS entries,
+                 WHERE g.ledger_id = l.ledger_id AND g.revoked_seen_at IS NULL
+                   AND ($1::text IS NULL OR g.partner = $1)), '{}') AS partners,
+             CASE WHEN $1::text IS NULL OR EXISTS (SELECT 1 FROM grants g
+                     WHERE g.ledger_id = l.ledger_id AND g.partner = $1
+                       AND g.revoked_seen_at IS NULL)
+                 THEN coalesce((SELECT sum(c.last_seq) FROM feed_cursors c
+                     WHERE c.ledger_id = l.ledger_id), 0)::int8
+                 ELSE (SELECT count(*) FROM entries e WHERE e.ledger_id = l.ledger_id AND ",
+        consented!("$1", "e", "synced_at"),
+        ")
+             END AS entries,
              CASE
                  WHEN NOT EXISTS (SELECT 1 FROM grants g
-                     WHERE g.ledger_id = l.ledger_id AND g.revoked_seen_at IS NULL) THEN 'revoked'
+                     WHERE g.ledger_id = l.ledger_id AND g.revoked_seen_at IS NULL
+                       AND ($1::text IS NULL OR g.partner = $1)) THEN 'revoked'
                  WHEN EXISTS (SELECT 1 FROM feed_cursors c
                      WHERE c.ledger_id = l.ledger_id AND c.blocked_at IS NOT NULL) THEN 'blocked'
                  ELSE 'syncing'
              END AS state,
              l.first_seen_at, l.last_seen_at
-         FROM ledgers l ORDER BY l.ledger_id",
-    )
+         FROM ledgers l
+         WHERE $1::text IS NULL OR ",
+        consented!("$1", "l", "changed_at"),
+        "
+         ORDER BY l.ledger_id"
+    ))
+    .bind(partner)
     .fetch_all(pool)
     .await
 }

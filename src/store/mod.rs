@@ -1,6 +1,27 @@
 //! The PostgreSQL boundary: the only place with SQL. Connecting, the embedded migrations, and
 //! one module per group of tables; every write that must be atomic is one transaction here.
 
+/// The consent rule as SQL, for the partner filters of the daemon's own queries: partner
+/// `$partner` (a bind parameter) may see the row of `$table` that was recorded at
+/// `$table.$recorded`. The same rule as the readers' row-level security (migration 0012,
+/// view `consent_windows`): recorded before the end of one of the partner's grant periods on
+/// the row's ledger, an open period ending at infinity.
+macro_rules! consented {
+    ($partner:literal, $table:literal, $recorded:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM consent_windows w WHERE w.partner = ",
+            $partner,
+            " AND w.ledger_id = ",
+            $table,
+            ".ledger_id AND (w.open OR ",
+            $table,
+            ".",
+            $recorded,
+            " < w.visible_until))"
+        )
+    };
+}
+
 pub mod bench;
 pub mod entries;
 pub mod export;
@@ -22,8 +43,48 @@ use sqlx::PgPool;
 
 use crate::config::DatabaseSettings;
 
-/// The embedded migrations (`migrations/`), applied by `run`, `sync` and `migrate`.
+/// The embedded migrations (`migrations/`) as landed: their checksums are what
+/// `_sqlx_migrations` records. [`migrate`] applies them with one amendment ([`migrations`]).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Migration 0007 as it must run: as landed, it creates its roles unconditionally, which
+/// PostgreSQL refuses to a login without CREATEROLE even when the roles exist, so the
+/// documented setup (the superuser creates the roles, a plain owner migrates) failed on a
+/// fresh database. Landed migrations are never edited (their checksums are recorded), so the
+/// amended text runs under the landed checksum: on a database where 0007 already ran it
+/// changes nothing, and on a fresh one it creates the same roles, only if missing. A test
+/// checks the two texts differ in that block alone.
+pub const AMENDED_0007: &str = include_str!("amended/0007_roles.sql");
+
+/// The migrations [`migrate`] runs: [`MIGRATOR`]'s, 0007 amended ([`AMENDED_0007`]), every
+/// checksum as landed.
+pub fn migrations() -> Vec<sqlx::migrate::Migration> {
+    MIGRATOR
+        .iter()
+        .map(|m| {
+            let mut m = m.clone();
+            if m.version == 7 {
+                m.sql = std::borrow::Cow::Borrowed(AMENDED_0007);
+            }
+            m
+        })
+        .collect()
+}
+
+/// [`migrations`] as a source for sqlx's migrator.
+#[derive(Debug)]
+struct Amended;
+
+impl<'s> sqlx::migrate::MigrationSource<'s> for Amended {
+    fn resolve(
+        self,
+    ) -> futures_util::future::BoxFuture<
+        's,
+        Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>,
+    > {
+        Box::pin(async { Ok(migrations()) })
+    }
+}
 
 /// Opens the connection pool. The error names the database without its password.
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
@@ -76,29 +137,55 @@ pub fn describe(options: &PgConnectOptions) -> String {
 /// Applies every pending migration. When none is pending nothing is executed, so the daemon
 /// can run as a login without DDL rights (`vls_writer`) once the owner has migrated.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    if up_to_date(pool).await {
+    if up_to_date(pool).await.unwrap_or(false) {
         return Ok(());
     }
-    MIGRATOR.run(pool).await.context(
+    let migrator = sqlx::migrate::Migrator::new(Amended).await?;
+    migrator.run(pool).await.context(
         "applying database migrations (as a login without DDL rights, have the database owner run `vipps-ledger-sync migrate` first)",
     )
 }
 
+/// For the commands that apply no migration (`status`, `ledgers`, `grants`, `export`,
+/// `reset-cursor`): fails with what to do unless the schema is the one this binary expects.
+pub async fn require_migrated(pool: &PgPool) -> anyhow::Result<()> {
+    let current = up_to_date(pool)
+        .await
+        .context("reading which migrations are applied (_sqlx_migrations)")?;
+    anyhow::ensure!(
+        current,
+        "the database's schema is older than this binary: have the database owner run `vipps-ledger-sync migrate` (this command applies no migrations)"
+    );
+    Ok(())
+}
+
 /// Whether every embedded migration is applied, with the same checksum.
-async fn up_to_date(pool: &PgPool) -> bool {
+async fn up_to_date(pool: &PgPool) -> sqlx::Result<bool> {
     let applied: Vec<(i64, Vec<u8>)> =
         match sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
             .fetch_all(pool)
             .await
         {
             Ok(rows) => rows,
-            Err(_) => return false,
+            // 42P01: no such table: nothing was ever migrated here.
+            Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P01") => {
+                return Ok(false)
+            }
+            Err(e) => return Err(e),
         };
-    MIGRATOR.iter().all(|m| {
+    Ok(MIGRATOR.iter().all(|m| {
         applied
             .iter()
             .any(|(v, sum)| *v == m.version && sum.as_slice() == &*m.checksum)
-    })
+    }))
+}
+
+/// The database server's clock: every timestamp that orders consent events and entries comes
+/// from it, so hosts with skewed clocks cannot reorder them.
+pub async fn database_now(pool: &PgPool) -> sqlx::Result<chrono::DateTime<chrono::Utc>> {
+    sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(pool)
+        .await
 }
 
 /// Drops (if it exists) and creates the database `name` on the server `conn` is connected to.
@@ -117,4 +204,24 @@ pub async fn recreate_database(conn: &mut sqlx::PgConnection, name: &str) -> any
         .await
         .with_context(|| format!("creating database {name}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_amended_0007_differs_from_the_landed_one_only_in_how_it_creates_roles() {
+        let landed = include_str!("../../migrations/0007_roles.sql");
+        let amended = super::AMENDED_0007;
+        let head = |s: &'static str| &s[..s.find("DO $$").unwrap()];
+        let tail = |s: &'static str| &s[s.find("\n$$;").unwrap()..];
+        assert_eq!(head(landed), head(amended));
+        assert_eq!(tail(landed), tail(amended));
+        assert_ne!(landed, amended);
+        let runs = super::migrations();
+        let seven = runs.iter().find(|m| m.version == 7).unwrap();
+        let as_landed = super::MIGRATOR.iter().find(|m| m.version == 7).unwrap();
+        assert_eq!(seven.sql, amended);
+        assert_eq!(seven.checksum, as_landed.checksum, "recorded as landed");
+        assert_eq!(runs.len(), super::MIGRATOR.iter().count());
+    }
 }

@@ -106,8 +106,7 @@ pub async fn append_found(
     .execute(&mut *tx)
     .await?;
     if inserted > 0 {
-        let newest = last_seq + inserted as i64;
-        feeds::notify_new_entries(&mut tx, ledger_id, topic, newest, inserted as usize).await?;
+        feeds::notify_new_entries(&mut tx).await?;
     }
     tx.commit().await?;
     Ok(inserted)

@@ -66,7 +66,10 @@ async fn discover_partner(
     ctx: &SyncContext,
     partner: &PartnerClient,
 ) -> anyhow::Result<(usize, usize, usize)> {
-    let now = Utc::now();
+    // The database's clock, like every timestamp the consent rule compares (`synced_at`).
+    let now = crate::store::database_now(&ctx.pool)
+        .await
+        .context("reading the database's clock")?;
     let mut listed = 0;
     let mut opened = 0;
     let mut cursor: Option<String> = None;

@@ -357,7 +357,6 @@ async fn walk_with_partners(
                     partner.name(),
                     ledger_id,
                     grants::RevokeReason::Feed404,
-                    chrono::Utc::now(),
                 )
                 .await
                 {

@@ -594,7 +594,7 @@ async fn verify_prints_a_summary_per_feed_for_people_and_scripts() {
         "{table}"
     );
     sqlx::query("UPDATE entries SET amount = amount + 1 WHERE seq = 3")
-        .execute(&app.db.pool)
+        .execute(&mut crate::common::behind_the_back(&app.db.pool).await)
         .await
         .unwrap();
     sqlx::query("DELETE FROM reconciliations")
@@ -699,4 +699,65 @@ async fn export_writes_the_stored_entries_and_summaries_as_csv_and_json_lines() 
             .await
             .unwrap();
     assert_eq!((count, total), (want_count, want_total));
+}
+
+#[test]
+fn help_and_configuration_errors_never_show_a_secret() {
+    let sentinel = "Zq9SENTINELx7";
+    let url = format!("postgres://vls:{sentinel}@127.0.0.1:5432/postgres");
+    for args in [&["demo", "--help"][..], &["--help"], &["export", "--help"]] {
+        let out = command(args).env("DATABASE_URL", &url).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {text}");
+        assert!(!text.contains(sentinel), "{args:?}: {text}");
+    }
+    let mut cfg = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    write!(
+        cfg,
+        "[[partners]]\nname = \"p\"\nclient_id = \"i\"\nclient_secret = \"{sentinel}\n"
+    )
+    .unwrap();
+    let out = command(&["--config", cfg.path().to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("line 4, column"), "{stderr}");
+    assert!(!stderr.contains(sentinel), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commands_that_only_read_apply_no_migration() {
+    let db = crate::common::TestDb::unmigrated().await;
+    let app = TestApp::spawn(small()).await;
+    let config = config_file_for(&app, &db.url, (CLIENT_ID, CLIENT_SECRET), "");
+    let config = config.path().to_str().unwrap();
+    for args in [
+        &["status"][..],
+        &["ledgers"],
+        &["grants"],
+        &["export", "--from", "2026-01-01", "--to", "2026-01-31"],
+        &["reset-cursor", "100001"],
+    ] {
+        let mut all = vec!["--config", config];
+        all.extend_from_slice(args);
+        let out = command(&all).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("vipps-ledger-sync migrate"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0, "nothing was migrated");
 }

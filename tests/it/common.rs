@@ -11,7 +11,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool, Row};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
-use vipps_ledger_sync::config::{PartnerSettings, Settings, Topic};
+use vipps_ledger_sync::config::{
+    Accounts, ExporterKind, ExporterSettings, ExporterTarget, PartnerSettings, Settings, Topic,
+};
+use vipps_ledger_sync::export::Format;
 use vipps_ledger_sync::report_api::models::{canonical_entry_type, parse_time};
 use vipps_ledger_sync::simulator::{Simulator, SimulatorConfig};
 use vipps_ledger_sync::store;
@@ -105,6 +108,122 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// A fresh database migrated the documented way (docs/operations.md): by `owner`, a login
+    /// without superuser rights that owns the database, the cluster-wide roles having been
+    /// created first by the superuser.
+    pub async fn migrated_by(owner: &TestLogin) -> TestDb {
+        let db = Self::create(false).await;
+        for role in ["vls_writer", "finance_reader", "finance_personal_data"] {
+            let created = sqlx::query(&format!("CREATE ROLE {role} NOLOGIN"))
+                .execute(&db.pool)
+                .await;
+            if let Err(e) = created {
+                let code = e.as_database_error().and_then(|d| d.code());
+                assert!(
+                    matches!(code.as_deref(), Some("42710" | "23505")),
+                    "creating {role}: {e}"
+                );
+            }
+        }
+        sqlx::query(&format!(
+            "ALTER DATABASE \"{}\" OWNER TO {}",
+            db.name, owner.name
+        ))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(owner.options(&db.url))
+            .await
+            .unwrap();
+        store::migrate(&pool).await.unwrap();
+        pool.close().await;
+        db
+    }
+}
+
+/// A login role of a test's own (roles are cluster-wide), dropped when the value is dropped,
+/// also when the test fails.
+pub struct TestLogin {
+    pub name: String,
+    server: String,
+}
+
+impl TestLogin {
+    /// A new login, member of `roles` (none: a plain login).
+    pub async fn create(roles: &[&str]) -> TestLogin {
+        let server = server().await.to_owned();
+        let name = format!("vls_test_login_{}_{}", std::process::id(), rand_suffix());
+        let mut conn = PgConnectOptions::from_str(&server)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let member = if roles.is_empty() {
+            String::new()
+        } else {
+            format!(" IN ROLE {}", roles.join(", "))
+        };
+        sqlx::query(&format!("CREATE ROLE {name} LOGIN{member}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        TestLogin { name, server }
+    }
+
+    /// Connection options for this login on the database of `db_url`.
+    pub fn options(&self, db_url: &str) -> PgConnectOptions {
+        PgConnectOptions::from_str(db_url)
+            .unwrap()
+            .username(&self.name)
+    }
+
+    /// A URL for this login on the database of `db_url`.
+    pub fn url(&self, db_url: &str) -> String {
+        self.options(db_url).to_url_lossy().to_string()
+    }
+
+    /// A connection as this login to the database of `db_url`.
+    pub async fn connect(&self, db_url: &str) -> sqlx::PgConnection {
+        self.options(db_url).connect().await.unwrap()
+    }
+}
+
+impl Drop for TestLogin {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = PgConnectOptions::from_str(&server).unwrap().connect().await {
+                    // Its sessions first (a failed test may have left one open).
+                    let _ = sqlx::query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                    )
+                    .bind(&name)
+                    .execute(&mut conn)
+                    .await;
+                    for _ in 0..50 {
+                        let dropped = sqlx::query(&format!("DROP ROLE IF EXISTS {name}"))
+                            .execute(&mut conn)
+                            .await;
+                        if dropped.is_ok() {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
 fn rand_suffix() -> u32 {
     use std::time::{SystemTime, UNIX_EPOCH};
     SystemTime::now()
@@ -163,6 +282,11 @@ pub fn small() -> SimulatorConfig {
 impl TestApp {
     /// Starts the simulator with `config` and one partner granted every ledger.
     pub async fn spawn(config: SimulatorConfig) -> TestApp {
+        Self::spawn_on(config, TestDb::new().await).await
+    }
+
+    /// [`TestApp::spawn`] on a database of the caller's (already migrated).
+    pub async fn spawn_on(config: SimulatorConfig, db: TestDb) -> TestApp {
         let sim = Simulator::new(config);
         sim.add_partner_with_all_ledgers(CLIENT_ID, CLIENT_SECRET);
         let shutdown = CancellationToken::new();
@@ -171,7 +295,6 @@ impl TestApp {
             .await
             .unwrap();
         let base_url = format!("http://{addr}");
-        let db = TestDb::new().await;
         let settings = test_settings(
             &base_url,
             &db.url,
@@ -353,6 +476,41 @@ pub async fn assert_exact_ledgers(app: &TestApp, ledgers: &[String]) {
         .unwrap();
     assert_eq!(stored, total);
     assert_exact_some(&app.db.pool, &app.sim, ledgers).await;
+}
+
+/// A connection on which changes go behind the daemon's back, as corruption or a person's
+/// hand would: the schema's own rules (an entry never changes once stored, a closed grant
+/// period never changes: triggers of migration 0012) are off on it
+/// (`session_replication_role = replica`, which only a superuser may set). Detached from the
+/// pool, so no other query ever runs with the rules off.
+pub async fn behind_the_back(pool: &PgPool) -> sqlx::PgConnection {
+    let mut conn = pool.acquire().await.unwrap().detach();
+    sqlx::query("SET session_replication_role = replica")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+/// A scheduled exporter writing files of `kind` into `dir`.
+pub fn directory_exporter(
+    name: &str,
+    kind: ExporterKind,
+    dir: &std::path::Path,
+    format: Format,
+) -> ExporterSettings {
+    ExporterSettings {
+        name: name.to_owned(),
+        kind,
+        partner: None,
+        ledgers: Vec::new(),
+        from: None,
+        target: ExporterTarget::Directory {
+            path: dir.to_owned(),
+            format,
+        },
+        accounts: Accounts::default(),
+    }
 }
 
 /// Heavy variants of some tests run with `VLS_HEAVY=1` (by hand, not in CI).

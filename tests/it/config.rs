@@ -184,3 +184,134 @@ fn secrets_never_appear_in_debug_output() {
     assert!(!debug.contains("s3cr3t-value"), "{debug}");
     assert!(!debug.contains("db-password-77"), "{debug}");
 }
+
+#[test]
+fn a_remote_database_without_certificate_verification_is_refused_naming_the_key() {
+    for url in [
+        "postgres://u@db.example.com/x",
+        "postgres://u@db.example.com/x?sslmode=require",
+        "postgres://u@10.0.0.5:5432/x?sslmode=prefer",
+        "postgres://u@db.example.com/x?sslmode=disable",
+    ] {
+        let err = Settings::load_with_env(None, env(&[("DATABASE_URL", url)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("database.url") && err.contains("sslmode=verify-full"),
+            "{url}: {err}"
+        );
+        assert!(err.contains("sslrootcert"), "{err}");
+    }
+    for url in [
+        "postgres://u@db.example.com/x?sslmode=verify-full",
+        "postgres://u@db.example.com/x?sslmode=verify-ca&sslrootcert=/etc/ssl/ca.pem",
+        "postgres://u@127.0.0.1/x",
+        "postgres://u@localhost:5433/x",
+        "postgres://u@[::1]/x",
+        "postgres:///x?user=u&host=/var/run/postgresql",
+    ] {
+        Settings::load_with_env(None, env(&[("DATABASE_URL", url)]))
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+}
+
+/// Stands in for a secret in the configuration: no message may show it.
+const SENTINEL: &str = "Zq9SENTINELx7";
+
+#[test]
+fn no_configuration_error_shows_a_secret() {
+    let partner = |secret: &str| {
+        format!("[[partners]]\nname = \"a\"\nclient_id = \"i\"\nclient_secret = {secret}\n")
+    };
+    let cases = [
+        // Not TOML: the `config` crate would quote the line.
+        (partner(&format!("\"{SENTINEL}")), "line 4, column"),
+        (
+            format!("[[partners]]\nname = \"a\"\nclient_secret \"{SENTINEL}\"\n"),
+            "line 3, column",
+        ),
+        (partner(&format!("\"{SENTINEL}\\q\"")), "line 4, column"),
+        (
+            format!("{}client_secret = \"{SENTINEL}\"\n", partner(&format!("\"{SENTINEL}\""))),
+            "line 5, column",
+        ),
+        (partner(SENTINEL), "line 4, column"),
+        (partner(&format!("'''{SENTINEL}")), "line 5, column 1"),
+        // TOML, but a value in the wrong place.
+        (partner(&format!("[\"{SENTINEL}\"]")), "client_secret"),
+        (
+            format!("[database]\nmax_connections = \"{SENTINEL}\"\n"),
+            "database.max_connections",
+        ),
+        (
+            format!("[sync]\ndrain_deadline = \"{SENTINEL}\"\n"),
+            "drain_deadline",
+        ),
+        // URLs with a password.
+        (
+            format!("[database]\nurl = \"postgres://u:{SENTINEL}@db.example.com/x\"\n"),
+            "database.url",
+        ),
+        (
+            format!("[database]\nurl = \"postgres://u:{SENTINEL}@db.example.com:x/x\"\n"),
+            "database.url",
+        ),
+        (
+            format!("[api]\nbase_url = \"https://u:{SENTINEL}@api.example.com\"\n"),
+            "api.base_url",
+        ),
+        (
+            format!("[api]\nbase_url = \"http://u:{SENTINEL}@api.example.com\"\n"),
+            "api.base_url",
+        ),
+        (
+            format!("[api]\nbase_url = \"http//u:{SENTINEL}@api.example.com\"\n"),
+            "base_url",
+        ),
+        (
+            format!(
+                "[[exporters]]\nname = \"w\"\nkind = \"webhook\"\nurl = \"http://u:{SENTINEL}@h.example.com/x?token={SENTINEL}\"\nsecret = \"0123456789abcdef0\"\n"
+            ),
+            "exporters[0] (w).url",
+        ),
+        (
+            format!(
+                "[[exporters]]\nname = \"w\"\nkind = \"webhook\"\nurl = \"https://u:{SENTINEL}@[h/x\"\nsecret = \"0123456789abcdef0\"\n"
+            ),
+            "exporters[0] (w).url",
+        ),
+    ];
+    for (text, names) in cases {
+        let err = load_err(&text);
+        assert!(!err.contains(SENTINEL), "{text}\n=> {err}");
+        assert!(
+            err.contains(names),
+            "{text}\n=> {err} (should name {names})"
+        );
+    }
+    // Through the environment too.
+    let err = Settings::load_with_env(
+        None,
+        env(&[(
+            "VLS_DATABASE__URL",
+            &format!("postgres://u:{SENTINEL}@db.example.com/x"),
+        )]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        !err.contains(SENTINEL) && err.contains("database.url"),
+        "{err}"
+    );
+}
+
+#[test]
+fn settings_print_no_secret_in_debug() {
+    let f = file(&format!(
+        "[database]\nurl = \"postgres://u:{SENTINEL}@127.0.0.1/x\"\n{PARTNER}"
+    ));
+    let s = Settings::load_with_env(Some(f.path()), HashMap::new()).unwrap();
+    let debug = format!("{s:?}");
+    assert!(!debug.contains(SENTINEL), "{debug}");
+    assert!(!debug.contains("s3cr3t-value"), "{debug}");
+}

@@ -1,13 +1,22 @@
 //! The consent registry: grant periods opened and closed as merchants grant and withdraw
 //! access, syncing that follows consent, and several partners in one daemon.
 
+use std::path::Path;
+
+use chrono::NaiveDate;
 use tokio_util::sync::CancellationToken;
-use vipps_ledger_sync::config::Topic;
+use vipps_ledger_sync::config::{Accounts, ExporterKind, Topic};
+use vipps_ledger_sync::export::scheduled::{self, Selection};
+use vipps_ledger_sync::export::{self, Format, Kind};
+use vipps_ledger_sync::reconcile;
 use vipps_ledger_sync::simulator::SimulatorConfig;
-use vipps_ledger_sync::store::feed_health;
+use vipps_ledger_sync::store::export::ExportFilter;
+use vipps_ledger_sync::store::{feed_health, ledgers};
 use vipps_ledger_sync::sync::{self, discovery};
 
-use crate::common::{small, test_settings, TestApp, CLIENT_ID, CLIENT_SECRET};
+use crate::common::{
+    directory_exporter, small, test_settings, TestApp, TestLogin, CLIENT_ID, CLIENT_SECRET,
+};
 
 /// (partner, ledger_id, revoke_reason) of every grant period, in order of opening.
 async fn periods(app: &TestApp) -> Vec<(String, String, Option<String>)> {
@@ -281,4 +290,178 @@ async fn a_rejected_cursor_blocks_the_feed_until_a_person_resets_it() {
     let report = app.sync_once().await;
     assert!(report.success(), "{report}");
     app.assert_exact().await;
+}
+
+/// Entries of `ledger` in a CSV export by `partner` (of every date).
+async fn exported_entries(app: &TestApp, partner: &str, ledger: &str, kind: Kind) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.csv");
+    let filter = ExportFilter {
+        ledgers: Vec::new(),
+        partner: Some(partner.to_owned()),
+        topic: None,
+        from: NaiveDate::from_ymd_opt(2000, 1, 1).unwrap(),
+        to: NaiveDate::from_ymd_opt(2100, 1, 1).unwrap(),
+    };
+    export::export(
+        &app.db.pool,
+        &filter,
+        kind,
+        Format::Csv,
+        &Accounts::default(),
+        Some(&path),
+    )
+    .await
+    .unwrap();
+    std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with(&format!("{ledger},")) || l.contains(&format!(",{ledger},")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The dates of `ledger` a scheduled exporter scoped to `partner` delivers now.
+async fn delivered_dates(app: &TestApp, partner: &str, ledger: &str, dir: &Path) -> Vec<String> {
+    let mut exporter = directory_exporter(
+        &format!("files-{partner}"),
+        ExporterKind::Entries,
+        dir,
+        Format::Csv,
+    );
+    exporter.partner = Some(partner.to_owned());
+    let report = scheduled::run(
+        &app.db.pool,
+        &app.settings,
+        &exporter,
+        &Selection::default(),
+        &CancellationToken::new(),
+    )
+    .await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    let mut dates: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|n| {
+            n.strip_prefix(&format!("{ledger}_"))
+                .map(|rest| rest[..10].to_owned())
+        })
+        .collect();
+    dates.sort();
+    dates
+}
+
+async fn seen_by(reader: &mut sqlx::PgConnection, ledger: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM entries WHERE ledger_id = $1")
+        .bind(ledger)
+        .fetch_one(reader)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn consent_ends_when_it_ends_for_readers_exports_and_exporters_and_a_regrant_restores_it() {
+    // Firms A and B share a ledger; the merchant moves to B and withdraws A's access.
+    let mut app = TestApp::spawn(small()).await;
+    let shared = app.sim.ledger_ids()[1].clone();
+    app.sim.add_partner("bureau-b", "b-secret");
+    app.sim.grant("bureau-b", &shared);
+    app.settings = test_settings(
+        &app.base_url,
+        &app.db.url,
+        &[
+            ("a", CLIENT_ID, CLIENT_SECRET),
+            ("b", "bureau-b", "b-secret"),
+        ],
+    );
+    let verify = |app: &TestApp| {
+        let ctx = app.context();
+        async move {
+            let report = reconcile::verify(&ctx, &CancellationToken::new())
+                .await
+                .unwrap();
+            assert!(report.clean(), "{report}");
+        }
+    };
+    assert!(app.sync_once().await.success());
+    verify(&app).await;
+    let before = stored(&app, &shared).await;
+    let mut readers = Vec::new();
+    for partner in ["a", "b"] {
+        let login = TestLogin::create(&["finance_reader"]).await;
+        sqlx::query("INSERT INTO reader_partners (role_name, partner) VALUES ($1, $2)")
+            .bind(&login.name)
+            .bind(partner)
+            .execute(&app.db.pool)
+            .await
+            .unwrap();
+        let conn = login.connect(&app.db.url).await;
+        readers.push((login, conn));
+    }
+    assert_eq!(seen_by(&mut readers[0].1, &shared).await, before);
+
+    app.sim.revoke(CLIENT_ID, &shared);
+    app.sim.grow(2);
+    let report = app.sync_once().await;
+    assert!(report.success(), "{report}");
+    assert_eq!(report.grants_closed, 1);
+    verify(&app).await;
+    let after = stored(&app, &shared).await;
+    assert!(after > before, "new entries, synced through B's grant");
+    app.assert_exact().await;
+
+    // A sees what was stored while it could read the ledger; B sees everything.
+    assert_eq!(
+        seen_by(&mut readers[0].1, &shared).await,
+        before,
+        "A's reader"
+    );
+    assert_eq!(
+        seen_by(&mut readers[1].1, &shared).await,
+        after,
+        "B's reader"
+    );
+    let a_entries = exported_entries(&app, "a", &shared, Kind::Entries).await;
+    assert_eq!(a_entries.len() as i64, before, "export --partner a");
+    let b_entries = exported_entries(&app, "b", &shared, Kind::Entries).await;
+    assert_eq!(b_entries.len() as i64, after, "export --partner b");
+    let a_summary: i64 = exported_entries(&app, "a", &shared, Kind::Summary)
+        .await
+        .iter()
+        .map(|l| l.split(',').nth(5).unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(a_summary, before, "export --partner a --kind summary");
+    let overview = ledgers::overview(&app.db.pool, Some("a")).await.unwrap();
+    let row = overview.iter().find(|r| r.ledger_id == shared).unwrap();
+    assert_eq!((row.entries, row.state.as_str()), (before, "revoked"));
+
+    // A's exporter delivers only dates it could see whole; B's every date.
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a_dates = delivered_dates(&app, "a", &shared, a_dir.path()).await;
+    let b_dates = delivered_dates(&app, "b", &shared, b_dir.path()).await;
+    assert!(a_dates.len() < b_dates.len(), "{a_dates:?} vs {b_dates:?}");
+    for date in &a_dates {
+        let name = format!("{shared}_{date}_entries.csv");
+        assert_eq!(
+            std::fs::read(a_dir.path().join(&name)).unwrap(),
+            std::fs::read(b_dir.path().join(&name)).unwrap(),
+            "A gets whole dates, never part of one"
+        );
+        assert!(b_dates.contains(date));
+    }
+
+    // The merchant grants A access again: the whole history, as the API would serve it.
+    app.sim.grant(CLIENT_ID, &shared);
+    let report = app.sync_once().await;
+    assert!(report.success(), "{report}");
+    assert_eq!(report.grants_opened, 1);
+    assert_eq!(seen_by(&mut readers[0].1, &shared).await, after);
+    let a_entries = exported_entries(&app, "a", &shared, Kind::Entries).await;
+    assert_eq!(a_entries.len() as i64, after);
+    assert_eq!(
+        delivered_dates(&app, "a", &shared, a_dir.path()).await,
+        b_dates,
+        "A's exporter catches up"
+    );
 }

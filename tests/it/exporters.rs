@@ -26,7 +26,7 @@ use vipps_ledger_sync::simulator::SimulatorConfig;
 use vipps_ledger_sync::store::export::ExportFilter;
 use vipps_ledger_sync::store::exports::{self, DueAfter, DueDate, Scope};
 
-use crate::common::{small, TestApp};
+use crate::common::{directory_exporter, small, TestApp};
 
 /// Synced and reconciled: 4 ledgers with 3 closed dates each (and one open date).
 async fn reconciled(config: SimulatorConfig) -> TestApp {
@@ -59,29 +59,9 @@ async fn tamper_one_entry(pool: &PgPool) -> (String, NaiveDate) {
              WHERE topic = 'funds' AND ledger_date = '2026-01-06' ORDER BY ledger_id, seq LIMIT 1)
          RETURNING ledger_id, ledger_date",
     )
-    .fetch_one(pool)
+    .fetch_one(&mut crate::common::behind_the_back(pool).await)
     .await
     .unwrap()
-}
-
-fn directory_exporter(
-    name: &str,
-    kind: ExporterKind,
-    dir: &Path,
-    format: Format,
-) -> ExporterSettings {
-    ExporterSettings {
-        name: name.to_owned(),
-        kind,
-        partner: None,
-        ledgers: Vec::new(),
-        from: None,
-        target: ExporterTarget::Directory {
-            path: dir.to_owned(),
-            format,
-        },
-        accounts: Accounts::default(),
-    }
 }
 
 fn with_exporter(app: &TestApp, exporter: ExporterSettings) -> Settings {
@@ -642,7 +622,7 @@ fn journal_accounts_override_the_built_in_chart_and_secrets_come_from_the_creden
     .unwrap();
     std::fs::write(
         creds.path().join("database-url"),
-        "postgres://vls:pw@db.internal/vls\n",
+        "postgres://vls:pw@db.internal/vls?sslmode=verify-full\n",
     )
     .unwrap();
     let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
@@ -675,7 +655,7 @@ fn journal_accounts_override_the_built_in_chart_and_secrets_come_from_the_creden
     }
     assert_eq!(
         settings.database.url.expose_secret(),
-        "postgres://vls:pw@db.internal/vls"
+        "postgres://vls:pw@db.internal/vls?sslmode=verify-full"
     );
     assert_eq!(settings.http.listen, Some(([127, 0, 0, 1], 9187).into()));
     // Debug output of the settings never shows a secret.
@@ -761,7 +741,7 @@ async fn camt053_statements_validate_against_the_schema_and_match_the_balance_ch
     let closed = closed_dates(&app.db.pool).await;
     let mut tested = 0;
     for (ledger, date) in &closed {
-        let rows = vipps_ledger_sync::store::export::entries_on(&app.db.pool, ledger, *date)
+        let rows = vipps_ledger_sync::store::export::entries_on(&app.db.pool, ledger, *date, None)
             .await
             .unwrap();
         let xml = scheduled::statement(&app.db.pool, ledger, *date, &rows)
@@ -805,7 +785,7 @@ async fn camt053_statements_validate_against_the_schema_and_match_the_balance_ch
     assert_eq!(tested, 12);
     // The validation is real: a statement missing its account is refused.
     let rows =
-        vipps_ledger_sync::store::export::entries_on(&app.db.pool, &closed[0].0, closed[0].1)
+        vipps_ledger_sync::store::export::entries_on(&app.db.pool, &closed[0].0, closed[0].1, None)
             .await
             .unwrap();
     let xml = scheduled::statement(&app.db.pool, &closed[0].0, closed[0].1, &rows)

@@ -812,7 +812,7 @@ async fn a_conflicting_redelivery_and_a_blocked_feed_show_in_the_metrics() {
          WHERE ledger_id = $1 AND topic = 'funds' AND seq = 1",
     )
     .bind(&ledger)
-    .execute(&app.db.pool)
+    .execute(&mut crate::common::behind_the_back(&app.db.pool).await)
     .await
     .unwrap();
     feed_health::block(&app.db.pool, &ledger, Topic::Funds, "test")

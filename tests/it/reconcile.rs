@@ -119,7 +119,7 @@ async fn an_extra_entry_and_a_tampered_amount_are_reported_and_left_alone() {
     )
     .bind(&ledger)
     .bind(CLOSED)
-    .fetch_one(&app.db.pool)
+    .fetch_one(&mut crate::common::behind_the_back(&app.db.pool).await)
     .await
     .unwrap();
     let report = verify(&app).await;

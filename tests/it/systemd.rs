@@ -320,7 +320,12 @@ fn the_operations_config_starts_with_the_units_credentials_and_exports_to_its_st
     let unit = parse_unit(&unit_text());
     for v in service_values(&unit, "LoadCredential") {
         let name = v.split_once(':').unwrap().0;
-        std::fs::write(credentials.path().join(name), format!("value-of-{name}\n")).unwrap();
+        // The database URL must be one (a remote one needs sslmode=verify-full).
+        let value = match name {
+            "database-url" => "postgres://vls@db.internal/vls?sslmode=verify-full".to_owned(),
+            _ => format!("value-of-{name}"),
+        };
+        std::fs::write(credentials.path().join(name), format!("{value}\n")).unwrap();
     }
     let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
     std::fs::write(config.path(), operations_config()).unwrap();
@@ -330,7 +335,10 @@ fn the_operations_config_starts_with_the_units_credentials_and_exports_to_its_st
     )]);
 
     let s = Settings::load_with_env(Some(config.path()), env).unwrap();
-    assert_eq!(s.database.url.expose_secret(), "value-of-database-url");
+    assert_eq!(
+        s.database.url.expose_secret(),
+        "postgres://vls@db.internal/vls?sslmode=verify-full"
+    );
     assert!(!s.partners.is_empty());
     for p in &s.partners {
         assert!(p.client_secret.expose_secret().starts_with("value-of-"));

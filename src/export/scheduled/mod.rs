@@ -242,6 +242,7 @@ impl Target<'_> {
             ledger_id: &date.ledger_id,
             ledger_date: date.ledger_date,
             kind: exporter.kind.as_str(),
+            partner: exporter.partner.as_deref(),
         };
         if date.held {
             let reason = format!("reconciliation: {}", date.reconciliation);

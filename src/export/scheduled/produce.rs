@@ -29,9 +29,14 @@ pub(super) async fn produce(
     date: &DueDate,
     format: Format,
 ) -> anyhow::Result<(Vec<u8>, i32)> {
-    let rows = crate::store::export::entries_on(pool, &date.ledger_id, date.ledger_date)
-        .await
-        .context("reading the date's entries")?;
+    let rows = crate::store::export::entries_on(
+        pool,
+        &date.ledger_id,
+        date.ledger_date,
+        exporter.partner.as_deref(),
+    )
+    .await
+    .context("reading the date's entries")?;
     let n = i32::try_from(rows.len()).unwrap_or(i32::MAX);
     let bytes = match exporter.kind {
         ExporterKind::Entries => write_records(format, rows.into_iter().map(EntryRecord::from))?,
