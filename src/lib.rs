@@ -16,4 +16,5 @@ pub mod simulator;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod text;
 pub mod views;

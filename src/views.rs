@@ -2,19 +2,26 @@
 //! ledgers by state, lag, last errors, next runs, every feed), `ledgers`, `grants`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::config::{parse_cron, Settings};
 use crate::store::{entries, grants, ledgers, monitoring};
+use crate::text::printable;
 
 fn when(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(
         || "-".to_owned(),
         |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
     )
+}
+
+/// Writes one line of a table: whatever the values hold, it stays one line (control
+/// characters stored from the API are escaped, so a newline in an id cannot forge a line).
+fn line(o: &mut String, args: std::fmt::Arguments<'_>) {
+    o.push_str(&printable(&args.to_string()));
+    o.push('\n');
 }
 
 fn or_dash(s: Option<&str>) -> &str {
@@ -184,18 +191,23 @@ pub async fn print_status(pool: &PgPool, settings: &Settings, json: bool) -> any
 pub fn render_status(r: &StatusReport) -> String {
     let mut o = String::new();
     render_partners(&mut o, &r.partners);
-    let _ = writeln!(o);
+    o.push('\n');
     let states: Vec<String> = r
         .ledgers_by_state
         .iter()
         .map(|(state, n)| format!("{state} {n}"))
         .collect();
-    let _ = writeln!(o, "ledgers by state: {}", states.join(", "));
-    let _ = writeln!(o);
-    let _ = writeln!(
-        o,
-        "{:<6} {:>6} {:>10} {:>10}  furthest behind",
-        "lag", "feeds", "worst", "median"
+    line(
+        &mut o,
+        format_args!("ledgers by state: {}", states.join(", ")),
+    );
+    o.push('\n');
+    line(
+        &mut o,
+        format_args!(
+            "{:<6} {:>6} {:>10} {:>10}  furthest behind",
+            "lag", "feeds", "worst", "median"
+        ),
     );
     for l in &r.lag {
         let worst: Vec<String> = l
@@ -203,73 +215,84 @@ pub fn render_status(r: &StatusReport) -> String {
             .iter()
             .map(|f| format!("{} ({})", f.ledger_id, ago(f.lag_seconds)))
             .collect();
-        let _ = writeln!(
-            o,
-            "{:<6} {:>6} {:>10} {:>10}  {}",
-            l.topic,
-            l.feeds,
-            l.worst_seconds.map_or("-".to_owned(), ago),
-            l.median_seconds.map_or("-".to_owned(), ago),
-            if worst.is_empty() {
-                "-".to_owned()
-            } else {
-                worst.join(", ")
-            }
+        line(
+            &mut o,
+            format_args!(
+                "{:<6} {:>6} {:>10} {:>10}  {}",
+                l.topic,
+                l.feeds,
+                l.worst_seconds.map_or("-".to_owned(), ago),
+                l.median_seconds.map_or("-".to_owned(), ago),
+                if worst.is_empty() {
+                    "-".to_owned()
+                } else {
+                    worst.join(", ")
+                }
+            ),
         );
     }
-    let _ = writeln!(o);
+    o.push('\n');
     if r.last_errors.is_empty() {
-        let _ = writeln!(o, "last errors: none");
+        line(&mut o, format_args!("last errors: none"));
     } else {
-        let _ = writeln!(o, "last errors (newest first):");
+        line(&mut o, format_args!("last errors (newest first):"));
         for e in &r.last_errors {
             let now = if e.consecutive_failures > 0 {
                 format!("failing, {}x", e.consecutive_failures)
             } else {
                 "recovered".to_owned()
             };
-            let _ = writeln!(
-                o,
-                "  {} {:<12} {:<6} [{now}] {}",
-                when(Some(e.at)),
-                e.ledger_id,
-                e.topic,
-                e.error
+            line(
+                &mut o,
+                format_args!(
+                    "  {} {:<12} {:<6} [{now}] {}",
+                    when(Some(e.at)),
+                    e.ledger_id,
+                    e.topic,
+                    e.error
+                ),
             );
         }
     }
-    let _ = writeln!(o);
-    let _ = writeln!(o, "next runs (UTC):");
+    o.push('\n');
+    line(&mut o, format_args!("next runs (UTC):"));
     for (name, run) in &r.next_runs {
-        let _ = writeln!(
-            o,
-            "  {:<10} {:<20} ({} = \"{}\")",
-            name,
-            when(run.next),
-            run.key,
-            run.schedule
+        line(
+            &mut o,
+            format_args!(
+                "  {:<10} {:<20} ({} = \"{}\")",
+                name,
+                when(run.next),
+                run.key,
+                run.schedule
+            ),
         );
     }
     if !r.exports.is_empty() {
-        let _ = writeln!(o);
-        let _ = writeln!(o, "exports (ledger dates per exporter):");
+        o.push('\n');
+        line(&mut o, format_args!("exports (ledger dates per exporter):"));
         for e in &r.exports {
-            let _ = writeln!(o, "  {:<20} {:<9} {:>7}", e.exporter, e.status, e.dates);
+            line(
+                &mut o,
+                format_args!("  {:<20} {:<9} {:>7}", e.exporter, e.status, e.dates),
+            );
             for example in &e.examples {
-                let _ = writeln!(o, "      {example}");
+                line(&mut o, format_args!("      {example}"));
             }
         }
     }
-    let _ = writeln!(o);
+    o.push('\n');
     render_feeds(&mut o, &r.feeds);
     o
 }
 
 fn render_partners(o: &mut String, partners: &[grants::PartnerRow]) {
-    let _ = writeln!(
+    line(
         o,
-        "{:<24} {:<20} {:>7}  keys",
-        "partner", "last listing", "ledgers"
+        format_args!(
+            "{:<24} {:<20} {:>7}  keys",
+            "partner", "last listing", "ledgers"
+        ),
     );
     for p in partners {
         let state = match (&p.failed_at, &p.last_error) {
@@ -282,21 +305,25 @@ fn render_partners(o: &mut String, partners: &[grants::PartnerRow]) {
             _ => "ok".to_owned(),
         };
         let listed = p.last_listed.map_or("-".to_owned(), |n| n.to_string());
-        let _ = writeln!(
+        line(
             o,
-            "{:<24} {:<20} {:>7}  {state}",
-            p.partner,
-            when(p.last_listing_at),
-            listed
+            format_args!(
+                "{:<24} {:<20} {:>7}  {state}",
+                p.partner,
+                when(p.last_listing_at),
+                listed
+            ),
         );
     }
 }
 
 fn render_feeds(o: &mut String, feeds: &[entries::FeedSummaryRow]) {
-    let _ = writeln!(
+    line(
         o,
-        "{:<12} {:<6} {:>8} {:>16} {:>16} {:<8} {:<20}  state",
-        "ledger", "topic", "entries", "sum (minor)", "balance (minor)", "currency", "caught up"
+        format_args!(
+            "{:<12} {:<6} {:>8} {:>16} {:>16} {:<8} {:<20}  state",
+            "ledger", "topic", "entries", "sum (minor)", "balance (minor)", "currency", "caught up"
+        ),
     );
     for r in feeds {
         let state = if let Some(reason) = &r.blocked_reason {
@@ -316,16 +343,18 @@ fn render_feeds(o: &mut String, feeds: &[entries::FeedSummaryRow]) {
         } else {
             state
         };
-        let _ = writeln!(
+        line(
             o,
-            "{:<12} {:<6} {:>8} {:>16} {:>16} {:<8} {:<20}  {state}",
-            r.ledger_id,
-            r.topic,
-            r.entries,
-            r.amount_sum,
-            r.balance.map_or("-".to_owned(), |b| b.to_string()),
-            or_dash(r.currency.as_deref()),
-            when(r.caught_up_at),
+            format_args!(
+                "{:<12} {:<6} {:>8} {:>16} {:>16} {:<8} {:<20}  {state}",
+                r.ledger_id,
+                r.topic,
+                r.entries,
+                r.amount_sum,
+                r.balance.map_or("-".to_owned(), |b| b.to_string()),
+                or_dash(r.currency.as_deref()),
+                when(r.caught_up_at),
+            ),
         );
     }
 }
@@ -339,8 +368,11 @@ pub async fn print_ledgers(pool: &PgPool, partner: Option<&str>, json: bool) -> 
         return Ok(());
     }
     println!(
-        "{:<12} {:<8} {:<30} {:<8} {:>8}  partners",
-        "ledger", "currency", "merchant", "state", "entries"
+        "{}",
+        printable(&format!(
+            "{:<12} {:<8} {:<30} {:<8} {:>8}  partners",
+            "ledger", "currency", "merchant", "state", "entries"
+        ))
     );
     for r in &rows {
         let merchant = format!(
@@ -349,17 +381,20 @@ pub async fn print_ledgers(pool: &PgPool, partner: Option<&str>, json: bool) -> 
             or_dash(r.merchant_id.as_deref())
         );
         println!(
-            "{:<12} {:<8} {:<30} {:<8} {:>8}  {}",
-            r.ledger_id,
-            or_dash(r.currency.as_deref()),
-            merchant,
-            r.state,
-            r.entries,
-            if r.partners.is_empty() {
-                "-".to_owned()
-            } else {
-                r.partners.join(", ")
-            }
+            "{}",
+            printable(&format!(
+                "{:<12} {:<8} {:<30} {:<8} {:>8}  {}",
+                r.ledger_id,
+                or_dash(r.currency.as_deref()),
+                merchant,
+                r.state,
+                r.entries,
+                if r.partners.is_empty() {
+                    "-".to_owned()
+                } else {
+                    r.partners.join(", ")
+                }
+            ))
         );
     }
     Ok(())
@@ -380,11 +415,20 @@ pub async fn print_grants(
         return Ok(());
     }
     if let Some(ledger) = ledger_id {
-        println!("history of ledger {ledger}: {} grant period(s)", rows.len());
+        println!(
+            "{}",
+            printable(&format!(
+                "history of ledger {ledger}: {} grant period(s)",
+                rows.len()
+            ))
+        );
     }
     println!(
-        "{:<20} {:<30} {:<12} {:<20} {:<20} {:<20}  reason",
-        "partner", "merchant", "ledger", "granted (seen)", "last seen", "revoked (seen)"
+        "{}",
+        printable(&format!(
+            "{:<20} {:<30} {:<12} {:<20} {:<20} {:<20}  reason",
+            "partner", "merchant", "ledger", "granted (seen)", "last seen", "revoked (seen)"
+        ))
     );
     for g in &rows {
         let merchant = format!(
@@ -393,14 +437,17 @@ pub async fn print_grants(
             or_dash(g.merchant_id.as_deref())
         );
         println!(
-            "{:<20} {:<30} {:<12} {:<20} {:<20} {:<20}  {}",
-            g.partner,
-            merchant,
-            g.ledger_id,
-            when(Some(g.granted_seen_at)),
-            when(Some(g.last_seen_at)),
-            when(g.revoked_seen_at),
-            or_dash(g.revoke_reason.as_deref())
+            "{}",
+            printable(&format!(
+                "{:<20} {:<30} {:<12} {:<20} {:<20} {:<20}  {}",
+                g.partner,
+                merchant,
+                g.ledger_id,
+                when(Some(g.granted_seen_at)),
+                when(Some(g.last_seen_at)),
+                when(g.revoked_seen_at),
+                or_dash(g.revoke_reason.as_deref())
+            ))
         );
     }
     Ok(())

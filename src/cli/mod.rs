@@ -115,6 +115,10 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
                         ExitCode::FAILURE
                     })
                 }
+                Drained::Panicked(why) => {
+                    eprintln!("error: the pass panicked (a bug; please report it): {why}");
+                    Ok(ExitCode::FAILURE)
+                }
                 Drained::Abandoned(units) => {
                     println!(
                         "stopped on request; the work still running after sync.drain_deadline was abandoned ({} feeds, nothing of them half-written); the next run continues from the stored cursors",

@@ -47,6 +47,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub api: ApiSettings,
     pub retry: RetrySettings,
+    pub limits: LimitsSettings,
     pub partners: Vec<PartnerSettings>,
     pub sync: SyncSettings,
     pub log: LogSettings,
@@ -135,6 +136,30 @@ pub struct RetrySettings {
     pub base_backoff: Duration,
     #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
+}
+
+/// `[limits]`: bounds on what the API may send (config/default.toml says why each is what it
+/// is). Breaking one fails the request for this pass, never the process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSettings {
+    /// Longest response body read, in bytes.
+    pub max_body_bytes: u64,
+    /// Longest cursor accepted, in bytes.
+    pub max_cursor_bytes: usize,
+    /// Longest `Retry-After` obeyed; a longer one fails the request for this pass.
+    #[serde(with = "humantime_serde")]
+    pub max_retry_after: Duration,
+    /// Pages one feed may take in one pass.
+    pub max_pages_per_feed: u64,
+    /// Pages one ledger listing may take.
+    pub max_pages_per_listing: u64,
+    /// Consecutive empty feed pages without `tryLater` before the feed is failed.
+    pub max_empty_pages: u32,
+    /// Bytes of one ledger date's daily report, all pages together.
+    pub max_report_bytes_per_date: u64,
+    /// Invalid items of one ledger listing before it is given up.
+    pub max_invalid_ledgers: usize,
 }
 
 /// One `[[partners]]` table: a set of accounting keys, secret resolved.
@@ -241,6 +266,7 @@ struct RawSettings {
     database: DatabaseSettings,
     api: ApiSettings,
     retry: RetrySettings,
+    limits: LimitsSettings,
     partners: Vec<RawPartner>,
     sync: SyncSettings,
     log: LogSettings,
@@ -382,6 +408,25 @@ impl Settings {
                 "must not be larger than retry.max_backoff",
             ));
         }
+        let limits = &raw.limits;
+        for (key, zero) in [
+            ("limits.max_body_bytes", limits.max_body_bytes == 0),
+            ("limits.max_cursor_bytes", limits.max_cursor_bytes == 0),
+            ("limits.max_pages_per_feed", limits.max_pages_per_feed == 0),
+            (
+                "limits.max_pages_per_listing",
+                limits.max_pages_per_listing == 0,
+            ),
+            ("limits.max_empty_pages", limits.max_empty_pages == 0),
+            (
+                "limits.max_report_bytes_per_date",
+                limits.max_report_bytes_per_date == 0,
+            ),
+        ] {
+            if zero {
+                return Err(ConfigError::key(key, "must be at least 1"));
+            }
+        }
         if raw.sync.topics.is_empty() {
             return Err(ConfigError::key("sync.topics", "name at least one topic"));
         }
@@ -425,6 +470,7 @@ impl Settings {
             database,
             api,
             retry: raw.retry,
+            limits: raw.limits,
             partners,
             sync,
             log: raw.log,

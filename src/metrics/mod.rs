@@ -97,6 +97,10 @@ pub struct Metrics {
     entry_conflicts: Counter,
     reconciliation_mismatches: Counter,
     exports: Family<ExportLabels, Counter>,
+    /// When work last made progress (see [`Metrics::progressed`]), in milliseconds after
+    /// `epoch`.
+    last_progress_ms: std::sync::atomic::AtomicU64,
+    epoch: std::time::Instant,
 }
 
 impl Default for Metrics {
@@ -132,6 +136,8 @@ impl Metrics {
             entry_conflicts: Counter::default(),
             reconciliation_mismatches: Counter::default(),
             exports: Family::default(),
+            last_progress_ms: std::sync::atomic::AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
         };
         let mut r = Registry::default();
         // Counter names get their `_total` suffix from the encoder.
@@ -184,9 +190,30 @@ impl Metrics {
         Metrics { registry: r, ..m }
     }
 
+    /// Work made progress: a page or a date stored, a unit, listing or delivery finished.
+    /// A request answered is not progress (a loop of requests that stores nothing is what the
+    /// watchdog must not be fooled by); the daemon's watchdog pings stop when nothing has
+    /// progressed for a while (`sync::lifecycle`).
+    pub fn progressed(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_progress_ms
+            .fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long since work last made progress (or since these metrics were made).
+    pub fn since_progress(&self) -> std::time::Duration {
+        let last = self
+            .last_progress_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.epoch
+            .elapsed()
+            .saturating_sub(std::time::Duration::from_millis(last))
+    }
+
     /// A feed page of `topic` was committed, storing `inserted` new entries and recording
     /// `conflicts` conflicting re-deliveries.
     pub fn page_committed(&self, topic: Topic, inserted: u64, conflicts: u64) {
+        self.progressed();
         let labels = TopicLabels {
             topic: topic.as_str(),
         };
@@ -199,6 +226,7 @@ impl Metrics {
 
     /// Entries of `topic` stored outside the feed walk (reconciliation).
     pub fn entries_ingested(&self, topic: Topic, inserted: u64) {
+        self.progressed();
         let labels = TopicLabels {
             topic: topic.as_str(),
         };
@@ -256,6 +284,7 @@ impl Metrics {
 
     /// An export run of `exporter` finished, well or not.
     pub fn export_done(&self, exporter: &str, ok: bool) {
+        self.progressed();
         self.exports
             .get_or_create(&ExportLabels {
                 exporter: exporter.to_owned(),

@@ -147,7 +147,11 @@ async fn verify_feed(
         if cancel.is_cancelled() {
             return Ok(());
         }
-        let Some(report) = fetch_closed_date(partner, ledger_id, topic, date).await? else {
+        let fetched = fetch_closed_date(ctx, partner, ledger_id, topic, date, cancel).await?;
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
+        let Some(report) = fetched else {
             out.dates_open += 1;
             reconcile::record(
                 &ctx.pool,
@@ -181,6 +185,7 @@ async fn verify_feed(
         out.only_stored += outcome.only_stored as u64;
         out.differing += outcome.differing as u64;
         reconcile::record(&ctx.pool, &outcome).await?;
+        ctx.metrics.progressed();
     }
     let breaks = reconcile::chain_breaks(&ctx.pool, ledger_id, topic).await?;
     for b in &breaks {
@@ -190,29 +195,54 @@ async fn verify_feed(
     Ok(())
 }
 
-/// The whole daily report of a date, or `None` while the date is open.
+/// The whole daily report of a date, or `None` while the date is open (or when stopped on
+/// request). Its pages are held in memory for the comparison, so their bytes are bounded
+/// (`limits.max_report_bytes_per_date`), and so is the walk: a cursor seen twice means the
+/// pages go round in a circle.
 async fn fetch_closed_date(
+    ctx: &SyncContext,
     partner: &PartnerClient,
     ledger_id: &str,
     topic: Topic,
     date: NaiveDate,
+    cancel: &CancellationToken,
 ) -> anyhow::Result<Option<Vec<Entry>>> {
+    let max_bytes = ctx.settings.limits.max_report_bytes_per_date;
     let mut entries = Vec::new();
+    let mut bytes = 0u64;
+    let mut cursors = crate::report_api::walk::Cursors::default();
     let mut cursor: Option<String> = None;
-    loop {
+    for number in 1u64.. {
+        if cancel.is_cancelled() {
+            return Ok(None);
+        }
         let page = partner
             .dates(ledger_id, topic, date, cursor.as_deref())
             .await
-            .with_context(|| format!("fetching the daily report of {date}"))?;
+            .with_context(|| format!("fetching the daily report of {date}, page {number}"))?;
         if page.try_later {
             return Ok(None);
         }
+        bytes += page.bytes as u64;
+        if bytes > max_bytes {
+            anyhow::bail!(
+                "the daily report of {date} is over limits.max_report_bytes_per_date ({max_bytes} bytes) after {number} pages; not compared"
+            );
+        }
         entries.extend(page.items);
         match page.cursor {
-            Some(next) if page.has_more => cursor = Some(next),
+            Some(next) if page.has_more => {
+                if let Some(first) = cursors.repeat(&next) {
+                    anyhow::bail!(
+                        "the daily report of {date} goes round in a circle: page {number} returned the cursor of page {first}; not compared"
+                    );
+                }
+                cursor = Some(next);
+            }
             _ => return Ok(Some(entries)),
         }
     }
+    unreachable!("the loop above returns")
 }
 
 /// Compares one closed date; inserts what only the report has.

@@ -29,9 +29,18 @@ pub enum ApiError {
     /// Any other status: a bug in the request or a change in the API; never retried.
     #[error("HTTP {status}: {body}")]
     Permanent { status: u16, body: String },
-    /// The response could not be understood (not JSON, wrong types, missing fields).
+    /// The body is not (complete) JSON: a transfer broken off, a proxy's error page. Retried
+    /// like a transient failure.
+    #[error("unreadable response: {0}")]
+    Malformed(String),
+    /// JSON of the wrong shape, or a value that breaks a bound of the boundary's validation.
+    /// Not a passing glitch: retried once, then the unit fails for this pass.
     #[error("invalid response: {0}")]
     InvalidResponse(String),
+    /// The response broke a bound of `[limits]` (the message names the key): a body too
+    /// large, a `Retry-After` too long. Never retried: the unit fails for this pass.
+    #[error("{0}")]
+    OverLimit(String),
 }
 
 impl ApiError {
@@ -39,6 +48,10 @@ impl ApiError {
     pub(crate) fn from_status(status: StatusCode, body: &[u8]) -> ApiError {
         let body = quote(body);
         match status.as_u16() {
+            s if status.is_redirection() => ApiError::Permanent {
+                status: s,
+                body: "a redirect, which is never followed (the API and the token endpoint answer at their configured URLs)".to_owned(),
+            },
             401 => ApiError::Unauthorized { body },
             404 => ApiError::NotFound { body },
             429 => ApiError::RateLimited { retry_after: None },
@@ -70,27 +83,31 @@ impl ApiError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            ApiError::RateLimited { .. } | ApiError::Transient(_) | ApiError::InvalidResponse(_)
+            ApiError::RateLimited { .. }
+                | ApiError::Transient(_)
+                | ApiError::Malformed(_)
+                | ApiError::InvalidResponse(_)
         )
     }
 }
 
-/// A printable, bounded quote of a response body.
+/// A printable, bounded quote of a response body: no control characters, at most
+/// [`MAX_BODY_QUOTE`] bytes.
 pub(crate) fn quote(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+    let head = &body[..body.len().min(4 * MAX_BODY_QUOTE)];
+    let text = String::from_utf8_lossy(head);
     let text = text.trim();
     if text.is_empty() {
         return "(empty body)".to_owned();
     }
-    match text.char_indices().nth(MAX_BODY_QUOTE) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
+    crate::text::bounded(text, MAX_BODY_QUOTE)
 }
 
 impl From<reqwest::Error> for ApiError {
     fn from(e: reqwest::Error) -> Self {
-        // reqwest errors carry the URL, which holds no secret (tokens travel in headers).
+        // Without the URL: its query holds the cursor, which may be long (or hostile), and
+        // the request is named by whoever logs the error (ledger, topic, cursor position).
+        let e = e.without_url();
         let kind = if e.is_timeout() {
             "timed out"
         } else if e.is_connect() {

@@ -45,7 +45,7 @@ impl Gate {
             let slot = {
                 let mut next = lock(&self.next_slot);
                 let slot = (*next).max(Instant::now());
-                *next = slot + interval;
+                *next = slot.checked_add(interval).unwrap_or(slot);
                 slot
             };
             tokio::time::sleep_until(slot).await;
@@ -55,12 +55,26 @@ impl Gate {
         permit
     }
 
-    /// Pauses every request for `wait` (never shortening a pause already in force).
+    /// Pauses every request for `wait` (never shortening a pause already in force). Callers
+    /// bound `wait` (`limits.max_retry_after`); an unbounded one pauses as long as the clock
+    /// can count, never panics.
     pub fn pause_for(&self, wait: Duration) {
-        let until = Instant::now() + wait;
+        let now = Instant::now();
+        let until = now
+            .checked_add(wait)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
         let mut paused = lock(&self.paused_until);
         if paused.is_none_or(|p| p < until) {
             *paused = Some(until);
+        }
+    }
+
+    /// A 429's `Retry-After`, as read: pauses every request for it unless it is longer than
+    /// `max` (then the request fails instead; see `RetryPolicy::run`). Called before the
+    /// request's slot is given back, so no other request starts in between.
+    pub fn obey(&self, retry_after: Option<Duration>, max: Duration) {
+        if let Some(wait) = retry_after.filter(|w| *w <= max) {
+            self.pause_for(wait);
         }
     }
 

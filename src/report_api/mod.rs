@@ -6,8 +6,11 @@
 mod error;
 mod gate;
 pub mod models;
+pub mod parse;
 pub mod retry;
 mod token;
+pub mod validate;
+pub mod walk;
 
 use std::sync::Arc;
 
@@ -15,7 +18,6 @@ use anyhow::Context as _;
 use chrono::NaiveDate;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
-use serde_json::Value;
 use url::Url;
 
 pub use error::ApiError;
@@ -24,8 +26,13 @@ pub use models::{DatesPage, Entry, FeedPage, Ledger, LedgerPage};
 pub use retry::RetryPolicy;
 pub use token::{TokenCache, TokenHealth};
 
-use crate::config::{join, ApiSettings, PartnerSettings, RetrySettings, Topic};
+use crate::config::{join, LimitsSettings, PartnerSettings, Settings, Topic};
 use crate::metrics::{Endpoint, Metrics};
+use parse::ParseError;
+
+/// Longest error body read from the API, in bytes: only its first few hundred characters are
+/// ever quoted.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
 
 /// The process-wide HTTP side of the Report API.
 #[derive(Debug)]
@@ -35,6 +42,7 @@ pub struct ReportApiClient {
     token_url: Url,
     retry: RetryPolicy,
     token_refresh_margin: std::time::Duration,
+    limits: LimitsSettings,
     gate: Arc<Gate>,
     /// Where requests, retries and tokens are counted.
     metrics: Arc<Metrics>,
@@ -43,16 +51,13 @@ pub struct ReportApiClient {
 impl ReportApiClient {
     /// Builds the client: timeouts, user agent and `Vipps-System-*` headers on every request.
     /// Counts on the process's metrics.
-    pub fn new(api: &ApiSettings, retry: &RetrySettings) -> anyhow::Result<Arc<Self>> {
-        Self::with_metrics(api, retry, Arc::clone(crate::metrics::global()))
+    pub fn new(settings: &Settings) -> anyhow::Result<Arc<Self>> {
+        Self::with_metrics(settings, Arc::clone(crate::metrics::global()))
     }
 
     /// [`ReportApiClient::new`], counting requests, retries and tokens on `metrics`.
-    pub fn with_metrics(
-        api: &ApiSettings,
-        retry: &RetrySettings,
-        metrics: Arc<Metrics>,
-    ) -> anyhow::Result<Arc<Self>> {
+    pub fn with_metrics(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Self>> {
+        let (api, retry) = (&settings.api, &settings.retry);
         let mut headers = HeaderMap::new();
         for (name, value) in [
             ("vipps-system-name", &api.system_name),
@@ -70,6 +75,9 @@ impl ReportApiClient {
             .default_headers(headers)
             .connect_timeout(api.connect_timeout)
             .timeout(api.request_timeout)
+            // A redirect is answered as an error, never followed: a listing redirected to
+            // another host must not open grants (the configured URLs are the API).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client")?;
         Ok(Arc::new(ReportApiClient {
@@ -78,6 +86,7 @@ impl ReportApiClient {
             token_url: api.token_endpoint(),
             retry: RetryPolicy::from(retry),
             token_refresh_margin: api.token_refresh_margin,
+            limits: settings.limits.clone(),
             gate: Arc::new(Gate::new(api.max_in_flight, api.max_requests_per_second)),
             metrics,
         }))
@@ -91,10 +100,10 @@ impl ReportApiClient {
             tokens: TokenCache::new(
                 self.http.clone(),
                 self.token_url.clone(),
-                partner.client_id.clone(),
-                partner.client_secret.clone(),
+                partner,
                 self.token_refresh_margin,
                 self.retry.clone(),
+                self.limits.clone(),
                 Arc::clone(&self.gate),
             )
             .counted_as(partner.name.clone(), Arc::clone(&self.metrics)),
@@ -131,23 +140,33 @@ impl PartnerClient {
     }
 
     /// Every ledger these keys may read, through all pages. Fails as a whole if any page
-    /// fails, so a partial list is never mistaken for the complete one.
+    /// fails or holds an invalid ledger, loops, or passes `limits.max_pages_per_listing`, so
+    /// a partial list is never mistaken for the complete one.
     pub async fn list_ledgers(&self) -> Result<Vec<Ledger>, ApiError> {
         let mut ledgers = Vec::new();
+        let mut cursors = walk::Cursors::default();
         let mut cursor: Option<String> = None;
-        loop {
+        for _ in 0..self.api.limits.max_pages_per_listing {
             let page = self.ledger_page(cursor.as_deref()).await?;
+            if let Some(why) = page.rejected.first() {
+                return Err(ApiError::InvalidResponse(format!(
+                    "the ledger list holds an invalid ledger: {why}"
+                )));
+            }
             ledgers.extend(page.ledgers());
             match page.cursor {
-                Some(next) if Some(&next) == cursor.as_ref() => {
+                Some(next) if cursors.repeat(&next).is_some() => {
                     return Err(ApiError::InvalidResponse(
-                        "the ledger list returned the same cursor twice".to_owned(),
+                        "the ledger list's cursors go round in a circle".to_owned(),
                     ))
                 }
                 Some(next) => cursor = Some(next),
                 None => return Ok(ledgers),
             }
         }
+        Err(ApiError::OverLimit(
+            "the ledger list did not end within limits.max_pages_per_listing".to_owned(),
+        ))
     }
 
     /// One page of `GET /settlement/v1/ledgers`.
@@ -156,7 +175,11 @@ impl PartnerClient {
         if let Some(c) = cursor {
             url.query_pairs_mut().append_pair("cursor", c);
         }
-        self.get(Endpoint::Ledgers, url, parse_ledger_page).await
+        let max_cursor = self.api.limits.max_cursor_bytes;
+        self.get(Endpoint::Ledgers, url, |body| {
+            parse::ledger_page(body, max_cursor)
+        })
+        .await
     }
 
     /// One page of `GET /report/v2/ledgers/{ledgerId}/{topic}/feed`; no cursor means the start
@@ -171,7 +194,11 @@ impl PartnerClient {
         if let Some(c) = cursor {
             url.query_pairs_mut().append_pair("cursor", c);
         }
-        self.get(Endpoint::Feed, url, parse_feed_page).await
+        let max_cursor = self.api.limits.max_cursor_bytes;
+        self.get(Endpoint::Feed, url, |body| {
+            parse::feed_page(body, max_cursor, chrono::Utc::now())
+        })
+        .await
     }
 
     /// One page of `GET /report/v2/ledgers/{ledgerId}/{topic}/dates/{ledgerDate}`.
@@ -187,7 +214,11 @@ impl PartnerClient {
         if let Some(c) = cursor {
             url.query_pairs_mut().append_pair("cursor", c);
         }
-        self.get(Endpoint::Dates, url, parse_dates_page).await
+        let max_cursor = self.api.limits.max_cursor_bytes;
+        self.get(Endpoint::Dates, url, |body| {
+            parse::dates_page(body, max_cursor, chrono::Utc::now())
+        })
+        .await
     }
 
     fn ledger_url(&self, ledger_id: &str, topic: Topic, rest: &[&str]) -> Url {
@@ -205,18 +236,36 @@ impl PartnerClient {
         url
     }
 
-    /// GET with the token, the retry policy, and one token refresh on 401.
+    /// GET with the token and the retry policy ([`RetryPolicy::run`]); each attempt gets one
+    /// token refresh on 401.
     async fn get<T>(
         &self,
         endpoint: Endpoint,
         url: Url,
-        parse: fn(&[u8]) -> Result<T, String>,
+        parse: impl Fn(&[u8]) -> Result<T, ParseError>,
     ) -> Result<T, ApiError> {
-        let policy = &self.api.retry;
-        let mut attempt = 0;
+        let what = format!("GET {}", url.path());
+        self.api
+            .retry
+            .run(
+                self.api.limits.max_retry_after,
+                &what,
+                || self.api.metrics.api_retry(endpoint),
+                || self.attempt(endpoint, &url, &parse),
+            )
+            .await
+    }
+
+    /// One attempt of a GET: a fresh token and one more request if the first answers 401
+    /// (the token may have been revoked or expired early).
+    async fn attempt<T>(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        parse: &impl Fn(&[u8]) -> Result<T, ParseError>,
+    ) -> Result<T, ApiError> {
         let mut refreshed = false;
         loop {
-            attempt += 1;
             let token = self.tokens.get().await?;
             let permit = self.api.gate.enter().await;
             let result = self
@@ -226,168 +275,71 @@ impl PartnerClient {
                 .bearer_auth(token.expose_secret())
                 .send()
                 .await;
-            let status = result.as_ref().ok().map(|r| r.status().as_u16());
-            self.api.metrics.api_request(endpoint, status);
-            let err = match result {
-                Err(e) => ApiError::from(e),
-                Ok(response) => {
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    match response.bytes().await {
-                        Err(e) => ApiError::from(e),
-                        Ok(body) if status.is_success() => match parse(&body) {
-                            Ok(page) => return Ok(page),
-                            Err(why) => ApiError::InvalidResponse(why),
-                        },
-                        Ok(_) if status == 401 && !refreshed => {
-                            // The token may have been revoked or expired early: fetch one new
-                            // token and try once more, without spending an attempt.
-                            refreshed = true;
-                            attempt -= 1;
-                            self.tokens.invalidate(&token).await;
-                            continue;
-                        }
-                        Ok(body) => match ApiError::from_status(status, &body) {
-                            ApiError::RateLimited { .. } => {
-                                let retry_after = retry::retry_after(&headers);
-                                if let Some(wait) = retry_after {
-                                    // The gateway limits the host: everyone waits.
-                                    self.api.gate.pause_for(wait);
-                                }
-                                ApiError::RateLimited { retry_after }
-                            }
-                            other => other,
-                        },
-                    }
-                }
-            };
-            drop(permit);
-            if !err.is_retryable() || attempt >= policy.max_attempts {
-                return Err(err);
+            self.api
+                .metrics
+                .api_request(endpoint, result.as_ref().ok().map(|r| r.status().as_u16()));
+            let response = result?;
+            let status = response.status();
+            if status.is_success() {
+                let body = read_body(
+                    response,
+                    self.api.limits.max_body_bytes,
+                    "limits.max_body_bytes",
+                )
+                .await?;
+                drop(permit);
+                return parse(&body).map_err(|e| match e {
+                    ParseError::NotJson(why) => ApiError::Malformed(why),
+                    ParseError::Invalid(why) => ApiError::InvalidResponse(why),
+                });
             }
-            self.api.metrics.api_retry(endpoint);
-            let retry_after = match &err {
-                ApiError::RateLimited { retry_after } => *retry_after,
-                _ => None,
-            };
-            // After a Retry-After the gate holds every request back; this request adds its
-            // own jittered backoff only when the server named no time.
-            let wait = if retry_after.is_some() {
-                std::time::Duration::ZERO
-            } else {
-                policy.backoff(attempt)
-            };
-            tracing::warn!(attempt, ?wait, path = url.path(), error = %err, "request failed; retrying");
-            tokio::time::sleep(wait).await;
+            if status == 401 && !refreshed {
+                refreshed = true;
+                drop(permit);
+                self.tokens.invalidate(&token).await;
+                continue;
+            }
+            let retry_after = retry::retry_after(response.headers());
+            if status == 429 {
+                self.api
+                    .gate
+                    .obey(retry_after, self.api.limits.max_retry_after);
+            }
+            let body = read_body(response, MAX_ERROR_BODY, "the error-body bound")
+                .await
+                .unwrap_or_default();
+            drop(permit);
+            return Err(match ApiError::from_status(status, &body) {
+                ApiError::RateLimited { .. } => ApiError::RateLimited { retry_after },
+                other => other,
+            });
         }
     }
 }
 
-fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    v.get(name).filter(|f| !f.is_null())
-}
-
-fn items<T>(v: &mut Value, parse: impl Fn(Value) -> Result<T, String>) -> Result<Vec<T>, String> {
-    let items = match v.get_mut("items").map(Value::take) {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(_) => return Err("field `items` is not an array".to_owned()),
+/// A response's body, at most `max` bytes: refused at once when its `Content-Length` says
+/// more, and as soon as the bytes read pass `max` otherwise (chunked or lying), so a hostile
+/// body never sits in memory whole. `key` names the bound in the error.
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+    max: u64,
+    key: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let too_large = |n: u64| {
+        ApiError::OverLimit(format!(
+            "the response body is {n} bytes or more, over {key} ({max}); it was not read"
+        ))
     };
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| parse(item).map_err(|e| format!("item {i} of the page: {e}")))
-        .collect()
-}
-
-fn flag(v: &Value, name: &str) -> Result<Option<bool>, String> {
-    match field(v, name) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(format!("field `{name}` is not a boolean")),
+    if let Some(len) = response.content_length().filter(|&len| len > max) {
+        return Err(too_large(len));
     }
-}
-
-fn text(v: &Value, name: &str) -> Result<Option<String>, String> {
-    match field(v, name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(format!("field `{name}` is not a string")),
-    }
-}
-
-fn object(v: &Value) -> Result<(), String> {
-    if v.is_object() {
-        Ok(())
-    } else {
-        Err("body is not a JSON object".to_owned())
-    }
-}
-
-/// A body as JSON, or why not (serde's message names a position, never content).
-fn json(body: &[u8]) -> Result<Value, String> {
-    serde_json::from_slice(body).map_err(|e| format!("body is not JSON ({e})"))
-}
-
-/// The ledger list is read item by item from the raw text, never as one JSON tree, so a page
-/// of a thousand ledgers costs little memory.
-fn parse_ledger_page(body: &[u8]) -> Result<LedgerPage, String> {
-    #[derive(serde::Deserialize)]
-    struct Wire<'a> {
-        #[serde(default)]
-        cursor: Option<String>,
-        #[serde(default, borrow)]
-        items: Option<Vec<&'a serde_json::value::RawValue>>,
-    }
-    let wire: Wire = serde_json::from_slice(body).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            format!("body is not JSON ({e})")
-        } else {
-            format!("the ledger list does not match the documented schema ({e})")
+    let expected = response.content_length().unwrap_or(0).min(max);
+    let mut body = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+    while let Some(chunk) = response.chunk().await? {
+        if (body.len() + chunk.len()) as u64 > max {
+            return Err(too_large((body.len() + chunk.len()) as u64));
         }
-    })?;
-    let items = wire.items.unwrap_or_default();
-    for (i, raw) in items.iter().enumerate() {
-        serde_json::from_str::<Ledger>(raw.get()).map_err(|e| {
-            format!("item {i} of the page: ledger does not match the documented schema: {e}")
-        })?;
+        body.extend_from_slice(&chunk);
     }
-    let items = items.into_iter().map(|raw| raw.to_owned()).collect();
-    Ok(LedgerPage {
-        cursor: wire.cursor.filter(|c| !c.is_empty()),
-        items,
-    })
-}
-
-fn parse_feed_page(body: &[u8]) -> Result<FeedPage, String> {
-    let mut v = json(body)?;
-    object(&v)?;
-    let cursor = text(&v, "cursor")?
-        .filter(|c| !c.is_empty())
-        .ok_or("field `cursor` is missing or empty (the feed always returns one)")?;
-    let try_later = flag(&v, "tryLater")?.unwrap_or(false);
-    let items = items(&mut v, Entry::from_json)?;
-    Ok(FeedPage {
-        cursor,
-        try_later,
-        items,
-    })
-}
-
-fn parse_dates_page(body: &[u8]) -> Result<DatesPage, String> {
-    let mut v = json(body)?;
-    object(&v)?;
-    let has_more = flag(&v, "hasMore")?.unwrap_or(false);
-    let cursor = text(&v, "cursor")?.filter(|c| !c.is_empty());
-    if has_more && cursor.is_none() {
-        return Err("`hasMore` is true but there is no `cursor`".to_owned());
-    }
-    let try_later = flag(&v, "tryLater")?.unwrap_or(false);
-    let items = items(&mut v, Entry::from_json)?;
-    Ok(DatesPage {
-        cursor: cursor.filter(|_| has_more),
-        has_more,
-        try_later,
-        items,
-    })
+    Ok(body)
 }

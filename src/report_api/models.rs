@@ -3,6 +3,8 @@
 //! The GDPR-sensitive fields are split off the raw JSON so they can only be stored on purpose.
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+
+use super::validate;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -55,20 +57,23 @@ fn empty_object() -> Box<serde_json::value::RawValue> {
 
 /// One page of the ledger list. `cursor` is `None` on the last page. Its ledgers were
 /// validated when the page was read, and are kept as their JSON text (a fraction of the
-/// memory of parsed ledgers) until [`LedgerPage::ledgers`] parses them one at a time.
+/// memory of parsed ledgers) until [`LedgerPage::ledgers`] parses them one at a time. Items
+/// that failed validation are not kept; `rejected` says which and why.
 #[derive(Debug, Clone)]
 pub struct LedgerPage {
     pub cursor: Option<String>,
     pub(crate) items: Vec<Box<serde_json::value::RawValue>>,
+    /// One line per item that failed validation: its position, its id if printable, why.
+    pub rejected: Vec<String>,
 }
 
 impl LedgerPage {
-    /// How many ledgers the page holds.
+    /// How many valid ledgers the page holds.
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
-    /// Whether the page holds no ledger.
+    /// Whether the page holds no valid ledger.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
@@ -83,12 +88,60 @@ impl LedgerPage {
 }
 
 impl Ledger {
-    /// Parses a ledger from its JSON text, keeping the text as `raw`.
+    /// Parses and validates a ledger from its JSON text, keeping the text as `raw`.
     pub fn from_raw(raw: Box<serde_json::value::RawValue>) -> Result<Ledger, String> {
+        if raw.get().len() > validate::MAX_LEDGER_BYTES {
+            return Err(format!(
+                "ledger is larger than {} bytes",
+                validate::MAX_LEDGER_BYTES
+            ));
+        }
         let mut ledger: Ledger = serde_json::from_str(raw.get())
-            .map_err(|e| format!("ledger does not match the documented schema: {e}"))?;
+            .map_err(|e| format!("ledger does not match the documented schema: {}", scrub(&e)))?;
+        ledger.validate()?;
         ledger.raw = raw;
         Ok(ledger)
+    }
+
+    /// The boundary's rules for a ledger (`validate.rs`).
+    fn validate(&self) -> Result<(), String> {
+        validate::ledger_id(&self.ledger_id)?;
+        if let Some(c) = &self.currency {
+            validate::currency("currency", c)?;
+        }
+        for (field, pair) in [
+            ("owner", &self.owner),
+            ("payoutBankAccount", &self.payout_bank_account),
+        ] {
+            if let Some(p) = pair {
+                validate::scheme(&format!("{field}.scheme"), &p.scheme)?;
+                validate::identifier(&format!("{field}.id"), &p.id, validate::MAX_ID)?;
+            }
+        }
+        if self.settles_for_recipient_handles.len() > validate::MAX_SALES_UNITS
+            || self.sales_units.len() > validate::MAX_SALES_UNITS
+        {
+            return Err(format!(
+                "more than {} sales units or recipient handles",
+                validate::MAX_SALES_UNITS
+            ));
+        }
+        for h in &self.settles_for_recipient_handles {
+            validate::handle("settlesForRecipientHandles", h)?;
+        }
+        for unit in &self.sales_units {
+            if let Some(name) = &unit.name {
+                validate::text("salesUnits.name", name, validate::MAX_TEXT, false)?;
+            }
+            if let Some(h) = &unit.recipient_handle {
+                validate::handle("salesUnits.recipientHandle", h)?;
+            }
+            if let Some(b) = &unit.business_identifier {
+                validate::scheme("salesUnits.businessIdentifier.scheme", &b.scheme)?;
+                validate::identifier("salesUnits.businessIdentifier.id", &b.id, validate::MAX_ID)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -109,6 +162,8 @@ pub struct DatesPage {
     /// The date is still open: the report is not complete yet.
     pub try_later: bool,
     pub items: Vec<Entry>,
+    /// The size of the page's body in bytes (what holding the report in memory costs).
+    pub bytes: usize,
 }
 
 /// The personal fields of an entry (Vippsnummer payments only, and only when asked for).
@@ -165,13 +220,29 @@ struct WireEntry {
 }
 
 impl Entry {
-    /// Parses one feed item. The error names the field, never its value (which may be personal).
-    pub fn from_json(mut raw: Value) -> Result<Entry, String> {
+    /// Parses and validates one feed item (the boundary's rules, `validate.rs`, with today
+    /// from the clock). The error names the field, never its value (which may be personal).
+    pub fn from_json(raw: Value) -> Result<Entry, String> {
+        Self::from_text(&raw.to_string(), Utc::now())
+    }
+
+    /// [`Entry::from_json`] from the item's JSON text, with `now` as today: the typed view
+    /// is read straight from the text, and the text is kept as `raw` (less its personal
+    /// fields); an item over [`validate::MAX_ENTRY_BYTES`] is refused before either.
+    pub fn from_text(text: &str, now: DateTime<Utc>) -> Result<Entry, String> {
+        if text.len() > validate::MAX_ENTRY_BYTES {
+            return Err(format!(
+                "entry is larger than {} bytes",
+                validate::MAX_ENTRY_BYTES
+            ));
+        }
+        let wire: WireEntry = serde_json::from_str(text).map_err(|e| scrub(&e))?;
+        let mut raw: Value = serde_json::from_str(text).map_err(|e| scrub(&e))?;
         if !raw.is_object() {
             return Err("entry is not a JSON object".to_owned());
         }
-        let wire: WireEntry = serde_json::from_value(raw.clone()).map_err(|e| scrub(&e))?;
         let time = parse_time(&wire.time).ok_or("field `time` is not an RFC 3339 date-time")?;
+        validate::time("time", time, now)?;
         let ledger_date = match wire.ledger_date.as_deref() {
             None | Some("") => None,
             Some(d) => Some(
@@ -179,11 +250,39 @@ impl Entry {
                     .map_err(|_| "field `ledgerDate` is not a YYYY-MM-DD date")?,
             ),
         };
-        if wire.psp_reference.is_empty() {
-            return Err("field `pspReference` is empty".to_owned());
+        if let Some(d) = ledger_date {
+            validate::date("ledgerDate", d, now)?;
         }
-        if wire.entry_type.is_empty() {
-            return Err("field `entryType` is empty".to_owned());
+        validate::identifier("pspReference", &wire.psp_reference, validate::MAX_ID)?;
+        if wire.entry_type.is_empty()
+            || wire.entry_type.len() > 64
+            || !wire
+                .entry_type
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(
+                "field `entryType` must be 1 to 64 lowercase letters, digits and '-'".to_owned(),
+            );
+        }
+        validate::currency("currency", &wire.currency)?;
+        validate::minor("amount", wire.amount)?;
+        validate::minor("balanceBefore", wire.balance_before)?;
+        validate::minor("balanceAfter", wire.balance_after)?;
+        if let Some(r) = &wire.reference {
+            validate::text("reference", r, validate::MAX_TEXT, false)?;
+        }
+        if let Some(h) = wire.recipient_handle.as_deref().filter(|h| !h.is_empty()) {
+            validate::handle("recipientHandle", h)?;
+        }
+        for (field, value) in [
+            ("name", &wire.name),
+            ("maskedPhoneNo", &wire.masked_phone_no),
+            ("message", &wire.message),
+        ] {
+            if let Some(v) = value {
+                validate::text(field, v, validate::MAX_TEXT, true)?;
+            }
         }
         if let Some(obj) = raw.as_object_mut() {
             for field in PERSONAL_FIELDS {

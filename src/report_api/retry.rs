@@ -1,11 +1,15 @@
 //! The one retry policy for every request to the API: how many attempts, and how long to wait
-//! between them (exponential backoff with full jitter, or the server's `Retry-After`).
+//! between them (exponential backoff with full jitter, or the server's `Retry-After`, within
+//! `limits.max_retry_after`), and [`RetryPolicy::run`], the loop that applies it to data calls
+//! and token requests alike.
 
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
+use super::error::ApiError;
 use crate::config::RetrySettings;
 
 /// Attempts and backoff for one request, from `[retry]`.
@@ -43,11 +47,72 @@ impl RetryPolicy {
     }
 }
 
-/// Reads `Retry-After` as delta-seconds or as an HTTP date.
+impl RetryPolicy {
+    /// Runs `attempt` until it succeeds, fails in a way another attempt cannot mend, or
+    /// `max_attempts` are spent. A 429's `Retry-After` pauses every request through `gate`
+    /// (the gateway limits the host; the attempt calls `Gate::obey` while it still holds
+    /// its slot), unless it is longer than `max_retry_after`: then this request fails at once
+    /// ([`ApiError::OverLimit`]), so one absurd answer cannot stop every partner for years. A response of the wrong shape is tried once more, not
+    /// `max_attempts` times: it is rarely a passing glitch. `on_retry` hears of every retry
+    /// (for metrics) before its wait.
+    pub async fn run<T, F, Fut>(
+        &self,
+        max_retry_after: Duration,
+        what: &str,
+        mut on_retry: impl FnMut(),
+        mut attempt: F,
+    ) -> Result<T, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let mut attempts = 0;
+        let mut invalid = 0;
+        loop {
+            attempts += 1;
+            let err = match attempt().await {
+                Ok(done) => return Ok(done),
+                Err(err) => err,
+            };
+            let mut wait = None;
+            if let ApiError::RateLimited {
+                retry_after: Some(after),
+            } = &err
+            {
+                if *after > max_retry_after {
+                    return Err(ApiError::OverLimit(format!(
+                        "{what}: the API asked to wait {}s (Retry-After), longer than limits.max_retry_after ({}s); this request fails for this pass",
+                        after.as_secs(),
+                        max_retry_after.as_secs()
+                    )));
+                }
+                // The attempt paused the gate as it read the 429 (`Gate::obey`), before its
+                // slot was free for another request; no backoff of our own on top.
+                wait = Some(Duration::ZERO);
+            }
+            if matches!(err, ApiError::InvalidResponse(_)) {
+                invalid += 1;
+            }
+            if !err.is_retryable() || invalid > 1 || attempts >= self.max_attempts {
+                return Err(err);
+            }
+            on_retry();
+            let wait = wait.unwrap_or_else(|| self.backoff(attempts));
+            tracing::warn!(attempt = attempts, ?wait, error = %err, "{what} failed; retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Reads `Retry-After` as delta-seconds or as an HTTP date (any size: the caller bounds it).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
+    }
+    if value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty() {
+        // More seconds than u64 holds: as long as can be.
+        return Some(Duration::MAX);
     }
     let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let when = SystemTime::from(when);
@@ -95,5 +160,70 @@ mod tests {
         );
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("184467440737095516150000"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::MAX));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Fri, 31 Dec 9999 23:59:59 GMT"),
+        );
+        assert!(retry_after(&h).unwrap() > Duration::from_secs(3600 * 24 * 365 * 7000));
+    }
+
+    #[tokio::test]
+    async fn an_absurd_retry_after_fails_the_request_at_once_and_pauses_nobody() {
+        let gate = super::super::gate::Gate::new(4, 0);
+        gate.obey(
+            Some(Duration::from_secs(999_999_999)),
+            Duration::from_secs(300),
+        );
+        let started = tokio::time::Instant::now();
+        let mut calls = 0;
+        let result: Result<(), ApiError> = policy()
+            .run(
+                Duration::from_secs(300),
+                "GET /x",
+                || {},
+                || {
+                    calls += 1;
+                    async {
+                        Err(ApiError::RateLimited {
+                            retry_after: Some(Duration::from_secs(999_999_999)),
+                        })
+                    }
+                },
+            )
+            .await;
+        assert!(
+            matches!(result, Err(ApiError::OverLimit(ref m)) if m.contains("limits.max_retry_after"))
+        );
+        assert_eq!(calls, 1);
+        drop(gate.enter().await);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_response_of_the_wrong_shape_is_tried_once_more_and_a_broken_one_until_the_end() {
+        let count = |err: fn() -> ApiError| async move {
+            let mut calls = 0;
+            let _: Result<(), ApiError> = policy()
+                .run(
+                    Duration::from_secs(300),
+                    "GET /x",
+                    || {},
+                    || {
+                        calls += 1;
+                        let e = err();
+                        async move { Err(e) }
+                    },
+                )
+                .await;
+            calls
+        };
+        assert_eq!(count(|| ApiError::InvalidResponse("x".into())).await, 2);
+        assert_eq!(count(|| ApiError::Malformed("x".into())).await, 5);
+        assert_eq!(count(|| ApiError::OverLimit("x".into())).await, 1);
     }
 }

@@ -14,7 +14,20 @@ use url::Url;
 use super::error::{quote, ApiError};
 use super::gate::Gate;
 use super::retry::{self, RetryPolicy};
+use crate::config::LimitsSettings;
 use crate::metrics::{Endpoint, Metrics};
+
+/// The shortest token lifetime believed: a shorter `expires_in` (0, or negative) counts as
+/// this, so a token is used at least once before the next is fetched.
+const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(1);
+
+/// The longest token lifetime believed (merchant tokens live 24 hours, accounting-key tokens
+/// 15 minutes): a longer `expires_in` counts as this, so an absurd one can neither overflow a
+/// clock nor keep a revoked token in use for years.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Longest token response read, in bytes (a real one is under 2 KB).
+const MAX_TOKEN_BODY: u64 = 64 * 1024;
 
 /// A cached token and when it stops being valid.
 struct Token {
@@ -31,6 +44,7 @@ pub struct TokenCache {
     client_secret: SecretString,
     margin: Duration,
     retry: RetryPolicy,
+    limits: LimitsSettings,
     slot: Mutex<Option<Token>>,
     fetches: AtomicU64,
     gate: std::sync::Arc<Gate>,
@@ -85,27 +99,29 @@ struct TokenResponse {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum NumberOrString {
-    Number(u64),
+    Number(serde_json::Number),
     String(String),
 }
 
 impl TokenCache {
+    /// The cache of `partner`'s keys, fetching from `url`.
     pub(crate) fn new(
         http: reqwest::Client,
         url: Url,
-        client_id: String,
-        client_secret: SecretString,
+        partner: &crate::config::PartnerSettings,
         margin: Duration,
         retry: RetryPolicy,
+        limits: LimitsSettings,
         gate: std::sync::Arc<Gate>,
     ) -> TokenCache {
         TokenCache {
             http,
             url,
-            client_id,
-            client_secret,
+            client_id: partner.client_id.clone(),
+            client_secret: partner.client_secret.clone(),
             margin,
             retry,
+            limits,
             slot: Mutex::new(None),
             fetches: AtomicU64::new(0),
             gate,
@@ -176,34 +192,26 @@ impl TokenCache {
     }
 
     async fn fetch(&self) -> Result<Token, ApiError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let err = match self.fetch_once().await {
-                Ok((token, valid_until)) => {
-                    self.metrics.token_refreshed(&self.partner);
-                    self.set_status(Ok(valid_until));
-                    return Ok(token);
-                }
-                Err(err) => err,
-            };
-            if !err.is_retryable() || attempt >= self.retry.max_attempts {
+        let fetched = self
+            .retry
+            .run(
+                self.limits.max_retry_after,
+                "token request",
+                || self.metrics.api_retry(Endpoint::Token),
+                || self.fetch_once(),
+            )
+            .await;
+        match fetched {
+            Ok((token, valid_until)) => {
+                self.metrics.token_refreshed(&self.partner);
+                self.set_status(Ok(valid_until));
+                Ok(token)
+            }
+            Err(err) => {
                 self.metrics.token_failed(&self.partner);
                 self.set_status(Err(short_reason(&err)));
-                return Err(err);
+                Err(err)
             }
-            self.metrics.api_retry(Endpoint::Token);
-            let wait = match &err {
-                ApiError::RateLimited {
-                    retry_after: Some(wait),
-                } => {
-                    self.gate.pause_for(*wait);
-                    Duration::ZERO
-                }
-                _ => self.retry.backoff(attempt),
-            };
-            tracing::warn!(attempt, ?wait, error = %err, "token request failed; retrying");
-            tokio::time::sleep(wait).await;
         }
     }
 
@@ -230,7 +238,8 @@ impl TokenCache {
         let response = response?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await?;
+        let body =
+            super::read_body(response, MAX_TOKEN_BODY, "limits (64 KiB for a token)").await?;
         if status == 400 || status == 401 || status == 403 {
             return Err(ApiError::TokenRejected {
                 status: status.as_u16(),
@@ -238,15 +247,21 @@ impl TokenCache {
             });
         }
         if !status.is_success() {
+            let retry_after = retry::retry_after(&headers);
+            if status == 429 {
+                self.gate.obey(retry_after, self.limits.max_retry_after);
+            }
             return Err(match ApiError::from_status(status, &body) {
-                ApiError::RateLimited { .. } => ApiError::RateLimited {
-                    retry_after: retry::retry_after(&headers),
-                },
+                ApiError::RateLimited { .. } => ApiError::RateLimited { retry_after },
                 other => other,
             });
         }
         let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::InvalidResponse(format!("token response does not parse: {e}"))
+            if e.is_syntax() || e.is_eof() {
+                ApiError::Malformed(format!("token response is not JSON ({e})"))
+            } else {
+                ApiError::InvalidResponse(format!("token response does not parse: {e}"))
+            }
         })?;
         if let Some(kind) = parsed.token_type.as_deref() {
             if !kind.eq_ignore_ascii_case("bearer") {
@@ -256,22 +271,47 @@ impl TokenCache {
             }
         }
         let lifetime = match parsed.expires_in {
-            NumberOrString::Number(n) => n,
-            NumberOrString::String(s) => s.trim().parse().map_err(|_| {
-                ApiError::InvalidResponse(format!("expires_in {s:?} is not a number"))
-            })?,
+            // Negative or fractional counts as 0 (then clamped up), too large as u64::MAX.
+            NumberOrString::Number(n) => n.as_u64().unwrap_or_else(|| {
+                if n.as_f64().is_some_and(|f| f > 0.0) {
+                    u64::MAX
+                } else {
+                    0
+                }
+            }),
+            NumberOrString::String(s) => match s.trim().parse::<u64>() {
+                Ok(n) => n,
+                // All digits, but more than u64 holds: as long as can be (then clamped).
+                Err(_) if !s.trim().is_empty() && s.trim().bytes().all(|b| b.is_ascii_digit()) => {
+                    u64::MAX
+                }
+                Err(_) => {
+                    return Err(ApiError::InvalidResponse(
+                        "expires_in is not a number".to_owned(),
+                    ))
+                }
+            },
         };
-        let lifetime = Duration::from_secs(lifetime);
+        let stated = Duration::from_secs(lifetime);
+        let lifetime = stated.clamp(MIN_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME);
+        if lifetime != stated {
+            tracing::warn!(
+                expires_in = stated.as_secs(),
+                used = lifetime.as_secs(),
+                "the token endpoint stated an implausible lifetime; using the nearest bound"
+            );
+        }
         // Never spend more than half the lifetime as margin, so short tokens are still used.
         let margin = self.margin.min(lifetime / 2);
         tracing::debug!(
             lifetime_secs = lifetime.as_secs(),
             "fetched a new access token"
         );
+        // Within a day of now: no Instant arithmetic here can overflow.
         Ok((
             Token {
                 value: parsed.access_token,
-                refresh_at: started + lifetime - margin,
+                refresh_at: started + (lifetime - margin),
             },
             started + lifetime,
         ))
@@ -292,6 +332,9 @@ fn short_reason(err: &ApiError) -> String {
         ApiError::Permanent { status, .. } => format!("the token endpoint answered HTTP {status}"),
         ApiError::Unauthorized { .. } => "the token endpoint answered HTTP 401".to_owned(),
         ApiError::NotFound { .. } => "the token endpoint answered HTTP 404".to_owned(),
-        ApiError::InvalidResponse(_) => "the token endpoint's answer could not be read".to_owned(),
+        ApiError::InvalidResponse(_) | ApiError::Malformed(_) => {
+            "the token endpoint's answer could not be read".to_owned()
+        }
+        ApiError::OverLimit(why) => why.clone(),
     }
 }

@@ -15,13 +15,14 @@ pub async fn block(pool: &PgPool, ledger_id: &str, topic: Topic, reason: &str) -
     )
     .bind(ledger_id)
     .bind(topic.as_str())
-    .bind(reason)
+    .bind(crate::text::error_text(reason))
     .execute(pool)
     .await?;
     Ok(())
 }
 
-/// Records a failed attempt at a feed and when `run` may try it again.
+/// Records a failed attempt at a feed and when `run` may try it again; the error is stored
+/// printable and cut to [`crate::text::MAX_ERROR_BYTES`].
 pub async fn record_failure(
     pool: &PgPool,
     ledger_id: &str,
@@ -40,7 +41,7 @@ pub async fn record_failure(
     )
     .bind(ledger_id)
     .bind(topic.as_str())
-    .bind(error)
+    .bind(crate::text::error_text(error))
     .bind(base.as_millis() as f64)
     .bind(max.as_millis() as f64)
     .execute(pool)

@@ -218,7 +218,7 @@ pub async fn partner_failed(
     )
     .bind(partner)
     .bind(now)
-    .bind(error)
+    .bind(crate::text::error_text(error))
     .bind(keys_refused)
     .execute(pool)
     .await?;

@@ -39,7 +39,9 @@ pub struct ReconciliationParams<'a> {
 }
 
 /// The ledger dates of a feed that still need a look: every date from its first to its
-/// newest stored entry, less those already reconciled and those not due yet.
+/// newest stored entry, but never after tomorrow (a date in the future cannot have closed,
+/// and an absurd one must not make reconciliation ask for every day until then), less those
+/// already reconciled and those not due yet.
 pub async fn dates_due(
     pool: &PgPool,
     ledger_id: &str,
@@ -50,7 +52,8 @@ pub async fn dates_due(
              SELECT min(ledger_date) AS first, max(ledger_date) AS last FROM entries
              WHERE ledger_id = $1 AND topic = $2
          )
-         SELECT d::date FROM span, generate_series(span.first, span.last, interval '1 day') d
+         SELECT d::date FROM span,
+             generate_series(span.first, least(span.last, current_date + 1), interval '1 day') d
          WHERE NOT EXISTS (SELECT 1 FROM reconciliations r
              WHERE r.ledger_id = $1 AND r.topic = $2 AND r.ledger_date = d::date
                AND (r.status = 'ok' OR r.next_check_at > now()))

@@ -122,12 +122,14 @@ pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Re
         if requests.discover.swap(false, Ordering::SeqCst) {
             idle_announced = false;
             lifecycle::notify_status("discovering ledgers");
-            let work = discovery::discover(&ctx);
-            let Drained::Done(found) =
-                lifecycle::drain(&ctx, "discovery", work, &cancel, &mut watchdog).await
-            else {
-                break;
-            };
+            let work = discovery::discover(&ctx, &cancel);
+            let found =
+                match lifecycle::drain(&ctx, "discovery", work, &cancel, &mut watchdog).await {
+                    Drained::Done(found) => found,
+                    // Logged where it was caught; the other work goes on.
+                    Drained::Panicked(_) => continue,
+                    Drained::Abandoned(_) => break,
+                };
             tracing::info!(
                 listed = found.listed,
                 grants_opened = found.opened,
@@ -141,11 +143,13 @@ pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Re
             idle_announced = false;
             lifecycle::notify_status("syncing");
             let work = sync_feeds(&ctx, &cancel, Backoff::Honour);
-            let Drained::Done(report) =
-                lifecycle::drain(&ctx, "feed pass", work, &cancel, &mut watchdog).await
-            else {
-                break;
-            };
+            let report =
+                match lifecycle::drain(&ctx, "feed pass", work, &cancel, &mut watchdog).await {
+                    Drained::Done(report) => report,
+                    // Logged where it was caught; the other work goes on.
+                    Drained::Panicked(_) => continue,
+                    Drained::Abandoned(_) => break,
+                };
             if report.success() {
                 tracing::info!(
                     ledgers = report.ledgers,
@@ -170,10 +174,19 @@ pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Re
             lifecycle::notify_status("reconciling");
             // Only dates not yet reconciled (or open ones that are due) cost requests.
             let work = crate::reconcile::verify(&ctx, &cancel);
-            let Drained::Done(verified) =
-                lifecycle::drain(&ctx, "reconciliation", work, &cancel, &mut watchdog).await
-            else {
-                break;
+            let verified = match lifecycle::drain(
+                &ctx,
+                "reconciliation",
+                work,
+                &cancel,
+                &mut watchdog,
+            )
+            .await
+            {
+                Drained::Done(verified) => verified,
+                // Logged where it was caught; the other work goes on.
+                Drained::Panicked(_) => continue,
+                Drained::Abandoned(_) => break,
             };
             match verified {
                 Ok(v) if v.clean() => tracing::info!(feeds = v.feeds.len(), "reconciliation clean"),
@@ -189,11 +202,12 @@ pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Re
             if !ctx.settings.exporters.is_empty() {
                 lifecycle::notify_status("exporting");
                 let work = crate::export::scheduled::run_all(&ctx.pool, &ctx.settings, &cancel);
-                let Drained::Done(_) =
+                // A panic is logged where it was caught; the other work goes on.
+                if let Drained::Abandoned(_) =
                     lifecycle::drain(&ctx, "exports", work, &cancel, &mut watchdog).await
-                else {
+                {
                     break;
-                };
+                }
             }
             continue;
         }

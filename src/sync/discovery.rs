@@ -7,6 +7,7 @@
 
 use anyhow::Context as _;
 use chrono::Utc;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::SyncContext;
@@ -26,20 +27,33 @@ pub struct Discovery {
 }
 
 /// Lists every partner's ledgers and records them; one partner's failure never stops the
-/// others.
-pub async fn discover(ctx: &SyncContext) -> Discovery {
+/// others. A stop request ends it between pages (a listing cut short revokes nothing).
+pub async fn discover(ctx: &SyncContext, cancel: &CancellationToken) -> Discovery {
     let mut found = Discovery::default();
     for partner in &ctx.partners {
+        if cancel.is_cancelled() {
+            break;
+        }
         let span = tracing::info_span!("discovery", partner = partner.name());
-        match discover_partner(ctx, partner).instrument(span).await {
+        match discover_partner(ctx, partner, cancel)
+            .instrument(span)
+            .await
+        {
             Ok((listed, opened, closed)) => {
                 ctx.health.set_ok(partner.name());
                 found.listed += listed;
                 found.opened += opened;
                 found.closed += closed;
             }
+            Err(_) if cancel.is_cancelled() => {
+                tracing::info!(
+                    partner = partner.name(),
+                    "discovery stopped on request; this partner's grants are left as they were"
+                );
+                break;
+            }
             Err(e) => {
-                let error = format!("{e:#}");
+                let error = crate::text::error_text(&format!("{e:#}"));
                 tracing::error!(partner = partner.name(), %error, "ledger discovery failed; this partner's grants are left as they were");
                 ctx.health.set_failed(partner.name(), &error);
                 let refused = ApiError::refuses_keys_in(&e);
@@ -60,20 +74,39 @@ pub async fn discover(ctx: &SyncContext) -> Discovery {
 
 /// Returns (ledgers listed, grants opened, grants closed). Each page of the list is recorded
 /// as it arrives (seeing a ledger is a fact even if a later page fails), so memory does not
-/// grow with the number of ledgers. Once the list is known to be complete, the periods it
-/// did not touch (`last_seen_at` older than the listing) are closed.
+/// grow with the number of ledgers. Once the list is known to be complete (every page read,
+/// no cursor seen twice, every item valid), the periods it did not touch (`last_seen_at`
+/// older than the listing) are closed. A listing that is cut short, loops, breaks
+/// `limits.max_pages_per_listing`, or holds an invalid item revokes nothing and fails,
+/// naming what was wrong.
 async fn discover_partner(
     ctx: &SyncContext,
     partner: &PartnerClient,
+    cancel: &CancellationToken,
 ) -> anyhow::Result<(usize, usize, usize)> {
     // The database's clock, like every timestamp the consent rule compares (`synced_at`).
     let now = crate::store::database_now(&ctx.pool)
         .await
         .context("reading the database's clock")?;
+    let limits = &ctx.settings.limits;
     let mut listed = 0;
     let mut opened = 0;
+    let mut rejected: Vec<String> = Vec::new();
+    let mut cursors = crate::report_api::walk::Cursors::default();
     let mut cursor: Option<String> = None;
     for number in 1.. {
+        if cancel.is_cancelled() {
+            anyhow::bail!(
+                "stopped on request after {} page(s); nothing was revoked",
+                number - 1
+            );
+        }
+        if number > limits.max_pages_per_listing {
+            anyhow::bail!(
+                "the ledger list did not end within limits.max_pages_per_listing ({} pages); nothing was revoked",
+                limits.max_pages_per_listing
+            );
+        }
         let page = partner
             .ledger_page(cursor.as_deref())
             .await
@@ -82,13 +115,35 @@ async fn discover_partner(
             })?;
         opened += record_page(ctx, partner, &page, now).await?;
         listed += page.len();
+        for why in &page.rejected {
+            tracing::warn!(page = number, item = %why, "a listed ledger failed validation; it is not stored");
+        }
+        rejected.extend(page.rejected.iter().map(|r| format!("page {number}, {r}")));
+        if rejected.len() > limits.max_invalid_ledgers {
+            anyhow::bail!(
+                "the ledger list holds more than limits.max_invalid_ledgers ({}) invalid items; given up, nothing was revoked. First: {}",
+                limits.max_invalid_ledgers,
+                rejected[0]
+            );
+        }
         match page.cursor {
-            Some(next) if Some(&next) == cursor.as_ref() => {
-                anyhow::bail!("the ledger list returned the same cursor twice; nothing was revoked")
+            Some(next) => {
+                if let Some(seen) = cursors.repeat(&next) {
+                    anyhow::bail!(
+                        "the ledger list's cursors go round in a circle (page {number} returned the cursor of page {seen}); nothing was revoked"
+                    );
+                }
+                cursor = Some(next);
             }
-            Some(next) => cursor = Some(next),
             None => break,
         }
+    }
+    if !rejected.is_empty() {
+        anyhow::bail!(
+            "the ledger list held {} invalid item(s), reported and not stored, so it counts as incomplete and nothing was revoked: {}",
+            rejected.len(),
+            rejected.join("; ")
+        );
     }
     let mut tx = ctx.pool.begin().await?;
     grants::lock_partner(&mut tx, partner.name()).await?;
@@ -128,6 +183,7 @@ async fn record_page(
         }
     }
     tx.commit().await?;
+    ctx.metrics.progressed();
     // Logged after the commit, so the audit trail never shows a change that did not happen.
     for (ledger_id, owner) in &opened {
         let owner = owner.as_ref();

@@ -59,15 +59,26 @@ pub async fn walk_feed(
         .await
         .context("loading the stored cursor")?
         .and_then(|row| row.cursor);
+    let limits = &ctx.settings.limits;
     let mut outcome = UnitOutcome::default();
     let mut stalls = 0;
+    let mut empty = 0;
+    let mut cursors = crate::report_api::walk::Cursors::default();
     let mut prefetched = None;
     loop {
         if cancel.is_cancelled() {
             outcome.interrupted = true;
             return Ok(outcome);
         }
-        let at = cursor.as_deref().unwrap_or("(start of feed)");
+        let shown = cursor.as_deref().map(short);
+        let at = shown.as_deref().unwrap_or("(start of feed)");
+        if outcome.pages >= limits.max_pages_per_feed {
+            return Err(anyhow::anyhow!(
+                "the feed did not reach its end within limits.max_pages_per_feed ({} pages) in this pass; what was read is stored, and the next pass goes on from cursor {at}",
+                limits.max_pages_per_feed
+            )
+            .into());
+        }
         let fetched = match prefetched.take() {
             Some(result) => result,
             None => partner.feed(ledger_id, topic, cursor.as_deref()).await,
@@ -144,6 +155,23 @@ pub async fn walk_feed(
         if page.try_later {
             return Ok(outcome);
         }
+        // Pages with nothing in them that never say "caught up": a feed handing out fresh
+        // cursors with nothing behind them would otherwise be walked forever.
+        empty = if page.items.is_empty() { empty + 1 } else { 0 };
+        if empty >= limits.max_empty_pages {
+            return Err(anyhow::anyhow!(
+                "the feed gave {empty} pages in a row with no entries and no tryLater (limits.max_empty_pages); given up at cursor {at} for this pass"
+            )
+            .into());
+        }
+        if !same_cursor {
+            if let Some(first) = cursors.repeat(&page.cursor) {
+                return Err(anyhow::anyhow!(
+                    "the feed's cursors go round in a circle: the page at cursor {at} returned the cursor of page {first} of this pass; given up for this pass"
+                )
+                .into());
+            }
+        }
         if same_cursor && committed.inserted == 0 {
             // The feed says "more now" but gives nothing new: back off rather than spin,
             // and ask again after the wait rather than use a page fetched before it.
@@ -165,9 +193,19 @@ pub async fn walk_feed(
     }
 }
 
+/// A cursor as messages show it: printable, at most [`SHOWN_CURSOR`] bytes (a cursor stored
+/// before `limits.max_cursor_bytes` existed may be megabytes long).
+fn short(cursor: &str) -> String {
+    crate::text::bounded(cursor, SHOWN_CURSOR)
+}
+
+/// The longest part of a cursor quoted in a message, in bytes.
+const SHOWN_CURSOR: usize = 256;
+
 /// Sorts an API error into what the caller must do about it.
 fn classify(e: ApiError, cursor: Option<&str>) -> WalkError {
-    let at = cursor.unwrap_or("(start of feed)");
+    let shown = cursor.map(short);
+    let at = shown.as_deref().unwrap_or("(start of feed)");
     match e {
         ApiError::NotFound { body } => WalkError::NotShared(body),
         ApiError::TokenRejected { .. } | ApiError::Unauthorized { .. } => {

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::Utc;
+use futures_util::FutureExt as _;
 use sd_notify::NotifyState;
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -133,6 +134,20 @@ pub enum Drained<T> {
     /// It was still running `sync.drain_deadline` after the cancel and was dropped; the
     /// units that were in flight are listed. Their open transactions roll back.
     Abandoned(Vec<String>),
+    /// It panicked (a bug): caught here, so the daemon goes on with its other work; the
+    /// panic's message. Its open transactions roll back, like a crash's.
+    Panicked(String),
+}
+
+/// How long work may run without progress (`Metrics::progressed`) before the watchdog is no
+/// longer pinged: the longest a single request may legitimately take through the retry
+/// policy (every attempt timing out, each followed by the longest backoff), plus the
+/// longest `Retry-After` obeyed, plus a minute.
+pub fn stall_limit(settings: &crate::config::Settings) -> Duration {
+    let attempt = settings.api.request_timeout + settings.retry.max_backoff;
+    attempt.saturating_mul(settings.retry.max_attempts)
+        + settings.limits.max_retry_after
+        + Duration::from_secs(60)
 }
 
 /// Runs `work` to its end while pinging the watchdog; once `cancel` fires, gives it
@@ -153,12 +168,33 @@ pub async fn drain<T>(
         cancel.cancelled().await;
         tokio::time::sleep(deadline).await;
     };
-    let mut work = Box::pin(work);
+    // A panic inside the work (not inside a unit's task, which its pass catches) is caught
+    // here rather than ending the process.
+    let mut work = Box::pin(std::panic::AssertUnwindSafe(work).catch_unwind());
     tokio::pin!(expired);
+    ctx.metrics.progressed();
+    let stall = stall_limit(&ctx.settings);
+    let mut stalled = false;
     loop {
         tokio::select! {
-            done = &mut work => return Drained::Done(done),
-            _ = watchdog.tick() => watchdog.ping(),
+            done = &mut work => return match done {
+                Ok(done) => Drained::Done(done),
+                Err(panic) => {
+                    let why = panic_message(&*panic);
+                    tracing::error!(work = what, panic = %why, "the work panicked (a bug); its open transactions roll back and the daemon goes on");
+                    Drained::Panicked(why)
+                }
+            },
+            _ = watchdog.tick() => {
+                let idle = ctx.metrics.since_progress();
+                if idle < stall {
+                    watchdog.ping();
+                    stalled = false;
+                } else if !stalled {
+                    stalled = true;
+                    tracing::error!(work = what, idle_secs = idle.as_secs(), limit_secs = stall.as_secs(), "no progress for longer than any request may take; the systemd watchdog is no longer pinged, so the service will be restarted");
+                }
+            }
             _ = &mut expired => break,
         }
     }
@@ -174,6 +210,16 @@ pub async fn drain<T>(
     drop(work);
     hand_back_leases(ctx).await;
     Drained::Abandoned(in_flight)
+}
+
+/// A panic's message, for the log.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned());
+    crate::text::error_text(&text)
 }
 
 /// Releases every lease this process still holds, after its work was abandoned (at the drain

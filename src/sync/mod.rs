@@ -63,8 +63,7 @@ impl SyncContext {
         pool: PgPool,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<SyncContext> {
-        let api =
-            ReportApiClient::with_metrics(&settings.api, &settings.retry, Arc::clone(&metrics))?;
+        let api = ReportApiClient::with_metrics(&settings, Arc::clone(&metrics))?;
         let partners = settings
             .partners
             .iter()
@@ -96,7 +95,7 @@ impl SyncContext {
 /// `sync --once`: discovery, then every consented feed to its current end.
 pub async fn sync_once(ctx: &Arc<SyncContext>, cancel: &CancellationToken) -> SyncReport {
     let started = Instant::now();
-    let found = discovery::discover(ctx).await;
+    let found = discovery::discover(ctx, cancel).await;
     let mut report = sync_feeds(ctx, cancel, Backoff::Ignore).await;
     report.grants_opened += found.opened;
     report.grants_closed += found.closed;
@@ -226,6 +225,7 @@ type Joined = Result<(String, Topic, Result<UnitResult, String>), tokio::task::J
 
 /// Adds a finished unit to the report; a failure is recorded for backoff.
 async fn absorb(ctx: &SyncContext, report: &mut SyncReport, joined: Joined) {
+    ctx.metrics.progressed();
     let (ledger_id, topic, result) = match joined {
         Ok(done) => done,
         Err(e) => {
@@ -254,6 +254,7 @@ async fn absorb(ctx: &SyncContext, report: &mut SyncReport, joined: Joined) {
             }
         }
         Err(error) => {
+            let error = crate::text::error_text(&error);
             tracing::error!(ledger = %ledger_id, %topic, %error, "feed sync failed");
             let sync = &ctx.settings.sync;
             let recorded = feed_health::record_failure(

@@ -161,7 +161,7 @@ async fn a_listing_that_fails_on_its_second_page_revokes_nothing() {
 async fn a_feed_404_closes_the_period() {
     let app = TestApp::spawn(small()).await;
     let ctx = app.context();
-    discovery::discover(&ctx).await;
+    discovery::discover(&ctx, &CancellationToken::new()).await;
     let ledger = app.sim.ledger_ids()[3].clone();
     // Withdrawn between the listing and the feed pass: the feed answers 404.
     app.sim.revoke(CLIENT_ID, &ledger);
