@@ -3,50 +3,75 @@
 
 use sqlx::PgPool;
 
-use super::feeds::ensure_row;
+use super::leases::Lease;
 use crate::config::Topic;
 
 /// Blocks a feed whose stored cursor the API rejected, with the reason, so it is not polled
-/// (nor restarted) until a person decides.
-pub async fn block(pool: &PgPool, ledger_id: &str, topic: Topic, reason: &str) -> sqlx::Result<()> {
-    sqlx::query(
+/// (nor restarted) until a person decides; under `lease`, false (nothing written) when the
+/// lease was taken over.
+pub async fn block(
+    pool: &PgPool,
+    ledger_id: &str,
+    topic: Topic,
+    reason: &str,
+    lease: &Lease,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
         "UPDATE feed_cursors SET blocked_at = now(), blocked_reason = $3
-         WHERE ledger_id = $1 AND topic = $2",
+         WHERE ledger_id = $1 AND topic = $2 AND fence = $4",
     )
     .bind(ledger_id)
     .bind(topic.as_str())
     .bind(crate::text::error_text(reason))
+    .bind(lease.fence)
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
 }
 
-/// Records a failed attempt at a feed and when `run` may try it again; the error is stored
-/// printable and cut to [`crate::text::MAX_ERROR_BYTES`].
+/// A failed attempt at a feed: the error (stored printable and cut to
+/// [`crate::text::MAX_ERROR_BYTES`]) and the back-off before `run` tries it again.
+#[derive(Debug, Clone, Copy)]
+pub struct FailureParams<'a> {
+    pub ledger_id: &'a str,
+    pub topic: Topic,
+    pub error: &'a str,
+    /// The first wait; it doubles with each consecutive failure…
+    pub base: std::time::Duration,
+    /// …up to this.
+    pub max: std::time::Duration,
+}
+
+/// Records a failed attempt at a feed and when `run` may try it again, under `lease`; false
+/// (nothing written) when the lease was taken over.
 pub async fn record_failure(
     pool: &PgPool,
-    ledger_id: &str,
-    topic: Topic,
-    error: &str,
-    base: std::time::Duration,
-    max: std::time::Duration,
-) -> sqlx::Result<()> {
-    ensure_row(pool, ledger_id, topic).await?;
-    sqlx::query(
+    failure: &FailureParams<'_>,
+    lease: &Lease,
+) -> sqlx::Result<bool> {
+    let FailureParams {
+        ledger_id,
+        topic,
+        error,
+        base,
+        max,
+    } = *failure;
+    let done = sqlx::query(
         "UPDATE feed_cursors SET consecutive_failures = consecutive_failures + 1,
              last_error = $3, last_error_at = now(),
              next_attempt_at = now() + least($5 * interval '1 millisecond',
                  $4 * interval '1 millisecond' * power(2, least(consecutive_failures, 30)))
-         WHERE ledger_id = $1 AND topic = $2",
+         WHERE ledger_id = $1 AND topic = $2 AND fence = $6",
     )
     .bind(ledger_id)
     .bind(topic.as_str())
     .bind(crate::text::error_text(error))
     .bind(base.as_millis() as f64)
     .bind(max.as_millis() as f64)
+    .bind(lease.fence)
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
 }
 
 /// Feeds that `run` leaves alone for now (backing off after failures): (ledger, topic).

@@ -95,14 +95,24 @@ pub async fn load_cursor(
     .await
 }
 
-/// Marks a feed as caught up without any other change (an empty page at the end).
-pub async fn mark_caught_up(pool: &PgPool, ledger_id: &str, topic: Topic) -> sqlx::Result<()> {
-    sqlx::query("UPDATE feed_cursors SET caught_up_at = now() WHERE ledger_id = $1 AND topic = $2")
-        .bind(ledger_id)
-        .bind(topic.as_str())
-        .execute(pool)
-        .await?;
-    Ok(())
+/// Marks a feed as caught up without any other change (an empty page at the end), under
+/// `lease`; false (nothing written) when the lease was taken over.
+pub async fn mark_caught_up(
+    pool: &PgPool,
+    ledger_id: &str,
+    topic: Topic,
+    lease: &Lease,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE feed_cursors SET caught_up_at = now()
+         WHERE ledger_id = $1 AND topic = $2 AND fence = $3",
+    )
+    .bind(ledger_id)
+    .bind(topic.as_str())
+    .bind(lease.fence)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// The `LISTEN` channel woken by every committed page that stored new entries.

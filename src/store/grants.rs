@@ -28,6 +28,9 @@ pub enum GrantChange {
     Opened,
     /// The open period was seen again.
     StillHeld,
+    /// The sighting is older than a recorded end of access (the listing started before
+    /// the revocation was seen): nothing changed.
+    Outdated,
 }
 
 /// Why a grant period ended.
@@ -64,7 +67,9 @@ pub async fn lock_partner(conn: &mut PgConnection, partner: &str) -> sqlx::Resul
 }
 
 /// Records that `partner` saw `ledger` in its list at `now`: moves `last_seen_at` of the open
-/// period, or opens a new one.
+/// period, or opens a new one, unless the partner's access was seen to end at or after `now`
+/// (a listing that started before a revocation was recorded shows an older state: it can
+/// neither reopen the period nor move it). `None` when the sighting was that old.
 pub async fn record_seen(
     conn: &mut PgConnection,
     partner: &str,
@@ -87,10 +92,12 @@ pub async fn record_seen(
     if touched.rows_affected() > 0 {
         return Ok(GrantChange::StillHeld);
     }
-    sqlx::query(
+    let opened = sqlx::query(
         "INSERT INTO grants (partner, ledger_id, merchant_scheme, merchant_id, granted_seen_at,
              last_seen_at)
-         VALUES ($1, $2, $3, $4, $5, $5)",
+         SELECT $1, $2, $3, $4, $5, $5
+         WHERE NOT EXISTS (SELECT 1 FROM grants
+             WHERE partner = $1 AND ledger_id = $2 AND revoked_seen_at >= $5)",
     )
     .bind(partner)
     .bind(&ledger.ledger_id)
@@ -99,7 +106,11 @@ pub async fn record_seen(
     .bind(now)
     .execute(conn)
     .await?;
-    Ok(GrantChange::Opened)
+    Ok(if opened.rows_affected() > 0 {
+        GrantChange::Opened
+    } else {
+        GrantChange::Outdated
+    })
 }
 
 /// Closes `partner`'s open grants that a complete listing started at `listed_at` did not
@@ -124,21 +135,26 @@ pub async fn close_absent(
 
 /// Closes `partner`'s open grant on `ledger_id`, if any, for `reason`, at the database's
 /// clock (the one `entries.synced_at` is stamped with, so the consent rule compares like with
-/// like).
+/// like). Only a period opened at or before `observed_at` (when what says access ended was
+/// seen, database clock) is closed: a grant seen again after that is newer than the
+/// observation.
 pub async fn close(
     pool: &PgPool,
     partner: &str,
     ledger_id: &str,
     reason: RevokeReason,
+    observed_at: DateTime<Utc>,
 ) -> sqlx::Result<Option<GrantRow>> {
     sqlx::query_as(&format!(
         "UPDATE grants SET revoked_seen_at = GREATEST(now(), last_seen_at), revoke_reason = $3
          WHERE partner = $1 AND ledger_id = $2 AND revoked_seen_at IS NULL
+           AND granted_seen_at <= $4
          RETURNING {GRANT_COLUMNS}"
     ))
     .bind(partner)
     .bind(ledger_id)
     .bind(reason.as_str())
+    .bind(observed_at)
     .fetch_optional(pool)
     .await
 }

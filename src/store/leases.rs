@@ -1,13 +1,16 @@
 //! Leases on (ledger, topic) units, so that several instances share the work: a unit is
-//! walked by the one instance holding its live lease, and every page it commits must still
-//! carry the lease's fence (`feeds::commit_page` refuses a late commit from a stalled holder).
+//! walked by the one instance holding its live lease, and every write to the unit's state
+//! must still carry the lease's fence (a page with its cursor, caught-up, blocked, a failure
+//! and its back-off, the release): a stalled holder's late writes change nothing. A lease is
+//! live until `lease_expires_at`, unless its holder's presence (`presence.rs`) is gone: a
+//! dead instance's leases are free at once.
 
 use sqlx::PgPool;
 
 use super::feeds::ensure_row;
 use crate::config::Topic;
 
-/// A unit's lease: who holds it, and the fencing token every commit must still match.
+/// A unit's lease: who holds it, and the fencing token every write must still match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     pub holder: String,
@@ -15,27 +18,34 @@ pub struct Lease {
     pub ttl: std::time::Duration,
 }
 
-/// Takes the lease of a unit for `holder` if nobody holds a live one; `None` when another
-/// instance does. Every acquisition gets a new, larger fence.
+/// Takes the lease of a unit for `holder` (whose presence key is `key`, if it has one) if
+/// nobody holds a live one; `None` when another instance does. A lease is free when nobody
+/// holds it, when it has expired, or when its holder's presence is gone (the process died).
+/// Every acquisition gets a new, larger fence.
 pub async fn acquire_lease(
     pool: &PgPool,
     ledger_id: &str,
     topic: Topic,
     holder: &str,
+    key: Option<i64>,
     ttl: std::time::Duration,
 ) -> sqlx::Result<Option<Lease>> {
     ensure_row(pool, ledger_id, topic).await?;
-    let fence: Option<i64> = sqlx::query_scalar(
-        "UPDATE feed_cursors SET lease_holder = $3, fence = fence + 1,
+    let fence: Option<i64> = sqlx::query_scalar(concat!(
+        "UPDATE feed_cursors SET lease_holder = $3, lease_key = $5, fence = fence + 1,
              lease_expires_at = now() + $4 * interval '1 millisecond'
          WHERE ledger_id = $1 AND topic = $2
-             AND (lease_holder IS NULL OR lease_expires_at < now())
-         RETURNING fence",
-    )
+             AND (lease_holder IS NULL OR lease_expires_at < now()
+                  OR (lease_key IS NOT NULL AND NOT ",
+        presence_alive!(),
+        "))
+         RETURNING fence"
+    ))
     .bind(ledger_id)
     .bind(topic.as_str())
     .bind(holder)
     .bind(ttl.as_millis() as f64)
+    .bind(key)
     .fetch_optional(pool)
     .await?;
     Ok(fence.map(|fence| Lease {
@@ -45,7 +55,7 @@ pub async fn acquire_lease(
     }))
 }
 
-/// Gives a lease back, if it is still ours.
+/// Gives a lease back, if it is still ours (a stale holder's release changes nothing).
 pub async fn release_lease(
     pool: &PgPool,
     ledger_id: &str,
@@ -53,7 +63,7 @@ pub async fn release_lease(
     lease: &Lease,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE feed_cursors SET lease_holder = NULL, lease_expires_at = NULL
+        "UPDATE feed_cursors SET lease_holder = NULL, lease_expires_at = NULL, lease_key = NULL
          WHERE ledger_id = $1 AND topic = $2 AND fence = $3",
     )
     .bind(ledger_id)
@@ -69,7 +79,7 @@ pub async fn release_lease(
 /// the abandoned work that still lands is a whole page checked against its fence, as ever.
 pub async fn release_leases_of(pool: &PgPool, holder: &str) -> sqlx::Result<u64> {
     let done = sqlx::query(
-        "UPDATE feed_cursors SET lease_holder = NULL, lease_expires_at = NULL
+        "UPDATE feed_cursors SET lease_holder = NULL, lease_expires_at = NULL, lease_key = NULL
          WHERE lease_holder = $1",
     )
     .bind(holder)

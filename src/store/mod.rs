@@ -22,6 +22,20 @@ macro_rules! consented {
     };
 }
 
+/// The SQL that tells whether the instance that recorded `lease_key` (a column of the row
+/// being tested) still has a session: a granted advisory lock on that key in this database
+/// (`presence.rs`). A bigint advisory key shows in `pg_locks` as `classid` (its high half),
+/// `objid` (its low half) and `objsubid` 1.
+macro_rules! presence_alive {
+    () => {
+        "EXISTS (SELECT 1 FROM pg_locks l
+            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+              AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+              AND l.classid = ((lease_key >> 32) & 4294967295)::oid
+              AND l.objid = (lease_key & 4294967295)::oid)"
+    };
+}
+
 pub mod bench;
 pub mod entries;
 pub mod export;
@@ -32,6 +46,7 @@ pub mod grants;
 pub mod leases;
 pub mod ledgers;
 pub mod monitoring;
+pub mod presence;
 pub mod reconcile;
 
 use std::str::FromStr;

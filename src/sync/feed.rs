@@ -86,9 +86,15 @@ pub async fn walk_feed(
         let page = fetched.map_err(|e| classify(e, cursor.as_deref()))?;
         let same_cursor = cursor.as_deref() == Some(page.cursor.as_str());
         if page.items.is_empty() && same_cursor && page.try_later {
-            feeds::mark_caught_up(&ctx.pool, ledger_id, topic)
+            let marked = feeds::mark_caught_up(&ctx.pool, ledger_id, topic, lease)
                 .await
                 .context("marking the feed caught up")?;
+            if !marked {
+                return Err(WalkError::LeaseLost(
+                    "marking the feed caught up was refused: another instance holds the unit now"
+                        .to_owned(),
+                ));
+            }
             return Ok(outcome);
         }
         let committed = if page.items.is_empty() && same_cursor {

@@ -9,6 +9,7 @@ mod health;
 pub mod lifecycle;
 pub mod progress;
 mod report;
+mod unit;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,7 +21,7 @@ use tracing::Instrument as _;
 
 use crate::config::{Settings, Topic};
 use crate::report_api::{PartnerClient, ReportApiClient};
-use crate::store::{self, feed_health, feeds, grants, leases};
+use crate::store::{self, feed_health, feeds, grants};
 pub use health::PartnerHealth;
 pub use progress::{Progress, ProgressView};
 pub use report::{SyncReport, UnitFailure};
@@ -41,6 +42,10 @@ pub struct SyncContext {
     /// The progress of the feed pass in hand (one `feed pass progress` line every 30 s
     /// unless [`SyncContext::with_progress`] says otherwise).
     pub progress: Arc<Progress>,
+    /// This instance's presence in the database (`store::presence`): while it lives, its
+    /// leases are its own until they expire; once the process dies, they are free at once.
+    /// `None` (leases then last until they expire) only for contexts built on a caller's pool.
+    pub presence: Option<store::presence::Presence>,
 }
 
 impl SyncContext {
@@ -48,7 +53,23 @@ impl SyncContext {
     pub async fn connect(settings: Settings) -> anyhow::Result<SyncContext> {
         let pool = store::connect(&settings.database).await?;
         store::migrate(&pool).await?;
-        Self::with_pool(settings, pool)
+        Self::with_pool(settings, pool)?.present().await
+    }
+
+    /// Registers this instance's presence (`store::presence`), so that its leases are freed
+    /// the moment the process dies rather than when they expire.
+    pub async fn present(mut self) -> anyhow::Result<SyncContext> {
+        use anyhow::Context as _;
+        let presence = store::presence::Presence::register(&self.pool)
+            .await
+            .context("registering this instance's presence in the database")?;
+        self.presence = Some(presence);
+        Ok(self)
+    }
+
+    /// The key this instance's leases record (see [`SyncContext::presence`]).
+    pub fn presence_key(&self) -> Option<i64> {
+        self.presence.as_ref().map(store::presence::Presence::key)
     }
 
     /// Builds the context on an existing pool (migrations must already be applied).
@@ -82,6 +103,7 @@ impl SyncContext {
             instance: lifecycle::instance_name(),
             metrics,
             progress: Arc::new(Progress::new(ProgressView::default())),
+            presence: None,
         })
     }
 
@@ -204,7 +226,8 @@ pub async fn sync_feeds(
                 units.spawn(
                     async move {
                         ctx.progress.unit_started(&ledger_id, topic);
-                        let result = run_unit(&ctx, &ledger_id, topic, &holders, &cancel).await;
+                        let result =
+                            unit::run_unit(&ctx, &ledger_id, topic, &holders, &cancel).await;
                         ctx.progress.unit_finished(&ledger_id, topic);
                         (ledger_id, topic, result)
                     }
@@ -221,7 +244,7 @@ pub async fn sync_feeds(
 }
 
 /// A unit's task as joined: its ledger, topic and result.
-type Joined = Result<(String, Topic, Result<UnitResult, String>), tokio::task::JoinError>;
+type Joined = Result<(String, Topic, Result<unit::UnitResult, String>), tokio::task::JoinError>;
 
 /// Adds a finished unit to the report; a failure is recorded for backoff.
 async fn absorb(ctx: &SyncContext, report: &mut SyncReport, joined: Joined) {
@@ -254,21 +277,9 @@ async fn absorb(ctx: &SyncContext, report: &mut SyncReport, joined: Joined) {
             }
         }
         Err(error) => {
+            // Recorded (under the unit's lease) by the unit itself.
             let error = crate::text::error_text(&error);
             tracing::error!(ledger = %ledger_id, %topic, %error, "feed sync failed");
-            let sync = &ctx.settings.sync;
-            let recorded = feed_health::record_failure(
-                &ctx.pool,
-                &ledger_id,
-                topic,
-                &error,
-                sync.failure_backoff,
-                sync.max_failure_backoff,
-            )
-            .await;
-            if let Err(e) = recorded {
-                tracing::error!(ledger = %ledger_id, %topic, error = %e, "could not record the failure");
-            }
             report.failed_units.push(UnitFailure {
                 ledger_id,
                 topic,
@@ -276,126 +287,4 @@ async fn absorb(ctx: &SyncContext, report: &mut SyncReport, joined: Joined) {
             });
         }
     }
-}
-
-/// What one unit did, over all the partners it tried.
-#[derive(Debug, Default)]
-struct UnitResult {
-    outcome: feed::UnitOutcome,
-    grants_closed: usize,
-    /// Another instance holds the unit's lease; nothing was done here.
-    held_elsewhere: bool,
-}
-
-/// One (ledger, topic): tries the partners holding a grant until one can read the feed. A
-/// 404 closes that partner's grant (`feed_404`); refused keys mark the partner failed; a
-/// rejected cursor blocks the feed for a person to look at.
-async fn run_unit(
-    ctx: &SyncContext,
-    ledger_id: &str,
-    topic: Topic,
-    holders: &[String],
-    cancel: &CancellationToken,
-) -> Result<UnitResult, String> {
-    match feeds::load_cursor(&ctx.pool, ledger_id, topic).await {
-        Ok(Some(row)) if row.blocked_reason.is_some() => {
-            return Err(format!(
-                "blocked: {} (run `vipps-ledger-sync reset-cursor {ledger_id} --topic {topic}` to read it again from the start)",
-                row.blocked_reason.unwrap_or_default()
-            ))
-        }
-        Ok(_) => {}
-        Err(e) => return Err(format!("loading the stored cursor: {e}")),
-    }
-    let lease = match leases::acquire_lease(
-        &ctx.pool,
-        ledger_id,
-        topic,
-        &ctx.instance,
-        ctx.settings.sync.lease_ttl,
-    )
-    .await
-    {
-        Ok(Some(lease)) => lease,
-        Ok(None) => {
-            tracing::debug!("another instance holds this unit");
-            return Ok(UnitResult {
-                held_elsewhere: true,
-                ..UnitResult::default()
-            });
-        }
-        Err(e) => return Err(format!("taking the unit's lease: {e}")),
-    };
-    let result = walk_with_partners(ctx, ledger_id, topic, holders, &lease, cancel).await;
-    if let Err(e) = leases::release_lease(&ctx.pool, ledger_id, topic, &lease).await {
-        // It expires by itself; the next pass (here or elsewhere) takes it over then.
-        tracing::warn!(error = %e, "could not release the unit's lease");
-    }
-    result
-}
-
-/// The partners holding a grant, tried in turn under the unit's lease.
-async fn walk_with_partners(
-    ctx: &SyncContext,
-    ledger_id: &str,
-    topic: Topic,
-    holders: &[String],
-    lease: &leases::Lease,
-    cancel: &CancellationToken,
-) -> Result<UnitResult, String> {
-    let mut result = UnitResult::default();
-    let mut errors = Vec::new();
-    let mut not_shared = 0;
-    for partner in ctx.health.order(&ctx.partners, holders) {
-        match feed::walk_feed(ctx, &partner, ledger_id, topic, lease, cancel).await {
-            Ok(outcome) => {
-                result.outcome = outcome;
-                return Ok(result);
-            }
-            Err(feed::WalkError::NotShared(body)) => {
-                match grants::close(
-                    &ctx.pool,
-                    partner.name(),
-                    ledger_id,
-                    grants::RevokeReason::Feed404,
-                )
-                .await
-                {
-                    Ok(Some(grant)) => {
-                        discovery::log_closed(&grant);
-                        result.grants_closed += 1;
-                    }
-                    Ok(None) => {}
-                    Err(e) => return Err(format!("closing the grant of {}: {e}", partner.name())),
-                }
-                not_shared += 1;
-                errors.push(format!("{}: 404 {body}", partner.name()));
-            }
-            Err(feed::WalkError::PartnerKeys(error)) => {
-                ctx.health.set_failed(partner.name(), &error);
-                errors.push(format!("{}: {error}", partner.name()));
-            }
-            Err(feed::WalkError::CursorRejected { cursor, error }) => {
-                let reason = format!("the API rejected cursor {cursor}: {error}");
-                if let Err(e) = feed_health::block(&ctx.pool, ledger_id, topic, &reason).await {
-                    return Err(format!("{reason}; blocking the feed failed: {e}"));
-                }
-                tracing::error!(%reason, "feed blocked: its cursor was rejected; it is not restarted without a person deciding");
-                return Err(format!("blocked: {reason}"));
-            }
-            Err(feed::WalkError::LeaseLost(why)) => {
-                tracing::warn!(%why, "lease lost: a late commit was refused");
-                return Err(format!("lease lost: {why}"));
-            }
-            Err(feed::WalkError::Failed(e)) => return Err(format!("{e:#}")),
-        }
-    }
-    if not_shared > 0 && errors.len() == not_shared {
-        // Every partner lost access: consent ended, which is not a failure of the sync.
-        return Ok(result);
-    }
-    if errors.is_empty() {
-        return Err("no configured partner holds a grant for this ledger".to_owned());
-    }
-    Err(errors.join("; "))
 }

@@ -36,8 +36,8 @@ base_url = "{api}"
 request_timeout = "10s"
 max_requests_per_second = 0
 [sync]
-# A killed instance's leases expire quickly, so the next run can take its units over.
-lease_ttl = "1s"
+# The default lease_ttl (2 minutes): a killed instance's units are free at once anyway, its
+# presence in the database gone with its connection; only a stalled one's last that long.
 # Reconciliation has tests of its own; here it would only slow the daemons down.
 verify_schedule = "0 0 0 1 1 *"
 {extra}
@@ -291,9 +291,8 @@ async fn a_sync_killed_at_random_instants_and_run_again_ends_exact() {
         }
     }
     assert!(killed >= 3, "the sync was killed mid-way ({killed} times)");
-    eprintln!("SIGKILLed {killed} times mid-sync");
-    // The last killed run's leases must expire before its units can be taken over.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    eprintln!("SIGKILLed {killed} times mid-sync, each run started again at once");
+    // At once, with leases of two minutes: the killed run's presence went with its process.
     let out = command(&args).output().unwrap();
     assert!(
         out.status.success(),
@@ -485,8 +484,12 @@ async fn two_instances_share_the_work_and_a_stalled_one_cannot_overwrite_newer_p
         ..FaultConfig::default()
     }));
     let total = crate::common::expected_total(&app.sim) as i64;
-    // Both instances run a pass every second; leases last one second.
-    let cfg = config_file(&app, "schedule = \"* * * * * *\"\nconcurrency = 4");
+    // Both instances run a pass every second; leases last one second, so the stalled one's
+    // (it is alive: its presence holds) are taken over soon.
+    let cfg = config_file(
+        &app,
+        "schedule = \"* * * * * *\"\nconcurrency = 4\nlease_ttl = \"1s\"",
+    );
     let spawn = |name: &str| {
         let log = std::fs::File::create(
             std::env::temp_dir().join(format!("vls-{name}-{}.log", std::process::id())),

@@ -492,6 +492,26 @@ pub async fn behind_the_back(pool: &PgPool) -> sqlx::PgConnection {
     conn
 }
 
+/// A lease on one unit for a test that writes the unit's state as the daemon would (every
+/// such write is fenced); the unit must be free.
+pub async fn test_lease(
+    pool: &PgPool,
+    ledger: &str,
+    topic: Topic,
+) -> vipps_ledger_sync::store::leases::Lease {
+    vipps_ledger_sync::store::leases::acquire_lease(
+        pool,
+        ledger,
+        topic,
+        "test",
+        None,
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    .unwrap()
+    .expect("the unit is free")
+}
+
 /// A scheduled exporter writing files of `kind` into `dir`.
 pub fn directory_exporter(
     name: &str,

@@ -815,7 +815,11 @@ async fn a_conflicting_redelivery_and_a_blocked_feed_show_in_the_metrics() {
     .execute(&mut crate::common::behind_the_back(&app.db.pool).await)
     .await
     .unwrap();
-    feed_health::block(&app.db.pool, &ledger, Topic::Funds, "test")
+    let lease = crate::common::test_lease(&app.db.pool, &ledger, Topic::Funds).await;
+    feed_health::block(&app.db.pool, &ledger, Topic::Funds, "test", &lease)
+        .await
+        .unwrap();
+    vipps_ledger_sync::store::leases::release_lease(&app.db.pool, &ledger, Topic::Funds, &lease)
         .await
         .unwrap();
     let blocked = ep.scrape().await;

@@ -18,4 +18,5 @@ mod schema;
 mod store;
 mod sync;
 mod systemd;
+mod takeover;
 mod views;

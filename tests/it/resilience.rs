@@ -248,6 +248,7 @@ async fn an_entry_that_comes_again_with_different_content_is_a_conflict_and_the_
         &ledger,
         Topic::Funds,
         "test",
+        None,
         Duration::from_secs(60),
     )
     .await

@@ -38,6 +38,7 @@ async fn lease(db: &TestDb, holder: &str) -> Option<Lease> {
         "L1",
         Topic::Funds,
         holder,
+        None,
         Duration::from_millis(300),
     )
     .await

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, Timelike, Utc};
 use vipps_ledger_sync::config::Topic;
-use vipps_ledger_sync::store::feed_health;
+use vipps_ledger_sync::store::{feed_health, leases};
 use vipps_ledger_sync::views;
 
 use crate::common::{small, TestApp, CLIENT_ID};
@@ -138,10 +138,31 @@ async fn status_shows_ledgers_by_state_lag_last_errors_and_next_runs() {
     assert!(app.sync_once().await.success());
     let (second, third) = (&ledgers[1], &ledgers[2]);
     let minute = Duration::from_secs(60);
-    feed_health::record_failure(pool, second, Topic::Funds, "HTTP 500: boom", minute, minute)
+    let lease = crate::common::test_lease(pool, second, Topic::Funds).await;
+    let failure = feed_health::FailureParams {
+        ledger_id: second,
+        topic: Topic::Funds,
+        error: "HTTP 500: boom",
+        base: minute,
+        max: minute,
+    };
+    assert!(feed_health::record_failure(pool, &failure, &lease)
+        .await
+        .unwrap());
+    leases::release_lease(pool, second, Topic::Funds, &lease)
         .await
         .unwrap();
-    feed_health::block(pool, third, Topic::Fees, "the API rejected cursor c-1")
+    let lease = crate::common::test_lease(pool, third, Topic::Fees).await;
+    assert!(feed_health::block(
+        pool,
+        third,
+        Topic::Fees,
+        "the API rejected cursor c-1",
+        &lease
+    )
+    .await
+    .unwrap());
+    leases::release_lease(pool, third, Topic::Fees, &lease)
         .await
         .unwrap();
     let before = Utc::now();
