@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Topic;
 use crate::demo;
+use crate::simulator::Hostile;
 
 /// Mirror the Vipps MobilePay Report API ledgers shared with you into PostgreSQL.
 #[derive(Debug, Parser)]
@@ -150,5 +151,16 @@ pub enum Command {
         client_id: String,
         #[arg(long, default_value = "demo-secret")]
         client_secret: String,
+        /// Misbehave from the start in this hostile mode (README, "The simulator"); change
+        /// it later with `POST /_sim/hostile`.
+        #[arg(long, value_name = "MODE", value_parser = clap::builder::PossibleValuesParser::new(Hostile::NAMES))]
+        hostile: Option<String>,
+        /// Only this ledger's feed and dates misbehave.
+        #[arg(long, value_name = "LEDGER_ID", requires = "hostile")]
+        hostile_ledger: Option<String>,
+        /// A parameter of the mode, e.g. `megabytes=20`, `chunked=true`,
+        /// `location=http://127.0.0.1:8401` (repeat the flag).
+        #[arg(long, value_name = "KEY=VALUE", requires = "hostile")]
+        hostile_param: Vec<String>,
     },
 }

@@ -10,7 +10,7 @@ use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{LogFormat, Settings, Topic};
-use crate::simulator::{Simulator, SimulatorConfig};
+use crate::simulator::{HostileConfig, Simulator, SimulatorConfig};
 use crate::sync::lifecycle::{Drained, Watchdog};
 use crate::sync::{self, Progress, ProgressView, SyncContext};
 use crate::{demo, store, telemetry, views};
@@ -266,7 +266,22 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             ledger_page_size,
             client_id,
             client_secret,
+            hostile,
+            hostile_ledger,
+            hostile_param,
         } => {
+            let hostile = match hostile
+                .map(|mode| {
+                    HostileConfig::from_args(&mode, hostile_ledger.as_deref(), &hostile_param)
+                })
+                .transpose()
+            {
+                Ok(h) => h,
+                Err(msg) => {
+                    eprintln!("--hostile: {msg}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
             let sim = Simulator::new(SimulatorConfig {
                 seed,
                 ledgers,
@@ -277,6 +292,10 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
                 ..SimulatorConfig::default()
             });
             sim.add_partner_with_all_ledgers(&client_id, &client_secret);
+            if let Some(h) = &hostile {
+                println!("hostile mode: {}", h.to_json());
+            }
+            sim.set_hostile(hostile);
             let cancel = CancellationToken::new();
             let addr = Arc::clone(&sim)
                 .spawn(listen, cancel.clone())

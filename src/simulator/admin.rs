@@ -1,7 +1,8 @@
 //! The `/_sim/` admin routes for people running `simulate` by hand.
 //!
 //! This module owns the unauthenticated control surface: read the counters, grow the ledgers,
-//! grant and revoke ledgers, list partners, set or clear fault injection, expire tokens.
+//! grant and revoke ledgers, list partners, set or clear fault injection or a hostile mode,
+//! expire tokens.
 //! Bodies are plain JSON; errors are `{"error": "..."}` with 400 (bad parameter or body) or
 //! 404 (unknown partner or ledger).
 
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::http::query_params;
-use super::{FaultConfig, Simulator};
+use super::{FaultConfig, Hostile, HostileConfig, Simulator};
 
 /// Most ledger dates one `POST /_sim/grow` may add, so a typo cannot exhaust memory.
 const MAX_GROW_DAYS: u32 = 366;
@@ -32,6 +33,7 @@ pub(crate) fn routes() -> Router<Arc<Simulator>> {
         .route("/_sim/revoke", post(revoke))
         .route("/_sim/partners", get(partners))
         .route("/_sim/faults", post(faults))
+        .route("/_sim/hostile", get(hostile_get).post(hostile_post))
         .route("/_sim/expire-tokens", post(expire_tokens))
 }
 
@@ -172,6 +174,38 @@ async fn faults(AxState(sim): AxState<Arc<Simulator>>, body: Bytes) -> Response 
         }
         Err(e) => error(StatusCode::BAD_REQUEST, format!("bad fault settings: {e}")),
     }
+}
+
+/// `{"hostile": <the mode in effect or null>, "modes": [<every mode's name>]}`.
+fn hostile_json(sim: &Simulator) -> Value {
+    let current = sim.hostile().map(|c| c.to_json());
+    json!({ "hostile": current, "modes": Hostile::NAMES })
+}
+
+/// `GET /_sim/hostile`: the mode in effect and the modes there are.
+async fn hostile_get(AxState(sim): AxState<Arc<Simulator>>) -> Json<Value> {
+    Json(hostile_json(&sim))
+}
+
+/// `POST /_sim/hostile` with `{"mode": <name>, "only_ledger": <id>, <parameters>}` turns a
+/// hostile mode on (replacing the one in effect); `null` (or no body) turns it off. Answers
+/// like `GET`, with every parameter in effect spelled out; 400 says what is wrong.
+async fn hostile_post(AxState(sim): AxState<Arc<Simulator>>, body: Bytes) -> Response {
+    let parsed: Result<Value, _> = if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(Value::Null)
+    } else {
+        serde_json::from_slice(&body)
+    };
+    let config = match parsed {
+        Ok(Value::Null) => None,
+        Ok(value) => match HostileConfig::from_json(&value) {
+            Ok(config) => Some(config),
+            Err(msg) => return error(StatusCode::BAD_REQUEST, format!("bad hostile mode: {msg}")),
+        },
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad hostile mode: {e}")),
+    };
+    sim.set_hostile(config);
+    Json(hostile_json(&sim)).into_response()
 }
 
 /// `POST /_sim/expire-tokens`: every token issued so far is refused from now on.

@@ -2,9 +2,11 @@
 //!
 //! This module owns the mapping from requests to `State` calls and from outcomes to status
 //! codes and bodies (report-api.md §2, §3, §4): the MIAMI token endpoint, the three data
-//! endpoints, the removed v1 endpoint (410) and a problem+json fallback. Data requests that
-//! would answer 200 get their drawn fault (see `faults.rs`, `inject.rs`) applied. Handlers
-//! take the lock briefly and never across an `.await`; no request can make them panic.
+//! endpoints, the removed v1 endpoint (410) and a problem+json fallback. An authenticated
+//! request a hostile mode hits gets that mode's answer (see `hostile_wire.rs`); otherwise data
+//! requests that would answer 200 get their drawn fault (see `faults.rs`, `inject.rs`)
+//! applied. Handlers take the lock briefly and never across an `.await`; no request can make
+//! them panic.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::faults::{Endpoint, InFlight};
+use super::hostile_wire::{self, DataRequest};
 use super::inject::respond;
 use super::pages::FeedTweak;
 use super::state::{ApiError, State, TokenError};
@@ -97,7 +100,7 @@ fn problem(status: StatusCode, detail: &str) -> Response {
         .into_response()
 }
 
-fn api_error(e: ApiError) -> Response {
+pub(crate) fn api_error(e: ApiError) -> Response {
     match e {
         ApiError::Unauthorized => (
             StatusCode::UNAUTHORIZED,
@@ -167,7 +170,9 @@ async fn token(AxState(sim): AxState<Arc<Simulator>>, headers: HeaderMap, body: 
             return (status, Json(json!({ "error": "invalid_client" }))).into_response();
         }
     };
-    let expires_in: Value = if st.expires_in_as_string {
+    let expires_in: Value = if let Some(huge) = hostile_wire::token_expires_in(&mut st) {
+        huge
+    } else if st.expires_in_as_string {
         issued.expires_in_secs.to_string().into()
     } else {
         issued.expires_in_secs.into()
@@ -203,10 +208,27 @@ async fn ledgers(
             Ok(client) => client,
             Err(e) => return refuse(&mut st, e),
         };
-        let fault = st.draw_fault(Endpoint::LedgerList, None, &request_line(&method, &uri));
+        let line = request_line(&method, &uri);
+        let cursor = params.get("cursor").map(String::as_str);
+        let req = DataRequest {
+            endpoint: Endpoint::LedgerList,
+            client: &client,
+            ledger_id: None,
+            topic: "",
+            ledger_date: "",
+            cursor,
+            include_gdpr: false,
+            request_line: &line,
+            uri: &uri,
+            page_size: 0,
+        };
+        if let Some(response) = hostile_wire::answer(&mut st, &req) {
+            return response;
+        }
+        let fault = st.draw_fault(Endpoint::LedgerList, None, &line);
         let result = st.ledger_page(
             &client,
-            params.get("cursor").map(String::as_str),
+            cursor,
             params.get("settlesForRecipientHandles").map(String::as_str),
         );
         match st.record(result) {
@@ -243,6 +265,21 @@ async fn feed(
             Err(e) => return refuse(&mut st, e),
         };
         let line = request_line(&method, &uri);
+        let req = DataRequest {
+            endpoint: Endpoint::Feed,
+            client: &client,
+            ledger_id: Some(&ledger_id),
+            topic: &topic,
+            ledger_date: "",
+            cursor: params.get("cursor").map(String::as_str),
+            include_gdpr: include_gdpr(&params),
+            request_line: &line,
+            uri: &uri,
+            page_size,
+        };
+        if let Some(response) = hostile_wire::answer(&mut st, &req) {
+            return response;
+        }
         let mut fault = st.draw_fault(Endpoint::Feed, Some(&ledger_id), &line);
         let tweak = FeedTweak::for_fault(fault);
         let result = st.feed_page(
@@ -295,6 +332,21 @@ async fn dates(
             Err(e) => return refuse(&mut st, e),
         };
         let line = request_line(&method, &uri);
+        let req = DataRequest {
+            endpoint: Endpoint::Dates,
+            client: &client,
+            ledger_id: Some(&ledger_id),
+            topic: &topic,
+            ledger_date: &ledger_date,
+            cursor: params.get("cursor").map(String::as_str),
+            include_gdpr: include_gdpr(&params),
+            request_line: &line,
+            uri: &uri,
+            page_size,
+        };
+        if let Some(response) = hostile_wire::answer(&mut st, &req) {
+            return response;
+        }
         let fault = st.draw_fault(Endpoint::Dates, Some(&ledger_id), &line);
         let result = st.dates_page(
             &client,

@@ -122,7 +122,7 @@ pub(crate) fn respond(
 }
 
 /// 200 `application/json` with `body`, plus the page-size header if given.
-fn ok_json(body: &Value, page_size: Option<usize>) -> Response {
+pub(crate) fn ok_json(body: &Value, page_size: Option<usize>) -> Response {
     let mut resp = Json(body).into_response();
     if let Some(n) = page_size {
         resp.headers_mut()

@@ -9,8 +9,13 @@
 //! counters let tests check what a client did. Seeded fault injection ([`FaultConfig`]:
 //! 429 with `Retry-After`, 5xx, broken or malformed bodies, stalls, overlapping or stuck feed
 //! pages) is reproducible per request, and the counters record how the client coped
-//! (`Retry-After` violations, peak concurrency). All state sits behind one
-//! `std::sync::Mutex`, held briefly.
+//! (`Retry-After` violations, peak concurrency). Beside them, named hostile modes
+//! ([`Hostile`], `hostile.rs`) make the API misbehave deterministically, one way at a time,
+//! for every request in scope: absurd token lifetimes and `Retry-After`s, cursors that cycle,
+//! repeat or never end, huge pages (streamed) and cursors, an entry dated 2099, ledger ids
+//! that are paths or carry control characters, redirects to another host, and random data
+//! shaped like the OpenAPI file (`hostile_config.rs`, `hostile_pages.rs`, `hostile_wire.rs`,
+//! `schema_random.rs`). All state sits behind one `std::sync::Mutex`, held briefly.
 //!
 //! Cursor behaviour a client can rely on here (the real API documents less): a feed cursor is
 //! never empty and points just past the items served; `tryLater` is true iff the page reached
@@ -24,10 +29,15 @@ mod entry;
 mod events;
 mod faults;
 mod generate;
+mod hostile;
+mod hostile_config;
+mod hostile_pages;
+mod hostile_wire;
 mod http;
 mod inject;
 mod pages;
 mod profile;
+mod schema_random;
 mod state;
 mod stats;
 #[cfg(test)]
@@ -36,6 +46,12 @@ mod tests;
 mod tests_faults;
 #[cfg(test)]
 mod tests_faults_wire;
+#[cfg(test)]
+mod tests_hostile;
+#[cfg(test)]
+mod tests_hostile_data;
+#[cfg(test)]
+mod tests_hostile_list;
 #[cfg(test)]
 mod tests_http;
 #[cfg(test)]
@@ -57,6 +73,12 @@ use profile::LedgerProfile;
 use state::State;
 
 pub use faults::FaultConfig;
+pub use hostile::{
+    Hostile, DEFAULT_HUGE_CURSOR_BYTES, DEFAULT_HUGE_PAGE_MEGABYTES, DEFAULT_REDIRECT_LOCATION,
+    DEFAULT_RETRY_AFTER, MAX_CYCLE_PERIOD, MAX_HUGE_CURSOR_BYTES, MAX_HUGE_PAGE_MEGABYTES,
+    RETRY_AFTER_YEAR_9999,
+};
+pub use hostile_config::HostileConfig;
 pub use stats::SimStats;
 
 /// What the simulator generates and how it pages; see [`Default`] for the values tests use.
@@ -185,11 +207,16 @@ impl Simulator {
         self.lock().grow(days);
     }
 
-    /// The feed as the API currently serves it, in feed order, without the GDPR fields.
-    /// Unknown ledgers or topics give an empty list.
+    /// The feed as the API currently serves it, in feed order, without the GDPR fields
+    /// (and without what a hostile mode adds). Unknown ledgers or topics give an empty list;
+    /// in the `hostile-ledger-ids` mode a hostile id gives the entries it serves.
     pub fn expected_entries(&self, ledger_id: &str, topic: &str) -> Vec<Value> {
         let st = self.lock();
-        match (st.ledgers.get(ledger_id), Topic::parse(topic)) {
+        let book = st
+            .ledgers
+            .get(ledger_id)
+            .or_else(|| st.hostile_id_book(ledger_id));
+        match (book, Topic::parse(topic)) {
             (Some(book), Some(t)) => book.visible(t).iter().map(|e| e.to_json(false)).collect(),
             _ => Vec::new(),
         }
@@ -246,6 +273,18 @@ impl Simulator {
         let mut st = self.lock();
         st.faults = faults;
         st.fault_draws.clear();
+    }
+
+    /// Turns a hostile mode on (`Some`) or off (`None`) from the next request on; see
+    /// [`HostileConfig`] for its scope and [`Hostile`] for the modes. One mode at a time:
+    /// setting one replaces the one in effect. Faults still hit the requests it leaves alone.
+    pub fn set_hostile(&self, hostile: Option<HostileConfig>) {
+        self.lock().hostile = hostile;
+    }
+
+    /// The hostile mode in effect, if any.
+    pub fn hostile(&self) -> Option<HostileConfig> {
+        self.lock().hostile.clone()
     }
 
     /// Every token handed out so far is refused with 401 from now on (as if revoked early);

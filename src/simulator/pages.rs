@@ -57,6 +57,20 @@ impl FeedTweak {
     }
 }
 
+/// Where a feed request starts, read from its cursor (see `State::feed_at`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FeedAt {
+    pub topic: Topic,
+    /// Index of the next entry to serve.
+    pub position: usize,
+    /// The ledger's cursor generation.
+    pub epoch: u32,
+    /// The cursor's `feed-empty-forever` counter.
+    pub spin: u64,
+    /// The cursor says the far-future entry was served.
+    pub far: bool,
+}
+
 impl FeedPage {
     /// The response body.
     pub(crate) fn to_json(&self) -> Value {
@@ -91,7 +105,8 @@ pub(crate) fn parse_ledger_date(s: &str) -> Result<NaiveDate, ApiError> {
 }
 
 impl State {
-    /// `GET /settlement/v1/ledgers`: the caller's granted ledgers, sorted by id, paged.
+    /// `GET /settlement/v1/ledgers`: the caller's granted ledgers (and, in the
+    /// `hostile-ledger-ids` mode, the hostile ones), sorted by id, paged.
     pub(crate) fn ledger_page(
         &self,
         client_id: &str,
@@ -111,36 +126,75 @@ impl State {
                 _ => return Err(bad("Invalid cursor")),
             },
         };
-        let grants = self.partners.get(client_id).map(|p| &p.grants);
         let visible: Vec<_> = self
-            .ledgers
-            .values()
-            .filter(|b| grants.is_some_and(|g| g.contains(&b.profile.ledger_id)))
-            .filter(|b| filter.as_ref().is_none_or(|h| b.profile.settles_for(h)))
+            .listed_profiles(client_id)
+            .into_iter()
+            .filter(|p| filter.as_ref().is_none_or(|h| p.settles_for(h)))
             .collect();
         let skipped = visible
             .iter()
-            .take_while(|b| after.as_ref().is_some_and(|a| b.profile.ledger_id <= *a))
+            .take_while(|p| after.as_ref().is_some_and(|a| p.ledger_id <= *a))
             .count();
         let matching = visible.get(skipped..).unwrap_or_default();
         let page = self.ledger_page_size.max(1);
         if self.fail_ledger_page == Some(skipped / page + 1) {
             return Err(ApiError::ServerError);
         }
-        let items: Vec<Value> = matching
-            .iter()
-            .take(page)
-            .map(|b| b.profile.to_json())
-            .collect();
+        let items: Vec<Value> = matching.iter().take(page).map(|p| p.to_json()).collect();
         let next = match (matching.len() > page, matching.get(page.saturating_sub(1))) {
             (true, Some(last)) => Cursor::Ledgers {
-                after_ledger_id: last.profile.ledger_id.clone(),
+                after_ledger_id: last.ledger_id.clone(),
                 settles_for_recipient_handles: filter.clone(),
             }
             .encode(),
             _ => String::new(),
         };
         Ok(json!({ "cursor": next, "items": items }))
+    }
+
+    /// Where a feed request starts: its topic, and the position its cursor names (none: 0).
+    /// Refuses an unknown topic (400), a ledger the caller may not read (404) and a cursor
+    /// this simulator did not hand out for this feed and cursor generation (400).
+    pub(crate) fn feed_at(
+        &self,
+        client_id: &str,
+        ledger_id: &str,
+        topic: &str,
+        cursor: Option<&str>,
+    ) -> Result<FeedAt, ApiError> {
+        let topic = parse_topic(topic)?;
+        let book = self.book_for(client_id, ledger_id)?;
+        let epoch = book.cursor_epoch;
+        let len = book.visible(topic).len();
+        let start = FeedAt {
+            topic,
+            position: 0,
+            epoch,
+            spin: 0,
+            far: false,
+        };
+        let Some(c) = cursor else {
+            return Ok(start);
+        };
+        match Cursor::decode(c) {
+            Some(Cursor::Feed {
+                ledger_id: l,
+                topic: t,
+                position,
+                epoch: e,
+                spin,
+                far,
+                ..
+            }) if l == ledger_id && t == topic.as_str() && position <= len && e == epoch => {
+                Ok(FeedAt {
+                    position,
+                    spin,
+                    far,
+                    ..start
+                })
+            }
+            _ => Err(bad("Invalid cursor")),
+        }
     }
 
     /// `GET /report/v2/ledgers/{ledgerId}/{topic}/feed`.
@@ -153,34 +207,17 @@ impl State {
         include_gdpr: bool,
         tweak: FeedTweak,
     ) -> Result<FeedPage, ApiError> {
-        let topic = parse_topic(topic)?;
-        let book = self.accessible(client_id, ledger_id)?;
-        let epoch = book.cursor_epoch;
-        let entries = book.visible(topic);
+        let FeedAt {
+            topic,
+            position,
+            epoch,
+            ..
+        } = self.feed_at(client_id, ledger_id, topic, cursor)?;
+        let entries = self.book_for(client_id, ledger_id)?.visible(topic);
         let len = entries.len();
-        let position = match cursor {
-            None => 0,
-            Some(c) => match Cursor::decode(c) {
-                Some(Cursor::Feed {
-                    ledger_id: l,
-                    topic: t,
-                    position,
-                    epoch: e,
-                }) if l == ledger_id && t == topic.as_str() && position <= len && e == epoch => {
-                    position
-                }
-                _ => return Err(bad("Invalid cursor")),
-            },
-        };
         let here = || {
             cursor.map(str::to_string).unwrap_or_else(|| {
-                Cursor::Feed {
-                    ledger_id: ledger_id.to_string(),
-                    topic: topic.as_str().to_string(),
-                    position,
-                    epoch,
-                }
-                .encode()
+                Cursor::feed(ledger_id, topic.as_str(), position, epoch).encode()
             })
         };
         let slice = |range: std::ops::Range<usize>| -> Vec<Value> {
@@ -217,13 +254,7 @@ impl State {
             .min(len);
         // start <= position < end <= len, so the slice always exists.
         let items = slice(start..end);
-        let mut next = Cursor::Feed {
-            ledger_id: ledger_id.to_string(),
-            topic: topic.as_str().to_string(),
-            position: end,
-            epoch,
-        }
-        .encode();
+        let mut next = Cursor::feed(ledger_id, topic.as_str(), end, epoch).encode();
         if self.repeat_pages && tweak != FeedTweak::Discarded {
             let key = (ledger_id.to_string(), topic, position);
             if !self.repeat_served.remove(&key) {
@@ -250,7 +281,7 @@ impl State {
         include_gdpr: bool,
     ) -> Result<Value, ApiError> {
         let topic = parse_topic(topic)?;
-        let book = self.accessible(client_id, ledger_id)?;
+        let book = self.book_for(client_id, ledger_id)?;
         let date = parse_ledger_date(ledger_date)?;
         let entries = book.date_entries(topic, date);
         let offset = match cursor {

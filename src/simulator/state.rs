@@ -1,5 +1,5 @@
 //! The simulator's mutable state: ledgers, partners and their grants, issued tokens, test
-//! controls, fault settings and request counters.
+//! controls, fault settings, the hostile mode and request counters.
 //!
 //! This module owns everything behind the simulator's one `Mutex` and the rules that do not
 //! depend on HTTP: who may log in (client credentials), which token belongs to whom and until
@@ -14,7 +14,7 @@ use rand::RngCore;
 
 use super::book::LedgerBook;
 use super::entry::Topic;
-use super::{FaultConfig, SimStats};
+use super::{FaultConfig, HostileConfig, SimStats};
 
 /// Why a data request is refused; the HTTP layer turns it into a status and body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +82,8 @@ pub(crate) struct State {
     pub faults: Option<FaultConfig>,
     /// How many fault draws each request line (method, path, query) has had.
     pub fault_draws: HashMap<String, u64>,
+    /// The hostile mode in effect; `None` = off.
+    pub hostile: Option<HostileConfig>,
     /// When the longest `Retry-After` sent so far runs out (host-wide).
     pub blocked_until: Option<Instant>,
     /// When the latest 429 was sent.
@@ -113,6 +115,7 @@ impl State {
             stats: SimStats::default(),
             faults: None,
             fault_draws: HashMap::new(),
+            hostile: None,
             blocked_until: None,
             blocked_since: None,
             in_flight: 0,

@@ -32,6 +32,11 @@ pub struct SimStats {
     /// `"html"`, `"wrong_types"`, `"missing_cursor"`, `"invalid_entry"`, `"overlap"`,
     /// `"no_progress"`, `"stall"`); kinds never injected are absent.
     pub faults_injected: BTreeMap<String, u64>,
+    /// Hostile answers sent, by mode name (`"huge-page"`, ...; see `Hostile::NAMES`): every
+    /// answer a mode changed (for `far-future-entry`, those carrying the extra entry; for
+    /// `hostile-ledger-ids`, the ledger lists and the hostile ids' own feeds and dates);
+    /// modes never in effect are absent.
+    pub hostile_sent: BTreeMap<String, u64>,
     /// Token or data calls that arrived while an earlier 429's `Retry-After` still ran
     /// (more than 50 ms before it ended).
     pub retry_after_violations: u64,
@@ -72,6 +77,7 @@ impl SimStats {
             "subscription_key_sent": self.subscription_key_sent,
             "faults_injected": self.faults_injected,
             "total_faults": self.total_faults(),
+            "hostile_sent": self.hostile_sent,
             "retry_after_violations": self.retry_after_violations,
             "max_in_flight": self.max_in_flight,
             "requests_total": self.requests_total,
