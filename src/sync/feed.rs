@@ -55,10 +55,14 @@ pub async fn walk_feed(
     cancel: &CancellationToken,
 ) -> Result<UnitOutcome, WalkError> {
     let retry = RetryPolicy::from(&ctx.settings.retry);
-    let mut cursor = feeds::load_cursor(&ctx.pool, ledger_id, topic)
+    // `stored` is the cursor as committed; `cursor` the walk's position, ahead of it after
+    // pages without entries, which are not committed on their own: a feed handing out
+    // fresh cursors with nothing behind them leaves the stored cursor where it was.
+    let mut stored = feeds::load_cursor(&ctx.pool, ledger_id, topic)
         .await
         .context("loading the stored cursor")?
         .and_then(|row| row.cursor);
+    let mut cursor = stored.clone();
     let limits = &ctx.settings.limits;
     let mut outcome = UnitOutcome::default();
     let mut stalls = 0;
@@ -85,7 +89,7 @@ pub async fn walk_feed(
         };
         let page = fetched.map_err(|e| classify(e, cursor.as_deref()))?;
         let same_cursor = cursor.as_deref() == Some(page.cursor.as_str());
-        if page.items.is_empty() && same_cursor && page.try_later {
+        if page.items.is_empty() && same_cursor && page.try_later && stored == cursor {
             let marked = feeds::mark_caught_up(&ctx.pool, ledger_id, topic, lease)
                 .await
                 .context("marking the feed caught up")?;
@@ -97,13 +101,14 @@ pub async fn walk_feed(
             }
             return Ok(outcome);
         }
-        let committed = if page.items.is_empty() && same_cursor {
+        let skip = page.items.is_empty() && !page.try_later;
+        let committed = if skip {
             Default::default()
         } else {
             let params = PageParams {
                 ledger_id,
                 topic,
-                fetched_with: cursor.as_deref(),
+                fetched_with: stored.as_deref(),
                 next_cursor: &page.cursor,
                 lease,
                 personal_data: ctx.settings.sync.include_gdpr_sensitive_data,
@@ -123,6 +128,7 @@ pub async fn walk_feed(
                 Ok(committed) => {
                     let (n, conflicts) = (committed.inserted, committed.conflicts);
                     ctx.metrics.page_committed(topic, n, conflicts);
+                    stored = Some(page.cursor.clone());
                     committed
                 }
                 Err(CommitError::Fenced { ours, held }) => {

@@ -9,6 +9,7 @@ mod config;
 mod consent;
 mod exporters;
 mod follow;
+mod hostile;
 mod http;
 mod lifecycle;
 mod personal;
