@@ -10,12 +10,14 @@ use std::time::Duration;
 
 mod checks;
 mod exporters;
+mod http;
 use checks::{
-    check_database_transport, check_url, describe, inline_or_file, parse_listen, read_credential,
+    check_database_transport, check_url, describe, inline_or_file, read_credential,
     resolve_partners, syntax_error,
 };
 pub use checks::{parse_cron, redact_url, scrub, without_userinfo};
 pub use exporters::{Accounts, ExporterKind, ExporterSettings, ExporterTarget};
+pub use http::{HttpSettings, MAX_CONNECTIONS_LIMIT, MIN_TOKEN_LEN};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -54,19 +56,6 @@ pub struct Settings {
     pub http: HttpSettings,
     /// `[[exporters]]`, in the order written.
     pub exporters: Vec<ExporterSettings>,
-}
-
-/// `[http]`: the status endpoint.
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
-    /// Where `run` serves /healthz, /readyz and /metrics; `None` (the default) serves nothing.
-    pub listen: Option<std::net::SocketAddr>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHttp {
-    listen: String,
 }
 
 /// `[database]`.
@@ -270,7 +259,7 @@ struct RawSettings {
     partners: Vec<RawPartner>,
     sync: SyncSettings,
     log: LogSettings,
-    http: RawHttp,
+    http: http::RawHttp,
     #[serde(default)]
     exporters: Vec<exporters::RawExporter>,
 }
@@ -448,10 +437,7 @@ impl Settings {
             ));
         }
         let partners = resolve_partners(raw.partners, credentials)?;
-        let http = HttpSettings {
-            listen: parse_listen(&raw.http.listen)
-                .map_err(|e| ConfigError::key("http.listen", e))?,
-        };
+        let http = http::resolve(raw.http, credentials)?;
         let exporters = exporters::resolve(raw.exporters, credentials)?;
         for (i, e) in exporters.iter().enumerate() {
             if let Some(partner) = &e.partner {

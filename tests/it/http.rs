@@ -1,6 +1,11 @@
 //! The status endpoint (`/healthz`, `/readyz`, `/metrics`) served in-process on 127.0.0.1:0
 //! for a sync context of the test's own. Each test injects its own `Metrics`, so the
-//! counters it reads moved only by its own sync, whatever else runs in the process.
+//! counters it reads moved only by its own sync, whatever else runs in the process. The
+//! endpoint's bounds (connections, timeouts, shutdown) are tested in `bounds`, its token in
+//! `token`.
+
+mod bounds;
+mod token;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -23,9 +28,12 @@ use crate::common::{small, test_settings, TestApp, CLIENT_ID, CLIENT_SECRET};
 /// The endpoint of one sync context, stopped when dropped.
 struct Endpoint {
     ctx: Arc<SyncContext>,
+    addr: SocketAddr,
     base: String,
     http: reqwest::Client,
     stop: CancellationToken,
+    /// The serving task: it ends once the endpoint stopped and every connection is closed.
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Drop for Endpoint {
@@ -39,21 +47,24 @@ impl Endpoint {
         let metrics = Arc::new(Metrics::new());
         let ctx = Arc::new(SyncContext::with_metrics(settings, pool, metrics).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
         let stop = CancellationToken::new();
-        tokio::spawn(vipps_ledger_sync::http::serve(
+        let served = tokio::spawn(vipps_ledger_sync::http::serve(
             Arc::clone(&ctx),
             listener,
             stop.clone(),
         ));
         Endpoint {
             ctx,
+            addr,
             base,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
             stop,
+            served,
         }
     }
 

@@ -442,7 +442,7 @@ async fn run_with_one_partner_refused_a_token_starts_and_records_that_partner_fa
 
 /// A `MakeWriter` into a shared buffer.
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Captured(pub(crate) Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

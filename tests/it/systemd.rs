@@ -1,6 +1,7 @@
 //! Packaging: the systemd unit (verified by `systemd-analyze`, and read for what the daemon
-//! relies on: Type=notify, the watchdog, a stop timeout above the drain deadline, hardening and
-//! the credentials the example configurations name), the sysusers file and the Containerfile.
+//! relies on: Type=notify, the watchdog, a stop timeout above the drain deadline, hardening,
+//! memory and descriptor limits, the one port it may bind, and the credentials the example
+//! configurations name), the sysusers file and the Containerfile.
 //! Tests that need systemd's tools say "skipped" and pass where they are not installed.
 
 use std::collections::{BTreeSet, HashMap};
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use humantime_serde::re::humantime;
 use secrecy::ExposeSecret;
-use vipps_ledger_sync::config::{ExporterTarget, Settings};
+use vipps_ledger_sync::config::{ExporterTarget, Settings, MAX_CONNECTIONS_LIMIT};
 
 const UNIT_NAME: &str = "vipps-ledger-sync.service";
 /// Where the unit's credentials appear: `$CREDENTIALS_DIRECTORY` of this unit.
@@ -219,6 +220,73 @@ fn the_unit_has_every_required_hardening_directive() {
         "{state}"
     );
     assert!(service_values(&unit, "ReadWritePaths").is_empty());
+}
+
+/// A unit file size (`256M`, `1G`, plain bytes) in bytes.
+fn bytes(value: &str) -> u64 {
+    let (number, unit) = value.split_at(
+        value
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(value.len()),
+    );
+    let number: u64 = number.parse().unwrap_or_else(|_| panic!("{value:?}"));
+    number
+        * match unit {
+            "" => 1,
+            "K" => 1 << 10,
+            "M" => 1 << 20,
+            "G" => 1 << 30,
+            other => panic!("{value:?}: unit {other:?}"),
+        }
+}
+
+#[test]
+fn the_unit_bounds_memory_and_descriptors_and_binds_only_the_status_endpoints_port() {
+    let unit = parse_unit(&unit_text());
+    // The daemon's worst case against a hostile API stays under 256 MB: throttling starts
+    // above it, the OOM kill later still.
+    let high = bytes(service_value(&unit, "MemoryHigh"));
+    let max = bytes(service_value(&unit, "MemoryMax"));
+    assert!(high >= 256 << 20, "MemoryHigh={high}");
+    assert!(
+        max > high,
+        "MemoryMax={max} must leave room above MemoryHigh={high}"
+    );
+    let files: usize = service_value(&unit, "LimitNOFILE").parse().unwrap();
+    assert!(
+        files >= 2 * MAX_CONNECTIONS_LIMIT,
+        "LimitNOFILE={files}: http.max_connections may be {MAX_CONNECTIONS_LIMIT}, plus the rest"
+    );
+
+    // Binding: the status endpoint's port, as the configuration operators are told to write
+    // sets it, and nothing else.
+    assert_eq!(service_value(&unit, "SocketBindDeny"), "any");
+    let credentials = tempfile::tempdir().unwrap();
+    for v in service_values(&unit, "LoadCredential") {
+        let name = v.split_once(':').unwrap().0;
+        let value = match name {
+            "database-url" => "postgres://vls@127.0.0.1/vls".to_owned(),
+            _ => format!("value-of-{name}"),
+        };
+        std::fs::write(credentials.path().join(name), value).unwrap();
+    }
+    let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(config.path(), operations_config()).unwrap();
+    let env = HashMap::from([(
+        "CREDENTIALS_DIRECTORY".to_owned(),
+        credentials.path().to_str().unwrap().to_owned(),
+    )]);
+    let settings = Settings::load_with_env(Some(config.path()), env).unwrap();
+    let port = settings
+        .http
+        .listen
+        .expect("the status endpoint is on")
+        .port();
+    assert_eq!(
+        service_values(&unit, "SocketBindAllow"),
+        [format!("tcp:{port}")],
+        "http.listen and SocketBindAllow= must name the same port"
+    );
 }
 
 /// The systemd credential a `*_file` value names: a relative name, or a path in this unit's

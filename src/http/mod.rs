@@ -1,8 +1,9 @@
 //! The status endpoint of `run` on `http.listen`: `/healthz` (the process runs), `/readyz`
 //! (the database answers and every partner's keys yield a token) and `/metrics`
 //! (Prometheus). It reads the sync context, and the database through a small pool of its own
-//! (so a pass holding every connection of the daemon's pool does not make it look down). See
-//! docs/monitoring.md.
+//! (so a pass holding every connection of the daemon's pool does not make it look down). This
+//! file owns the routes and their answers; `server` the connections and their bounds, `slots`
+//! the connection limit, `auth` the optional bearer token. See docs/monitoring.md.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod auth;
+mod server;
+mod slots;
+
+pub use server::{MAX_CONNECTION_AGE, MAX_HEADER_BYTES};
+
 use crate::report_api::TokenHealth;
 use crate::sync::SyncContext;
 
@@ -32,7 +39,8 @@ struct Status {
     db: sqlx::PgPool,
 }
 
-/// Serves the endpoints on `listener` until `cancel` fires.
+/// Serves the endpoints on `listener` until `cancel` fires, within the bounds of `[http]`;
+/// returns once every connection is closed, at most `sync.drain_deadline` after `cancel`.
 pub async fn serve(
     ctx: Arc<SyncContext>,
     listener: TcpListener,
@@ -44,14 +52,25 @@ pub async fn serve(
             tracing::warn!(error = %e, "status endpoint: using the daemon's pool");
             ctx.pool.clone()
         });
-    let app = Router::new()
+    let http = &ctx.settings.http;
+    let limits = server::Limits {
+        header_read_timeout: http.header_read_timeout,
+        request_timeout: http.request_timeout,
+        max_connections: http.max_connections,
+        drain_deadline: ctx.settings.sync.drain_deadline,
+    };
+    let token = http.token.as_ref().map(auth::BearerToken::new);
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(Status { ctx, db });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await
+    let gate = server::Gate {
+        router,
+        token,
+        request_timeout: limits.request_timeout,
+    };
+    server::run(listener, gate, limits, cancel).await
 }
 
 /// For `run`: binds `http.listen` (if set) and serves there until `cancel` fires. Fails,
@@ -67,13 +86,25 @@ pub async fn start(
         .await
         .with_context(|| format!("http.listen = {addr}: cannot listen there"))?;
     let bound = listener.local_addr().unwrap_or(addr);
+    let token = ctx.settings.http.token.is_some();
     let (ctx, cancel) = (Arc::clone(ctx), cancel.clone());
     let task = tokio::spawn(async move {
         if let Err(e) = serve(ctx, listener, cancel).await {
             tracing::error!(error = %e, "the status endpoint stopped");
         }
     });
-    tracing::info!(%bound, "status endpoint: /healthz, /readyz, /metrics");
+    if token {
+        tracing::info!(%bound, "status endpoint: /healthz; /readyz and /metrics with the bearer token");
+    } else if bound.ip().is_loopback() {
+        tracing::info!(%bound, "status endpoint: /healthz, /readyz, /metrics");
+    } else {
+        tracing::warn!(
+            %bound,
+            "status endpoint: http.listen is not a loopback address and http.token is not set: \
+             anyone who can reach it reads /readyz and /metrics (partner names, ledger ids, \
+             error messages); set http.token or restrict the address"
+        );
+    }
     Ok(Some((bound, task)))
 }
 
