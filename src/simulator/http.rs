@@ -264,6 +264,9 @@ async fn feed(
             Ok(client) => client,
             Err(e) => return refuse(&mut st, e),
         };
+        if st.not_found_once.remove(&ledger_id) {
+            return api_error(ApiError::NotFound);
+        }
         let line = request_line(&method, &uri);
         let req = DataRequest {
             endpoint: Endpoint::Feed,

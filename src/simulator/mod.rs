@@ -324,6 +324,13 @@ impl Simulator {
         self.lock().fail_ledger_page = page;
     }
 
+    /// The next feed request for `ledger_id` (either topic, any partner) answers 404 `No such
+    /// ledgerId` once, as a gateway having a bad moment would; later requests are answered
+    /// as usual. A client must not take that one 404 for consent ending.
+    pub fn not_found_once(&self, ledger_id: &str) {
+        self.lock().not_found_once.insert(ledger_id.to_owned());
+    }
+
     /// From now on every feed and dates cursor handed out so far for `ledger_id` is refused
     /// with 400 problem+json (`"detail": "Invalid cursor"`), as if the API had forgotten
     /// them. Requests without a cursor, and the cursors they return, work as before.

@@ -71,6 +71,8 @@ pub(crate) struct State {
     pub repeat_pages: bool,
     /// 1-based page of the ledger list that answers 500.
     pub fail_ledger_page: Option<usize>,
+    /// Ledgers whose next feed request answers 404 once (`Simulator::not_found_once`).
+    pub not_found_once: HashSet<String>,
     /// Feed positions whose page was already served once with the unchanged cursor.
     pub repeat_served: HashSet<(String, Topic, usize)>,
     /// Ledgers by id (ids are equal-length digit strings, so this is numeric order too).
@@ -105,6 +107,7 @@ impl State {
             overlap: 0,
             repeat_pages: false,
             fail_ledger_page: None,
+            not_found_once: HashSet::new(),
             repeat_served: HashSet::new(),
             ledgers: ledgers
                 .into_iter()

@@ -272,7 +272,7 @@ async fn a_call_before_retry_after_has_run_out_is_a_violation_and_one_after_is_n
     assert_eq!(h.sim.stats().retry_after_violations, 0);
     // Too early (after the grace for calls already on their way): a data call on another
     // ledger (no fault of its own) and a token call.
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
     let other = send(&h, "/report/v2/ledgers/100002/funds/feed", &token).await;
     assert_eq!(other.status(), StatusCode::OK);
     h.token().await;

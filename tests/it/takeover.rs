@@ -367,3 +367,58 @@ async fn three_instances_killed_and_stopped_at_random_end_exact_with_a_clean_gra
         "ledgers without exactly one open period: {open:?}"
     );
 }
+
+#[tokio::test]
+async fn a_single_404_from_the_gateway_closes_no_grant_and_opens_no_second_period() {
+    let app = TestApp::spawn(crate::common::small()).await;
+    assert!(app.sync_once().await.success());
+    let ledger = app.sim.ledger_ids()[0].clone();
+    app.sim.grow(1);
+    app.sim.not_found_once(&ledger);
+    let report = app.sync_once().await;
+    assert!(report.success(), "{report}");
+    assert_eq!(report.grants_closed, 0, "{report}");
+    let periods: Vec<(String, Option<chrono::DateTime<Utc>>)> =
+        sqlx::query_as("SELECT ledger_id, revoked_seen_at FROM grants WHERE ledger_id = $1")
+            .bind(&ledger)
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(periods, [(ledger.clone(), None)], "one period, still open");
+    assert!(app.sync_once().await.success());
+    app.assert_exact().await;
+    // A 404 that holds (the merchant withdrew access) still closes the grant.
+    app.sim.revoke(crate::common::CLIENT_ID, &ledger);
+    let ctx = app.context();
+    let closed = vipps_ledger_sync::sync::sync_feeds(
+        &ctx,
+        &tokio_util::sync::CancellationToken::new(),
+        vipps_ledger_sync::sync::Backoff::Ignore,
+    )
+    .await;
+    assert_eq!(closed.grants_closed, 1, "{closed}");
+}
+
+#[tokio::test]
+async fn a_panic_inside_a_piece_of_work_is_caught_and_the_daemon_goes_on() {
+    let app = TestApp::spawn(crate::common::small()).await;
+    let ctx = app.context();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut watchdog = vipps_ledger_sync::sync::lifecycle::Watchdog::off();
+    let work = async {
+        if std::hint::black_box(true) {
+            panic!("a bug in a piece of work");
+        }
+    };
+    let outcome =
+        vipps_ledger_sync::sync::lifecycle::drain(&ctx, "test work", work, &cancel, &mut watchdog)
+            .await;
+    match outcome {
+        vipps_ledger_sync::sync::lifecycle::Drained::Panicked(why) => {
+            assert!(why.contains("a bug in a piece of work"), "{why}")
+        }
+        other => panic!("not caught: {other:?}"),
+    }
+    // The same context works on.
+    assert!(app.sync_once().await.success());
+}
