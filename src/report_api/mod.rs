@@ -336,8 +336,15 @@ pub(crate) async fn read_body(
     let expected = response.content_length().unwrap_or(0).min(max);
     let mut body = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
     while let Some(chunk) = response.chunk().await? {
-        if (body.len() + chunk.len()) as u64 > max {
-            return Err(too_large((body.len() + chunk.len()) as u64));
+        let needed = body.len() + chunk.len();
+        if needed as u64 > max {
+            return Err(too_large(needed as u64));
+        }
+        if needed > body.capacity() {
+            // Doubling, but never past the bound: a body of the largest size allowed never
+            // holds twice that.
+            let to = needed.max(body.capacity() * 2).min(max as usize);
+            body.reserve_exact(to - body.len());
         }
         body.extend_from_slice(&chunk);
     }
