@@ -2,7 +2,8 @@
 //! for a range of ledger dates, as CSV or JSON lines, or a camt.053 statement, to a file
 //! (written atomically: a temporary name, then a rename) or to stdout. Amounts come both in
 //! minor units and as decimals in the currency. The scheduled exporters of `run` are in
-//! [`scheduled`].
+//! [`scheduled`]; [`xsd`] validates XML documents (camt.053 statements, Vipps settlement
+//! reports) against the official schemas, in process.
 
 use std::io::Write;
 use std::path::Path;
@@ -20,6 +21,7 @@ pub mod camt;
 pub mod journal;
 pub mod scheduled;
 pub mod webhook;
+pub mod xsd;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]

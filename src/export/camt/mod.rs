@@ -3,8 +3,9 @@
 //! import as a bank statement. The funds feed is the money Vipps MobilePay holds for the
 //! merchant, so the ledger plays the part of the bank account.
 //!
-//! The document is checked against the official schema (`tests/data/camt.053.001.02.xsd`) by
-//! this module's tests. The mapping:
+//! Every document is validated against the official schema ([`crate::export::xsd::camt053`],
+//! embedded from `src/export/xsd/schemas/`) before it is returned: one that does not validate
+//! is an error ([`CamtError::Schema`]) and never written. The mapping:
 //!
 //! | camt.053 element                        | carries                                                    |
 //! |-----------------------------------------|------------------------------------------------------------|
@@ -58,7 +59,7 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 
-use crate::export::decimal;
+use crate::export::{decimal, xsd};
 use crate::store::export::ExportEntryRow;
 
 mod check;
@@ -134,6 +135,17 @@ pub enum CamtError {
         field: &'static str,
         reason: String,
     },
+    /// The written document does not validate against the camt.053.001.02 schema: a bug in
+    /// this module, caught before the statement leaves it.
+    #[error(
+        "ledger {ledger} {date}: the statement does not validate against camt.053.001.02: {}",
+        listed(.violations)
+    )]
+    Schema {
+        ledger: String,
+        date: NaiveDate,
+        violations: Vec<xsd::Violation>,
+    },
     /// Writing the document failed (not expected for the in-memory buffer).
     #[error("writing the camt.053 document")]
     Write(#[from] std::io::Error),
@@ -143,13 +155,41 @@ fn at(seq: &Option<i64>) -> String {
     seq.map(|s| format!(" seq {s}")).unwrap_or_default()
 }
 
+/// The first violations, and how many more there are.
+fn listed(violations: &[xsd::Violation]) -> String {
+    /// Violations named in the message; the error value holds them all.
+    const SHOWN: usize = 3;
+    let mut text = violations
+        .iter()
+        .take(SHOWN)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if violations.len() > SHOWN {
+        text.push_str(&format!("; and {} more", violations.len() - SHOWN));
+    }
+    text
+}
+
 /// Writes `statement` as a UTF-8 camt.053.001.02 document, after checking it (see the module
-/// documentation for what is rejected).
+/// documentation for what is rejected), and validates the document against the schema.
 pub fn write(statement: &Statement<'_>) -> Result<Vec<u8>, CamtError> {
     let checked = check(statement)?;
     let mut out = Xml(Writer::new_with_indent(Vec::new(), b' ', 2));
     out.document(statement, &checked)?;
-    Ok(out.0.into_inner())
+    validated(statement, out.0.into_inner())
+}
+
+/// `document` if it validates against the camt.053.001.02 schema, else [`CamtError::Schema`].
+fn validated(statement: &Statement<'_>, document: Vec<u8>) -> Result<Vec<u8>, CamtError> {
+    match xsd::camt053().validate(&document) {
+        Ok(()) => Ok(document),
+        Err(violations) => Err(CamtError::Schema {
+            ledger: statement.ledger_id.to_owned(),
+            date: statement.date,
+            violations,
+        }),
+    }
 }
 
 /// The element writer; every text goes through quick-xml's escaping.
