@@ -142,12 +142,13 @@ pub enum Drained<T> {
 /// How long work may run without progress (`Metrics::progressed`) before the watchdog is no
 /// longer pinged: the longest a single request may legitimately take through the retry
 /// policy (every attempt timing out, each followed by the longest backoff), plus the
-/// longest `Retry-After` obeyed, plus a minute.
+/// longest `Retry-After` obeyed, plus one more request timeout. With the defaults: 5 × (60 s
+/// + 60 s) + 5 min + 60 s = 16 minutes.
 pub fn stall_limit(settings: &crate::config::Settings) -> Duration {
     let attempt = settings.api.request_timeout + settings.retry.max_backoff;
     attempt.saturating_mul(settings.retry.max_attempts)
         + settings.limits.max_retry_after
-        + Duration::from_secs(60)
+        + settings.api.request_timeout
 }
 
 /// Runs `work` to its end while pinging the watchdog; once `cancel` fires, gives it
@@ -224,7 +225,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// Releases every lease this process still holds, after its work was abandoned (at the drain
 /// deadline, or on a second stop signal), so the next run need not wait `sync.lease_ttl` for
-/// those units. Gives up after [`LEASE_RELEASE_LIMIT`]: the leases then simply expire.
+/// those units. Gives up after `LEASE_RELEASE_LIMIT`: the leases then simply expire.
 pub async fn hand_back_leases(ctx: &SyncContext) {
     let released = tokio::time::timeout(
         LEASE_RELEASE_LIMIT,

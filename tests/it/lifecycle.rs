@@ -29,7 +29,17 @@ const WATCHDOG_USEC: u64 = 1_000_000;
 /// `run` under a `/bin/sh` that sets `WATCHDOG_PID` to its own pid and then `exec`s the
 /// binary, so the pid is the daemon's (sd-notify checks it) without knowing it in advance.
 fn run_under_systemd(cfg: &tempfile::NamedTempFile, socket: &std::path::Path) -> Child {
-    let daemon = command(&["--config", cfg.path().to_str().unwrap(), "run"]);
+    run_under_systemd_with(cfg, socket, &[])
+}
+
+/// [`run_under_systemd`] with more settings from the environment.
+fn run_under_systemd_with(
+    cfg: &tempfile::NamedTempFile,
+    socket: &std::path::Path,
+    env: &[(&str, &str)],
+) -> Child {
+    let mut daemon = command(&["--config", cfg.path().to_str().unwrap(), "run"]);
+    daemon.envs(env.iter().copied());
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(r#"WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$0" "$@""#)
@@ -620,4 +630,76 @@ async fn trace_logs_in_text_and_json_carry_no_secret_token_or_personal_data() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_is_no_longer_pinged_while_work_makes_no_progress() {
+    let app = TestApp::spawn(small()).await;
+    let cfg = config(
+        &app,
+        &app.db.url,
+        (CLIENT_ID, CLIENT_SECRET),
+        "schedule = \"* * * * * *\"",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    // A stall limit of about 3 s: one attempt of at most 1 s, a Retry-After of at most 1 s,
+    // one more request timeout.
+    let env = [
+        ("VLS_API__REQUEST_TIMEOUT", "1s"),
+        ("VLS_RETRY__MAX_ATTEMPTS", "1"),
+        ("VLS_LIMITS__MAX_RETRY_AFTER", "1s"),
+        ("RUST_LOG", "info"),
+    ];
+    let mut child = run_under_systemd_with(&cfg, &path, &env);
+    let mut messages = Vec::new();
+    assert!(
+        receive_until(
+            &socket,
+            &mut messages,
+            "STATUS=idle",
+            Duration::from_secs(30)
+        )
+        .await,
+        "the first pass never ended: {messages:?}"
+    );
+    // A lock nobody gives back: the next pass waits on it forever, making no progress.
+    let mut locker = app.db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE feed_cursors IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    let locked = Instant::now();
+    receive_until(&socket, &mut messages, "", Duration::from_secs(7)).await;
+    let pings: Vec<Instant> = arrivals(&messages, "WATCHDOG=1")
+        .into_iter()
+        .filter(|at| *at > locked)
+        .collect();
+    let last = pings.last().copied().unwrap_or(locked);
+    eprintln!(
+        "{} pings after the lock, the last {:?} after it",
+        pings.len(),
+        last - locked
+    );
+    assert!(
+        last - locked < Duration::from_secs(5),
+        "pinged {:?} after the work stopped making progress",
+        last - locked
+    );
+    // The lock goes: the work goes on, and so do the pings.
+    locker.rollback().await.unwrap();
+    let released = Instant::now();
+    receive_until(&socket, &mut messages, "", Duration::from_secs(3)).await;
+    assert!(
+        arrivals(&messages, "WATCHDOG=1")
+            .iter()
+            .any(|at| *at > released),
+        "no pings after the work made progress again"
+    );
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(10)).await;
+    let stderr = stderr_of(&mut child);
+    assert!(status.is_some_and(|s| s.success()), "{status:?}: {stderr}");
+    assert!(stderr.contains("no progress"), "{stderr}");
 }
