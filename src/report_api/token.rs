@@ -256,43 +256,7 @@ impl TokenCache {
                 other => other,
             });
         }
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-            if e.is_syntax() || e.is_eof() {
-                ApiError::Malformed(format!("token response is not JSON ({e})"))
-            } else {
-                ApiError::InvalidResponse(format!("token response does not parse: {e}"))
-            }
-        })?;
-        if let Some(kind) = parsed.token_type.as_deref() {
-            if !kind.eq_ignore_ascii_case("bearer") {
-                return Err(ApiError::InvalidResponse(format!(
-                    "token_type is {kind:?}, expected Bearer"
-                )));
-            }
-        }
-        let lifetime = match parsed.expires_in {
-            // Negative or fractional counts as 0 (then clamped up), too large as u64::MAX.
-            NumberOrString::Number(n) => n.as_u64().unwrap_or_else(|| {
-                if n.as_f64().is_some_and(|f| f > 0.0) {
-                    u64::MAX
-                } else {
-                    0
-                }
-            }),
-            NumberOrString::String(s) => match s.trim().parse::<u64>() {
-                Ok(n) => n,
-                // All digits, but more than u64 holds: as long as can be (then clamped).
-                Err(_) if !s.trim().is_empty() && s.trim().bytes().all(|b| b.is_ascii_digit()) => {
-                    u64::MAX
-                }
-                Err(_) => {
-                    return Err(ApiError::InvalidResponse(
-                        "expires_in is not a number".to_owned(),
-                    ))
-                }
-            },
-        };
-        let stated = Duration::from_secs(lifetime);
+        let (value, stated) = parse_token(&body)?;
         let lifetime = stated.clamp(MIN_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME);
         if lifetime != stated {
             tracing::warn!(
@@ -310,12 +274,56 @@ impl TokenCache {
         // Within a day of now: no Instant arithmetic here can overflow.
         Ok((
             Token {
-                value: parsed.access_token,
+                value,
                 refresh_at: started + (lifetime - margin),
             },
             started + lifetime,
         ))
     }
+}
+
+/// A token response: the token and the lifetime it states (`expires_in`, a number or a
+/// string of digits; one too large for u64 is u64::MAX seconds, a negative or fractional one
+/// 0; the caller clamps it). No body makes this panic (a property test feeds it any).
+fn parse_token(body: &[u8]) -> Result<(SecretString, Duration), ApiError> {
+    let parsed: TokenResponse = serde_json::from_slice(body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            ApiError::Malformed(format!("token response is not JSON ({e})"))
+        } else {
+            ApiError::InvalidResponse(format!("token response does not parse: {e}"))
+        }
+    })?;
+    if let Some(kind) = parsed.token_type.as_deref() {
+        if !kind.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::InvalidResponse(format!(
+                "token_type is \"{}\", expected Bearer",
+                crate::text::bounded(kind, 32)
+            )));
+        }
+    }
+    let lifetime = match parsed.expires_in {
+        // Negative or fractional counts as 0 (then clamped up), too large as u64::MAX.
+        NumberOrString::Number(n) => n.as_u64().unwrap_or_else(|| {
+            if n.as_f64().is_some_and(|f| f > 0.0) {
+                u64::MAX
+            } else {
+                0
+            }
+        }),
+        NumberOrString::String(s) => match s.trim().parse::<u64>() {
+            Ok(n) => n,
+            // All digits, but more than u64 holds: as long as can be (then clamped).
+            Err(_) if !s.trim().is_empty() && s.trim().bytes().all(|b| b.is_ascii_digit()) => {
+                u64::MAX
+            }
+            Err(_) => {
+                return Err(ApiError::InvalidResponse(
+                    "expires_in is not a number".to_owned(),
+                ))
+            }
+        },
+    };
+    Ok((parsed.access_token, Duration::from_secs(lifetime)))
 }
 
 /// Why a token request failed, in a few words: the class and status, never a body (which
@@ -336,5 +344,57 @@ fn short_reason(err: &ApiError) -> String {
             "the token endpoint's answer could not be read".to_owned()
         }
         ApiError::OverLimit(why) => why.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn expires_in_as_a_number_a_string_or_absurdly_large() {
+        let life = |body: &str| parse_token(body.as_bytes()).map(|(_, d)| d.as_secs());
+        assert_eq!(
+            life(r#"{"access_token":"t","token_type":"Bearer","expires_in":900}"#).unwrap(),
+            900
+        );
+        assert_eq!(
+            life(r#"{"access_token":"t","expires_in":"3600"}"#).unwrap(),
+            3600
+        );
+        assert_eq!(
+            life(r#"{"access_token":"t","expires_in":18446744073709551615}"#).unwrap(),
+            u64::MAX
+        );
+        assert_eq!(
+            life(r#"{"access_token":"t","expires_in":1e300}"#).unwrap(),
+            u64::MAX
+        );
+        assert_eq!(
+            life(r#"{"access_token":"t","expires_in":"99999999999999999999999"}"#).unwrap(),
+            u64::MAX
+        );
+        assert_eq!(life(r#"{"access_token":"t","expires_in":-5}"#).unwrap(), 0);
+        assert!(life(r#"{"access_token":"t","expires_in":"soon"}"#).is_err());
+        assert!(matches!(life("<html>"), Err(ApiError::Malformed(_))));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn no_token_response_makes_the_parser_panic(body in prop::collection::vec(any::<u8>(), 0..256),
+                                                    n in any::<i128>(), f in any::<f64>(), s in ".{0,30}") {
+            let _ = parse_token(&body);
+            for expires in [n.to_string(), f.to_string(), format!("{s:?}")] {
+                let json = format!(r#"{{"access_token":"t","token_type":"Bearer","expires_in":{expires}}}"#);
+                if let Ok((_, stated)) = parse_token(json.as_bytes()) {
+                    let clamped = stated.clamp(MIN_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME);
+                    let now = tokio::time::Instant::now();
+                    let _ = now + clamped;
+                }
+            }
+        }
     }
 }
