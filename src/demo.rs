@@ -18,7 +18,7 @@ use crate::export::{scheduled, Format};
 use crate::simulator::{Simulator, SimulatorConfig};
 use crate::store::{self, entries};
 use crate::sync::{self, SyncContext};
-use crate::views;
+use crate::tables;
 
 /// The PostgreSQL server the demo uses when neither `--database-url` nor `DATABASE_URL` is set.
 pub const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -81,7 +81,8 @@ pub async fn run(server_url: &str) -> anyhow::Result<bool> {
         accounts: Accounts::default(),
     })
     .collect();
-    let ctx = Arc::new(SyncContext::connect(settings).await?);
+    let ctx =
+        Arc::new(SyncContext::connect(settings, Arc::new(crate::metrics::Metrics::new())).await?);
     let cancel = CancellationToken::new();
 
     println!("\n== first sync: the whole history");
@@ -109,11 +110,8 @@ pub async fn run(server_url: &str) -> anyhow::Result<bool> {
     println!(
         "\n== exporters: each closed, reconciled ledger date once (journal vouchers, camt.053)"
     );
-    let closed: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM reconciliation_status WHERE reconciled")
-            .fetch_one(&ctx.pool)
-            .await?;
-    for report in scheduled::run_all(&ctx.pool, &ctx.settings, &cancel).await {
+    let closed = crate::store::reconcile::reconciled_dates(&ctx.pool).await?;
+    for report in scheduled::run_all(&ctx.pool, &ctx.settings, &ctx.metrics, &cancel).await {
         let dir = exports.join(&report.exporter);
         let files = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
         println!(
@@ -129,13 +127,13 @@ pub async fn run(server_url: &str) -> anyhow::Result<bool> {
         }
         ok &= exact;
     }
-    let again = scheduled::run_all(&ctx.pool, &ctx.settings, &cancel).await;
+    let again = scheduled::run_all(&ctx.pool, &ctx.settings, &ctx.metrics, &cancel).await;
     let repeated: usize = again.iter().map(|r| r.exported).sum();
     println!("check: a second pass exports nothing again ({repeated} dates)");
     ok &= repeated == 0;
 
     println!();
-    views::print_status(&ctx.pool, &ctx.settings, false).await?;
+    tables::print_status(&ctx.pool, &ctx.settings, false).await?;
     println!(
         "\nExplore it: psql 'postgres://{}' -c 'SELECT entry_type, count(*), sum(amount) FROM entries GROUP BY 1'",
         store::describe(&demo_db)

@@ -46,6 +46,11 @@ pub fn error_text(s: &str) -> String {
     bounded(s, MAX_ERROR_BYTES)
 }
 
+/// Lower-case hex, as checksums and signatures are written.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

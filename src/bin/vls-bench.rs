@@ -232,7 +232,7 @@ async fn exporter_due(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
         ("caught-up exporter", store::bench::BENCH_EXPORTER),
         ("new exporter", "bench-new"),
     ] {
-        let scope = store::exports::Scope {
+        let scope = store::export_log::Scope {
             exporter,
             ledgers: &[],
             partner: None,
@@ -245,17 +245,18 @@ async fn exporter_due(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
         let mut due = 0;
         for _ in 0..3 {
             let t = Instant::now();
-            let (mut first_page, mut after) = (None, store::exports::DueAfter::start());
+            let (mut first_page, mut after) = (None, store::export_log::DueAfter::start());
             due = 0;
             // Page by page, as an exporter's pass reads them.
             loop {
                 let page =
-                    store::exports::due(pool, &scope, &after, store::exports::DUE_PAGE).await?;
+                    store::export_log::due(pool, &scope, &after, store::export_log::DUE_PAGE)
+                        .await?;
                 first_page.get_or_insert(t.elapsed().as_secs_f64());
                 due += page.len();
                 match page.last() {
-                    Some(last) if page.len() as i64 == store::exports::DUE_PAGE => {
-                        after = store::exports::DueAfter::of(last)
+                    Some(last) if page.len() as i64 == store::export_log::DUE_PAGE => {
+                        after = store::export_log::DueAfter::of(last)
                     }
                     _ => break,
                 }
@@ -265,7 +266,7 @@ async fn exporter_due(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
         }
         println!(
             "{what}: {due} dates due; first page of {} in {:.2} s, all in {:.2} s (best of 3)",
-            store::exports::DUE_PAGE,
+            store::export_log::DUE_PAGE,
             best.0,
             best.1
         );

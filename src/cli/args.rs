@@ -164,3 +164,55 @@ pub enum Command {
         hostile_param: Vec<String>,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulator::HostileConfig;
+
+    #[test]
+    fn simulate_flags_build_the_same_hostile_configuration_as_the_simulator_reads() {
+        let cli = Cli::try_parse_from([
+            "vipps-ledger-sync",
+            "simulate",
+            "--hostile",
+            "huge-page",
+            "--hostile-ledger",
+            "100002",
+            "--hostile-param",
+            "megabytes=20",
+            "--hostile-param",
+            "chunked=true",
+        ])
+        .expect("valid flags");
+        let Command::Simulate {
+            hostile,
+            hostile_ledger,
+            hostile_param,
+            ..
+        } = cli.command
+        else {
+            panic!("not simulate");
+        };
+        let config = HostileConfig::from_args(
+            hostile.as_deref().unwrap_or_default(),
+            hostile_ledger.as_deref(),
+            &hostile_param,
+        );
+        let want = HostileConfig::on_ledger(
+            Hostile::HugePage {
+                megabytes: 20,
+                chunked: true,
+            },
+            "100002",
+        );
+        assert_eq!(config, Ok(want));
+        for bad in [
+            &["simulate", "--hostile", "huge"][..],
+            &["simulate", "--hostile-ledger", "100002"],
+        ] {
+            let args = std::iter::once("vipps-ledger-sync").chain(bad.iter().copied());
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
+    }
+}

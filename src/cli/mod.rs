@@ -13,7 +13,7 @@ use crate::config::{LogFormat, Settings, Topic};
 use crate::simulator::{HostileConfig, Simulator, SimulatorConfig};
 use crate::sync::lifecycle::{Drained, Watchdog};
 use crate::sync::{self, Progress, ProgressView, SyncContext};
-use crate::{demo, store, telemetry, views};
+use crate::{demo, store, tables, telemetry};
 
 mod args;
 pub use args::{Cli, Command};
@@ -74,8 +74,8 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
                 return Ok(ExitCode::from(2));
             };
             // The status endpoint (`http.listen`) stops when `cancel` fires.
-            let status_endpoint = crate::http::start(&ctx, &cancel).await?;
-            let result = sync::daemon::run(ctx, cancel.clone()).await;
+            let status_endpoint = crate::status_endpoint::start(&ctx, &cancel).await?;
+            let result = crate::daemon::run(ctx, cancel.clone()).await;
             cancel.cancel();
             if let Some((_, task)) = status_endpoint {
                 let _ = task.await;
@@ -193,7 +193,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
                 }
             };
             let pool = open_store(&settings).await?;
-            let filter = store::export::ExportFilter {
+            let filter = store::export_rows::ExportFilter {
                 ledgers,
                 partner,
                 topic: topic.map(|t| t.as_str().to_owned()),
@@ -214,11 +214,11 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
-            views::print_status(&open_store(&settings).await?, &settings, json).await?;
+            tables::print_status(&open_store(&settings).await?, &settings, json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ledgers { partner, json } => {
-            views::print_ledgers(&open_store(&settings).await?, partner.as_deref(), json).await?;
+            tables::print_ledgers(&open_store(&settings).await?, partner.as_deref(), json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Grants {
@@ -228,7 +228,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             json,
         } => {
             let pool = open_store(&settings).await?;
-            views::print_grants(&pool, ledger.as_deref(), partner.as_deref(), all, json).await?;
+            tables::print_grants(&pool, ledger.as_deref(), partner.as_deref(), all, json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ResetCursor { ledger, topic } => {
@@ -334,8 +334,15 @@ async fn run_exporter(
     };
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone(), None));
-    let report =
-        crate::export::scheduled::run(&pool, &settings, exporter, &selection, &cancel).await;
+    let report = crate::export::scheduled::run(
+        &pool,
+        &settings,
+        exporter,
+        &selection,
+        &crate::metrics::Metrics::new(),
+        &cancel,
+    )
+    .await;
     println!(
         "{}: {} exported, {} held back{}",
         report.exporter,
@@ -391,7 +398,9 @@ async fn start_sync(
         eprintln!("{e}");
         return Ok(None);
     }
-    let ctx = SyncContext::connect(settings).await?;
+    // The process's counters, shared by the work and the status endpoint's /metrics.
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let ctx = SyncContext::connect(settings, metrics).await?;
     let ctx = Arc::new(ctx.with_progress(Progress::new(view)));
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone(), Some(Arc::clone(&ctx))));

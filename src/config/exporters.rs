@@ -9,7 +9,16 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{check_url, inline_or_file, ConfigError};
-use crate::export::Format;
+
+/// The format of records written by `export` and the file exporters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Comma-separated, with a header line.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
 
 /// What an exporter produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]

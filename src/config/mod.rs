@@ -16,7 +16,7 @@ use checks::{
     resolve_partners, syntax_error,
 };
 pub use checks::{parse_cron, redact_url, scrub, without_userinfo};
-pub use exporters::{Accounts, ExporterKind, ExporterSettings, ExporterTarget};
+pub use exporters::{Accounts, ExporterKind, ExporterSettings, ExporterTarget, Format};
 pub use http::{HttpSettings, MAX_CONNECTIONS_LIMIT, MIN_TOKEN_LEN};
 
 use secrecy::{ExposeSecret, SecretString};

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::decimal;
 use crate::config::Accounts;
-use crate::store::export::ExportEntryRow;
+use crate::store::export_rows::ExportEntryRow;
 
 /// Entry types that pay out; the voucher carries their `pspReference` as payout reference.
 const PAYOUT_TYPES: [&str; 2] = ["payout-scheduled", "scheduled-for-payout"];

@@ -14,8 +14,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::config::Accounts;
-use crate::store::export::{self as rows, ExportEntryRow, ExportFilter, ExportSummaryRow};
-use crate::store::exports;
+use crate::store::export_rows::{self as rows, ExportEntryRow, ExportFilter, ExportSummaryRow};
 
 pub mod camt;
 pub mod journal;
@@ -23,13 +22,8 @@ pub mod scheduled;
 pub mod webhook;
 pub mod xsd;
 
-/// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Csv,
-    Jsonl,
-}
+/// Output format (a setting of exporters, so it lives with the settings).
+pub use crate::config::Format;
 
 /// An exported entry; the column names are documented in README.md, "Exporting".
 #[derive(Debug, Serialize)]
@@ -253,7 +247,7 @@ async fn write_all<W: Write>(
             }
         }
         Kind::Journal => {
-            for (ledger, date) in exports::dates_with_entries(pool, filter).await? {
+            for (ledger, date) in rows::dates_with_entries(pool, filter).await? {
                 let rows = rows::entries_on(pool, &ledger, date, filter.partner.as_deref()).await?;
                 for line in journal::voucher(&ledger, date, &rows, accounts)? {
                     sink.write(&line)?;

@@ -19,7 +19,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use url::Url;
 
-use crate::report_api::retry::RetryPolicy;
+use crate::retry::{self, Failure, RetryPolicy};
+use crate::text::hex;
 
 pub const SIGNATURE_HEADER: &str = "X-VLS-Signature";
 pub const TIMESTAMP_HEADER: &str = "X-VLS-Timestamp";
@@ -55,11 +56,6 @@ fn mac(secret: &SecretString, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     mac
 }
 
-/// Lower-case hex, as checksums and signatures are written.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 {
         return None;
@@ -70,7 +66,54 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Posts `body` until a 2xx or the attempts run out; the error says what the last attempt got.
+/// Why one POST failed.
+#[derive(Debug)]
+enum PostError {
+    /// The receiver answered with a status other than 2xx (and perhaps a `Retry-After`).
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+        retry_after: Option<Duration>,
+    },
+    /// No answer: a timeout, a refused connection.
+    Transport(String),
+    /// The receiver asked to wait longer than `limits.max_retry_after`.
+    WaitTooLong(String),
+}
+
+impl std::fmt::Display for PostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PostError::Status { url, status, .. } => write!(f, "{url} answered {status}"),
+            PostError::Transport(e) | PostError::WaitTooLong(e) => f.write_str(e),
+        }
+    }
+}
+
+impl Failure for PostError {
+    /// Any answer but a 2xx is worth another attempt (the receiver may be restarting).
+    fn is_retryable(&self) -> bool {
+        !matches!(self, PostError::WaitTooLong(_))
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PostError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn wait_too_long(what: &str, asked: Duration, bound: Duration) -> Self {
+        PostError::WaitTooLong(format!(
+            "{what}: the receiver asked to wait {}s (Retry-After), longer than limits.max_retry_after ({}s)",
+            asked.as_secs(),
+            bound.as_secs()
+        ))
+    }
+}
+
+/// Posts `body` with the one retry loop (`crate::retry`) until a 2xx, or until the attempts
+/// run out; returns how many attempts it took, or what the last one got.
 pub async fn deliver(
     http: &reqwest::Client,
     url: &Url,
@@ -78,31 +121,56 @@ pub async fn deliver(
     idempotency_key: &str,
     body: &[u8],
     retry: &RetryPolicy,
+    max_retry_after: Duration,
 ) -> Result<u32, String> {
-    let mut last = String::new();
-    for attempt in 1..=retry.max_attempts {
-        let timestamp = chrono::Utc::now().timestamp();
-        let sent = http
-            .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(IDEMPOTENCY_HEADER, idempotency_key)
-            .header(TIMESTAMP_HEADER, timestamp.to_string())
-            .header(SIGNATURE_HEADER, signature(secret, timestamp, body))
-            .body(body.to_vec())
-            .send()
-            .await;
-        match sent {
-            Ok(response) if response.status().is_success() => return Ok(attempt),
-            Ok(response) => last = format!("{url} answered {}", response.status()),
-            // The error's text names the URL but never the body or the signature.
-            Err(e) => last = format!("POST {url}: {}", e.without_url()),
-        }
-        tracing::warn!(%url, attempt, error = %last, "webhook delivery failed");
-        if attempt < retry.max_attempts {
-            tokio::time::sleep(retry.backoff(attempt)).await;
-        }
+    let mut attempts = 0;
+    let what = format!("POST {url}");
+    retry
+        .run(
+            max_retry_after,
+            &what,
+            || {},
+            || {
+                attempts += 1;
+                post(http, url, secret, idempotency_key, body)
+            },
+        )
+        .await
+        .map(|()| attempts)
+        .map_err(|e| e.to_string())
+}
+
+/// One signed POST (signed anew: its timestamp is the attempt's).
+async fn post(
+    http: &reqwest::Client,
+    url: &Url,
+    secret: &SecretString,
+    idempotency_key: &str,
+    body: &[u8],
+) -> Result<(), PostError> {
+    let timestamp = chrono::Utc::now().timestamp();
+    let sent = http
+        .post(url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(IDEMPOTENCY_HEADER, idempotency_key)
+        .header(TIMESTAMP_HEADER, timestamp.to_string())
+        .header(SIGNATURE_HEADER, signature(secret, timestamp, body))
+        .body(body.to_vec())
+        .send()
+        .await;
+    match sent {
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => Err(PostError::Status {
+            url: url.to_string(),
+            status: response.status(),
+            retry_after: retry::retry_after(response.headers()),
+        }),
+        // The error's text names the URL but never the body or the signature.
+        Err(e) => Err(PostError::Transport(format!(
+            "POST {url}: {}",
+            e.without_url()
+        ))),
     }
-    Err(last)
 }
 
 /// The client for webhooks: its own timeouts, no redirects (a signed body goes only where it

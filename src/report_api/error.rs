@@ -91,6 +91,31 @@ impl ApiError {
     }
 }
 
+impl crate::retry::Failure for ApiError {
+    fn is_retryable(&self) -> bool {
+        ApiError::is_retryable(self)
+    }
+
+    fn retry_once(&self) -> bool {
+        matches!(self, ApiError::InvalidResponse(_))
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn wait_too_long(what: &str, asked: Duration, bound: Duration) -> Self {
+        ApiError::OverLimit(format!(
+            "{what}: the API asked to wait {}s (Retry-After), longer than limits.max_retry_after ({}s); this request fails for this pass",
+            asked.as_secs(),
+            bound.as_secs()
+        ))
+    }
+}
+
 /// A printable, bounded quote of a response body: no control characters, at most
 /// [`MAX_BODY_QUOTE`] bytes.
 pub(crate) fn quote(body: &[u8]) -> String {
@@ -131,4 +156,70 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// How the one retry loop (`crate::retry`) treats the API's failures.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::RetryPolicy;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy::for_tests()
+    }
+
+    #[tokio::test]
+    async fn an_absurd_retry_after_fails_the_request_at_once_and_pauses_nobody() {
+        let gate = crate::report_api::Gate::new(4, 0);
+        gate.obey(
+            Some(Duration::from_secs(999_999_999)),
+            Duration::from_secs(300),
+        );
+        let started = tokio::time::Instant::now();
+        let mut calls = 0;
+        let result: Result<(), ApiError> = policy()
+            .run(
+                Duration::from_secs(300),
+                "GET /x",
+                || {},
+                || {
+                    calls += 1;
+                    async {
+                        Err(ApiError::RateLimited {
+                            retry_after: Some(Duration::from_secs(999_999_999)),
+                        })
+                    }
+                },
+            )
+            .await;
+        assert!(
+            matches!(result, Err(ApiError::OverLimit(ref m)) if m.contains("limits.max_retry_after"))
+        );
+        assert_eq!(calls, 1);
+        drop(gate.enter().await);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_response_of_the_wrong_shape_is_tried_once_more_and_a_broken_one_until_the_end() {
+        let count = |err: fn() -> ApiError| async move {
+            let mut calls = 0;
+            let _: Result<(), ApiError> = policy()
+                .run(
+                    Duration::from_secs(300),
+                    "GET /x",
+                    || {},
+                    || {
+                        calls += 1;
+                        let e = err();
+                        async move { Err(e) }
+                    },
+                )
+                .await;
+            calls
+        };
+        assert_eq!(count(|| ApiError::InvalidResponse("x".into())).await, 2);
+        assert_eq!(count(|| ApiError::Malformed("x".into())).await, 5);
+        assert_eq!(count(|| ApiError::OverLimit("x".into())).await, 1);
+    }
 }

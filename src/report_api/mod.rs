@@ -7,7 +7,6 @@ mod error;
 mod gate;
 pub mod models;
 pub mod parse;
-pub mod retry;
 mod token;
 pub mod validate;
 pub mod walk;
@@ -23,11 +22,11 @@ use url::Url;
 pub use error::ApiError;
 pub use gate::Gate;
 pub use models::{DatesPage, Entry, FeedPage, Ledger, LedgerPage};
-pub use retry::RetryPolicy;
 pub use token::{TokenCache, TokenHealth};
 
 use crate::config::{join, LimitsSettings, PartnerSettings, Settings, Topic};
 use crate::metrics::{Endpoint, Metrics};
+use crate::retry::{self, RetryPolicy};
 use parse::ParseError;
 
 /// Longest error body read from the API, in bytes: only its first few hundred characters are
@@ -49,14 +48,9 @@ pub struct ReportApiClient {
 }
 
 impl ReportApiClient {
-    /// Builds the client: timeouts, user agent and `Vipps-System-*` headers on every request.
-    /// Counts on the process's metrics.
-    pub fn new(settings: &Settings) -> anyhow::Result<Arc<Self>> {
-        Self::with_metrics(settings, Arc::clone(crate::metrics::global()))
-    }
-
-    /// [`ReportApiClient::new`], counting requests, retries and tokens on `metrics`.
-    pub fn with_metrics(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Self>> {
+    /// Builds the client: timeouts, user agent and `Vipps-System-*` headers on every request;
+    /// requests, retries and tokens are counted on `metrics`.
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Self>> {
         let (api, retry) = (&settings.api, &settings.retry);
         let mut headers = HeaderMap::new();
         for (name, value) in [
@@ -105,8 +99,8 @@ impl ReportApiClient {
                 self.retry.clone(),
                 self.limits.clone(),
                 Arc::clone(&self.gate),
-            )
-            .counted_as(partner.name.clone(), Arc::clone(&self.metrics)),
+                Arc::clone(&self.metrics),
+            ),
             personal_data: false,
         }
     }

@@ -13,9 +13,9 @@ use url::Url;
 
 use super::error::{quote, ApiError};
 use super::gate::Gate;
-use super::retry::{self, RetryPolicy};
 use crate::config::LimitsSettings;
 use crate::metrics::{Endpoint, Metrics};
+use crate::retry::{self, RetryPolicy};
 
 /// The shortest token lifetime believed: a shorter `expires_in` (0, or negative) counts as
 /// this, so a token is used at least once before the next is fetched.
@@ -104,7 +104,8 @@ enum NumberOrString {
 }
 
 impl TokenCache {
-    /// The cache of `partner`'s keys, fetching from `url`.
+    /// The cache of `partner`'s keys, fetching from `url`, counted on `metrics`.
+    #[allow(clippy::too_many_arguments)] // each is one of the client's parts, none optional
     pub(crate) fn new(
         http: reqwest::Client,
         url: Url,
@@ -113,6 +114,7 @@ impl TokenCache {
         retry: RetryPolicy,
         limits: LimitsSettings,
         gate: std::sync::Arc<Gate>,
+        metrics: std::sync::Arc<Metrics>,
     ) -> TokenCache {
         TokenCache {
             http,
@@ -125,17 +127,10 @@ impl TokenCache {
             slot: Mutex::new(None),
             fetches: AtomicU64::new(0),
             gate,
-            partner: String::new(),
-            metrics: std::sync::Arc::clone(crate::metrics::global()),
+            partner: partner.name.clone(),
+            metrics,
             status: std::sync::Mutex::new(FetchStatus::default()),
         }
-    }
-
-    /// Counts this cache's requests and tokens on `metrics`, labelled with `partner`.
-    pub(crate) fn counted_as(mut self, partner: String, metrics: std::sync::Arc<Metrics>) -> Self {
-        self.partner = partner;
-        self.metrics = metrics;
-        self
     }
 
     /// Whether these keys currently yield a token: valid while a fetched token has not

@@ -42,22 +42,6 @@ mod state;
 mod stats;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_faults;
-#[cfg(test)]
-mod tests_faults_wire;
-#[cfg(test)]
-mod tests_hostile;
-#[cfg(test)]
-mod tests_hostile_data;
-#[cfg(test)]
-mod tests_hostile_list;
-#[cfg(test)]
-mod tests_http;
-#[cfg(test)]
-mod tests_http_reports;
-#[cfg(test)]
-mod tests_paging;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -1,6 +1,6 @@
 //! The `schema-random` mode: answers made up from the OpenAPI file's schemas alone.
 //!
-//! This module owns random bodies shaped like `shared/specs/report-api-openapi.yaml`, the way a
+//! This module owns random bodies shaped like `tests/data/report-api-openapi.yaml` (the official file), the way a
 //! mock server generating from the schema (e.g. `prism mock -d`) fills them: every documented
 //! property present with a value of its declared type and nothing more: strings of one to five
 //! lorem-ipsum words (whatever their `format`), `Money` (`type: number`) as floats or integers

@@ -36,10 +36,11 @@ macro_rules! presence_alive {
     };
 }
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod entries;
-pub mod export;
-pub mod exports;
+pub mod export_log;
+pub mod export_rows;
 pub mod feed_health;
 pub mod feeds;
 pub mod grants;

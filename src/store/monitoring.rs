@@ -51,6 +51,12 @@ pub struct MonitoringSnapshot {
     pub partners_failed: Vec<String>,
 }
 
+/// `SELECT 1`: whether the database answers at all (`/readyz`).
+pub async fn ping(pool: &PgPool) -> sqlx::Result<()> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}
+
 fn topic_names(topics: &[Topic]) -> Vec<&'static str> {
     topics.iter().map(|t| t.as_str()).collect()
 }

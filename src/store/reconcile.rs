@@ -65,6 +65,13 @@ pub async fn dates_due(
     .await
 }
 
+/// How many (ledger, date) pairs reconciled cleanly on every topic.
+pub async fn reconciled_dates(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM reconciliation_status WHERE reconciled")
+        .fetch_one(pool)
+        .await
+}
+
 /// The stored entries of one ledger date.
 pub async fn stored_on(
     pool: &PgPool,

@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::SyncContext;
 use crate::config::Topic;
-use crate::report_api::{ApiError, PartnerClient, RetryPolicy};
+use crate::report_api::{ApiError, PartnerClient};
+use crate::retry::RetryPolicy;
 use crate::store::feeds::{self, CommitError, PageParams};
 use crate::store::leases::Lease;
 

@@ -1,8 +1,8 @@
 //! The sync logic, talking to the API and the store only through their types: discovery of
-//! ledgers and grants, the feed walker for each (ledger, topic) unit, the pass that runs them
-//! in a bounded pool, and the daemon that runs passes on a schedule.
+//! ledgers and grants, the feed walker for each (ledger, topic) unit, and the pass that runs
+//! them in a bounded pool; the process's lifecycle (systemd, the drain deadline) that the
+//! daemon (`crate::daemon`) and `sync --once` share.
 
-pub mod daemon;
 pub mod discovery;
 pub mod feed;
 mod health;
@@ -36,8 +36,7 @@ pub struct SyncContext {
     pub health: PartnerHealth,
     /// This process's name on the leases it holds: `host:pid:random`.
     pub instance: String,
-    /// Where this context's work is counted (`/metrics`): the process's, unless a test
-    /// injected its own with [`SyncContext::with_metrics`].
+    /// Where this context's work is counted (`/metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The progress of the feed pass in hand (one `feed pass progress` line every 30 s
     /// unless [`SyncContext::with_progress`] says otherwise).
@@ -49,11 +48,15 @@ pub struct SyncContext {
 }
 
 impl SyncContext {
-    /// Connects to the database, applies migrations and builds the partners' clients.
-    pub async fn connect(settings: Settings) -> anyhow::Result<SyncContext> {
+    /// Connects to the database, applies migrations, builds the partners' clients and
+    /// registers this instance's presence; work is counted on `metrics`.
+    pub async fn connect(
+        settings: Settings,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> anyhow::Result<SyncContext> {
         let pool = store::connect(&settings.database).await?;
         store::migrate(&pool).await?;
-        Self::with_pool(settings, pool)?.present().await
+        Self::with_pool(settings, pool, metrics)?.present().await
     }
 
     /// Registers this instance's presence (`store::presence`), so that its leases are freed
@@ -72,19 +75,15 @@ impl SyncContext {
         self.presence.as_ref().map(store::presence::Presence::key)
     }
 
-    /// Builds the context on an existing pool (migrations must already be applied).
-    pub fn with_pool(settings: Settings, pool: PgPool) -> anyhow::Result<SyncContext> {
-        let metrics = Arc::clone(crate::metrics::global());
-        Self::with_metrics(settings, pool, metrics)
-    }
-
-    /// [`SyncContext::with_pool`], counting on `metrics` instead of the process's.
-    pub fn with_metrics(
+    /// Builds the context on an existing pool (migrations must already be applied), counting
+    /// on `metrics`; without a presence (leases then last until they expire) unless
+    /// [`SyncContext::present`] is called.
+    pub fn with_pool(
         settings: Settings,
         pool: PgPool,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<SyncContext> {
-        let api = ReportApiClient::with_metrics(&settings, Arc::clone(&metrics))?;
+        let api = ReportApiClient::new(&settings, Arc::clone(&metrics))?;
         let partners = settings
             .partners
             .iter()

@@ -376,7 +376,11 @@ async fn every_command_of_the_daemon_works_as_a_writer_login() {
     app.settings.sync.include_gdpr_sensitive_data = true;
     app.settings.sync.personal_data_retention_days = 0;
     let connect = |settings| async move {
-        std::sync::Arc::new(SyncContext::connect(settings).await.unwrap())
+        std::sync::Arc::new(
+            SyncContext::connect(settings, Default::default())
+                .await
+                .unwrap(),
+        )
     };
     // Sync, with personal data.
     let ctx = connect(app.settings.clone()).await;
@@ -404,6 +408,7 @@ async fn every_command_of_the_daemon_works_as_a_writer_login() {
         &ctx.settings,
         &exporter,
         &Selection::default(),
+        &Default::default(),
         &CancellationToken::new(),
     )
     .await;

@@ -10,7 +10,7 @@ use vipps_ledger_sync::export::scheduled::{self, Selection};
 use vipps_ledger_sync::export::{self, Format, Kind};
 use vipps_ledger_sync::reconcile;
 use vipps_ledger_sync::simulator::SimulatorConfig;
-use vipps_ledger_sync::store::export::ExportFilter;
+use vipps_ledger_sync::store::export_rows::ExportFilter;
 use vipps_ledger_sync::store::{feed_health, ledgers};
 use vipps_ledger_sync::sync::{self, discovery};
 
@@ -336,6 +336,7 @@ async fn delivered_dates(app: &TestApp, partner: &str, ledger: &str, dir: &Path)
         &app.settings,
         &exporter,
         &Selection::default(),
+        &Default::default(),
         &CancellationToken::new(),
     )
     .await;

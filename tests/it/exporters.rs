@@ -23,8 +23,8 @@ use vipps_ledger_sync::export::scheduled::{self, Selection};
 use vipps_ledger_sync::export::{self, webhook, Format, Kind};
 use vipps_ledger_sync::reconcile;
 use vipps_ledger_sync::simulator::SimulatorConfig;
-use vipps_ledger_sync::store::export::ExportFilter;
-use vipps_ledger_sync::store::exports::{self, DueAfter, DueDate, Scope};
+use vipps_ledger_sync::store::export_log::{self, DueAfter, DueDate, Scope};
+use vipps_ledger_sync::store::export_rows::ExportFilter;
 
 use crate::common::{directory_exporter, small, TestApp};
 
@@ -209,7 +209,13 @@ async fn scheduled_files_deliver_each_closed_date_once_and_hold_a_mismatch() {
         &app,
         directory_exporter("files", ExporterKind::Entries, dir.path(), Format::Csv),
     );
-    let reports = scheduled::run_all(&app.db.pool, &settings, &CancellationToken::new()).await;
+    let reports = scheduled::run_all(
+        &app.db.pool,
+        &settings,
+        &Default::default(),
+        &CancellationToken::new(),
+    )
+    .await;
     let closed = closed_dates(&app.db.pool).await;
     assert_eq!(
         closed.len(),
@@ -249,7 +255,7 @@ async fn scheduled_files_deliver_each_closed_date_once_and_hold_a_mismatch() {
         assert_eq!((rows, status.as_str()), (stored, "exported"));
         assert_eq!(
             checksum,
-            webhook::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+            vipps_ledger_sync::text::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes))
         );
     }
     let held: (String, String) = sqlx::query_as(
@@ -263,10 +269,10 @@ async fn scheduled_files_deliver_each_closed_date_once_and_hold_a_mismatch() {
     assert_eq!(held.0, "held");
     assert!(held.1.contains("funds: mismatch"), "{}", held.1);
     // `status` reports it, for people and scripts.
-    let status = vipps_ledger_sync::views::status_report(&app.db.pool, &settings)
+    let status = vipps_ledger_sync::tables::status_report(&app.db.pool, &settings)
         .await
         .unwrap();
-    let text = vipps_ledger_sync::views::render_status(&status);
+    let text = vipps_ledger_sync::tables::render_status(&status);
     assert!(
         text.contains(&format!(
             "{tampered_ledger} {tampered_date}: reconciliation: "
@@ -284,7 +290,13 @@ async fn scheduled_files_deliver_each_closed_date_once_and_hold_a_mismatch() {
     for name in files_in(dir.path()) {
         std::fs::remove_file(dir.path().join(name)).unwrap();
     }
-    let again = scheduled::run_all(&app.db.pool, &settings, &CancellationToken::new()).await;
+    let again = scheduled::run_all(
+        &app.db.pool,
+        &settings,
+        &Default::default(),
+        &CancellationToken::new(),
+    )
+    .await;
     assert_eq!(again[0].exported, 0);
     assert!(files_in(dir.path()).is_empty());
 
@@ -300,6 +312,7 @@ async fn scheduled_files_deliver_each_closed_date_once_and_hold_a_mismatch() {
             to: Some(date),
             force: true,
         },
+        &Default::default(),
         &CancellationToken::new(),
     )
     .await;
@@ -364,7 +377,13 @@ async fn a_delivery_cut_off_midway_is_finished_and_never_written_twice() {
     )
     .unwrap();
 
-    let report = scheduled::run_all(&app.db.pool, &settings, &CancellationToken::new()).await;
+    let report = scheduled::run_all(
+        &app.db.pool,
+        &settings,
+        &Default::default(),
+        &CancellationToken::new(),
+    )
+    .await;
     assert_eq!(report[0].exported, closed.len(), "{report:?}");
     let files = files_in(dir.path());
     assert!(!files.iter().any(|f| f.ends_with(".partial")), "{files:?}");
@@ -444,11 +463,23 @@ async fn a_webhook_failing_twice_gets_every_date_exactly_once_with_a_valid_signa
     settings.exporters = Settings::load_with_env(Some(file.path()), HashMap::new())
         .unwrap()
         .exporters;
-    let report = scheduled::run_all(&app.db.pool, &settings, &CancellationToken::new()).await;
+    let report = scheduled::run_all(
+        &app.db.pool,
+        &settings,
+        &Default::default(),
+        &CancellationToken::new(),
+    )
+    .await;
     let closed = closed_dates(&app.db.pool).await;
     assert_eq!(report[0].exported, closed.len(), "{report:?}");
     // A second pass sends nothing.
-    let again = scheduled::run_all(&app.db.pool, &settings, &CancellationToken::new()).await;
+    let again = scheduled::run_all(
+        &app.db.pool,
+        &settings,
+        &Default::default(),
+        &CancellationToken::new(),
+    )
+    .await;
     assert_eq!(again[0].exported, 0);
 
     // Taken out of the lock: the checks below query the database.
@@ -513,7 +544,7 @@ async fn a_killed_run_never_exports_a_date_twice_and_never_skips_one() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let out_dir: PathBuf = dir.path().join("out");
-    let cfg = crate::binary::config_file(
+    let cfg = crate::common::binary::config_file(
         &app,
         &format!(
             "[[exporters]]\nname = \"statements\"\nkind = \"camt053\"\ndirectory = \"{}\"",
@@ -522,7 +553,7 @@ async fn a_killed_run_never_exports_a_date_twice_and_never_skips_one() {
     );
     // Reconciliation, and the exporters after it, every second.
     let run = || {
-        crate::binary::command(&["--config", cfg.path().to_str().unwrap(), "run"])
+        crate::common::binary::command(&["--config", cfg.path().to_str().unwrap(), "run"])
             .env("VLS_SYNC__VERIFY_SCHEDULE", "* * * * * *")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -766,9 +797,10 @@ async fn camt053_statements_validate_against_the_schema_and_match_the_balance_ch
     let closed = closed_dates(&app.db.pool).await;
     let mut tested = 0;
     for (ledger, date) in &closed {
-        let rows = vipps_ledger_sync::store::export::entries_on(&app.db.pool, ledger, *date, None)
-            .await
-            .unwrap();
+        let rows =
+            vipps_ledger_sync::store::export_rows::entries_on(&app.db.pool, ledger, *date, None)
+                .await
+                .unwrap();
         let xml = scheduled::statement(&app.db.pool, ledger, *date, &rows)
             .await
             .unwrap();
@@ -809,10 +841,14 @@ async fn camt053_statements_validate_against_the_schema_and_match_the_balance_ch
     }
     assert_eq!(tested, 12);
     // The validation is real: a statement missing its account is refused.
-    let rows =
-        vipps_ledger_sync::store::export::entries_on(&app.db.pool, &closed[0].0, closed[0].1, None)
-            .await
-            .unwrap();
+    let rows = vipps_ledger_sync::store::export_rows::entries_on(
+        &app.db.pool,
+        &closed[0].0,
+        closed[0].1,
+        None,
+    )
+    .await
+    .unwrap();
     let xml = scheduled::statement(&app.db.pool, &closed[0].0, closed[0].1, &rows)
         .await
         .unwrap();
@@ -830,8 +866,8 @@ async fn camt053_statements_validate_against_the_schema_and_match_the_balance_ch
 #[tokio::test]
 async fn an_export_piped_into_head_stops_quietly() {
     let app = reconciled(small()).await;
-    let cfg = crate::binary::config_file(&app, "");
-    let mut child = crate::binary::command(&[
+    let cfg = crate::common::binary::config_file(&app, "");
+    let mut child = crate::common::binary::command(&[
         "--config",
         cfg.path().to_str().unwrap(),
         "export",
@@ -874,9 +910,10 @@ async fn two_instances_running_one_exporter_deliver_each_date_once() {
     let none = Selection::default();
     let cancel = CancellationToken::new();
     let exporter = &settings.exporters[0];
+    let metrics = vipps_ledger_sync::metrics::Metrics::new();
     let (a, b) = tokio::join!(
-        scheduled::run(&app.db.pool, &settings, exporter, &none, &cancel),
-        scheduled::run(&other, &settings, exporter, &none, &cancel),
+        scheduled::run(&app.db.pool, &settings, exporter, &none, &metrics, &cancel),
+        scheduled::run(&other, &settings, exporter, &none, &metrics, &cancel),
     );
     let closed = closed_dates(&app.db.pool).await;
     assert_eq!(a.exported + b.exported, closed.len(), "{a:?} {b:?}");
@@ -894,7 +931,7 @@ async fn two_instances_running_one_exporter_deliver_each_date_once() {
 async fn due_in_pages(pool: &PgPool, scope: &Scope<'_>, limit: i64) -> Vec<DueDate> {
     let (mut all, mut after) = (Vec::new(), DueAfter::start());
     loop {
-        let page = exports::due(pool, scope, &after, limit).await.unwrap();
+        let page = export_log::due(pool, scope, &after, limit).await.unwrap();
         assert!(page.len() as i64 <= limit);
         if let Some(first) = page.first() {
             assert!(
@@ -937,6 +974,7 @@ async fn dates_due_read_page_by_page_are_every_date_due_once_in_order() {
             ledgers: vec![exported.clone()],
             ..Selection::default()
         },
+        &Default::default(),
         &CancellationToken::new(),
     )
     .await;
@@ -952,7 +990,7 @@ async fn dates_due_read_page_by_page_are_every_date_due_once_in_order() {
         topics: &topics,
         include_exported: false,
     };
-    let whole = exports::due(&app.db.pool, &scope, &DueAfter::start(), 1000)
+    let whole = export_log::due(&app.db.pool, &scope, &DueAfter::start(), 1000)
         .await
         .unwrap();
     let pairs: Vec<(String, NaiveDate)> = whole
@@ -1008,16 +1046,32 @@ async fn a_pass_over_more_dates_than_a_page_exports_them_all() {
     // after the check: the next sync.
     assert!(app.sync_once().await.success());
     let closed = closed_dates(&app.db.pool).await;
-    assert!(closed.len() as i64 > exports::DUE_PAGE, "{}", closed.len());
+    assert!(
+        closed.len() as i64 > export_log::DUE_PAGE,
+        "{}",
+        closed.len()
+    );
     let dir = tempfile::tempdir().unwrap();
     let settings = with_exporter(
         &app,
         directory_exporter("files", ExporterKind::Summary, dir.path(), Format::Jsonl),
     );
-    let reports = scheduled::run_all(&app.db.pool, &settings, &CancellationToken::new()).await;
+    let reports = scheduled::run_all(
+        &app.db.pool,
+        &settings,
+        &Default::default(),
+        &CancellationToken::new(),
+    )
+    .await;
     assert_eq!(reports[0].exported, closed.len(), "{reports:?}");
     assert_eq!(files_in(dir.path()).len(), closed.len());
-    let again = scheduled::run_all(&app.db.pool, &settings, &CancellationToken::new()).await;
+    let again = scheduled::run_all(
+        &app.db.pool,
+        &settings,
+        &Default::default(),
+        &CancellationToken::new(),
+    )
+    .await;
     assert_eq!(again[0].exported, 0, "{again:?}");
 }
 
@@ -1052,18 +1106,22 @@ async fn a_webhook_that_hangs_is_abandoned_at_the_drain_deadline_and_sent_again_
         .route("/hook", axum::routing::post(receive))
         .with_state(Arc::clone(&received));
     let addr = serve_on_loopback(router).await;
-    let cfg = crate::binary::config_file(
+    let cfg = crate::common::binary::config_file(
         &app,
         &format!(
             "[[exporters]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{addr}/hook\"\nsecret = \"s3cret-for-the-hook\""
         ),
     );
     let config_args = ["--config", cfg.path().to_str().unwrap()];
-    let mut child =
-        crate::binary::run_draining(cfg.path(), &[("VLS_SYNC__VERIFY_SCHEDULE", "* * * * * *")]);
-    crate::binary::wait_for("no webhook sent", || received.lock().unwrap().requests > 0).await;
+    let mut child = crate::common::binary::run_draining(
+        cfg.path(),
+        &[("VLS_SYNC__VERIFY_SCHEDULE", "* * * * * *")],
+    );
+    crate::common::binary::wait_for("no webhook sent", || received.lock().unwrap().requests > 0)
+        .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (took, _) = crate::binary::sigterm_abandons_at_the_deadline(&mut child, "exports").await;
+    let (took, _) =
+        crate::common::binary::sigterm_abandons_at_the_deadline(&mut child, "exports").await;
     let writing: i64 =
         sqlx::query_scalar("SELECT count(*) FROM export_log WHERE status = 'writing'")
             .fetch_one(&app.db.pool)
@@ -1072,10 +1130,11 @@ async fn a_webhook_that_hangs_is_abandoned_at_the_drain_deadline_and_sent_again_
     assert_eq!(writing, 1, "the cut-off delivery is recorded as under way");
 
     // The next pass sends that date again, with the same key, and every other date once.
-    let out =
-        crate::binary::command(&[&config_args[..], &["export", "--exporter", "hook"]].concat())
-            .output()
-            .unwrap();
+    let out = crate::common::binary::command(
+        &[&config_args[..], &["export", "--exporter", "hook"]].concat(),
+    )
+    .output()
+    .unwrap();
     assert!(
         out.status.success(),
         "{}",

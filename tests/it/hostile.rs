@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use vipps_ledger_sync::simulator::{Hostile, HostileConfig, Simulator, SimulatorConfig};
 
-use crate::binary::{command, config_file};
+use crate::common::binary::{command, config_file};
 
 use crate::common::{assert_exact_ledgers, small, TestApp, CLIENT_ID, CLIENT_SECRET};
 
@@ -414,7 +414,7 @@ async fn prism_mocking_the_official_openapi_file_stores_nothing_and_ends_within_
     };
     let spec = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/specs/report-api-openapi.yaml"
+        "/tests/data/report-api-openapi.yaml"
     );
     assert!(std::path::Path::new(spec).is_file(), "{spec}");
     let port = {

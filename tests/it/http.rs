@@ -17,9 +17,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use vipps_ledger_sync::config::{Settings, Topic};
-use vipps_ledger_sync::http::READY_DB_TIMEOUT;
 use vipps_ledger_sync::metrics::Metrics;
 use vipps_ledger_sync::simulator::FaultConfig;
+use vipps_ledger_sync::status_endpoint::READY_DB_TIMEOUT;
 use vipps_ledger_sync::store::feed_health;
 use vipps_ledger_sync::sync::{self, SyncContext};
 
@@ -45,12 +45,12 @@ impl Drop for Endpoint {
 impl Endpoint {
     async fn start(settings: Settings, pool: sqlx::PgPool) -> Endpoint {
         let metrics = Arc::new(Metrics::new());
-        let ctx = Arc::new(SyncContext::with_metrics(settings, pool, metrics).unwrap());
+        let ctx = Arc::new(SyncContext::with_pool(settings, pool, metrics).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
         let stop = CancellationToken::new();
-        let served = tokio::spawn(vipps_ledger_sync::http::serve(
+        let served = tokio::spawn(vipps_ledger_sync::status_endpoint::serve(
             Arc::clone(&ctx),
             listener,
             stop.clone(),
@@ -639,10 +639,10 @@ async fn a_failing_ledger_list_leaves_a_partner_up_and_refused_keys_take_it_down
         Some(0.0),
         "refused keys stay down across a restart"
     );
-    let status = vipps_ledger_sync::views::status_report(&app.db.pool, &settings)
+    let status = vipps_ledger_sync::tables::status_report(&app.db.pool, &settings)
         .await
         .unwrap();
-    let text = vipps_ledger_sync::views::render_status(&status);
+    let text = vipps_ledger_sync::tables::render_status(&status);
     let line = |partner: &str| {
         text.lines()
             .find(|l| l.starts_with(partner))
@@ -729,12 +729,12 @@ async fn failed_requests_retries_and_429s_are_counted_as_the_simulator_sent_them
 
 /// A config file for the real binary with `[http] listen`.
 fn run_config(app: &TestApp, listen: &str) -> tempfile::NamedTempFile {
-    crate::binary::config_file(app, &format!("[http]\nlisten = \"{listen}\""))
+    crate::common::binary::config_file(app, &format!("[http]\nlisten = \"{listen}\""))
 }
 
 /// `run` of the real binary, stderr captured.
 fn run_binary(config: &std::path::Path) -> std::process::Command {
-    let mut cmd = crate::binary::command(&["--config", config.to_str().unwrap(), "run"]);
+    let mut cmd = crate::common::binary::command(&["--config", config.to_str().unwrap(), "run"]);
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     cmd
@@ -779,8 +779,8 @@ async fn run_serves_the_endpoint_on_http_listen_and_stops_it_on_sigterm() {
     let r = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 
-    crate::binary::sigterm(&child);
-    let status = crate::binary::wait_exit(&mut child, Duration::from_secs(20))
+    crate::common::binary::sigterm(&child);
+    let status = crate::common::binary::wait_exit(&mut child, Duration::from_secs(20))
         .await
         .expect("run did not stop");
     assert!(status.success(), "{status:?}");

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use vipps_ledger_sync::simulator::{FaultConfig, SimulatorConfig};
 use vipps_ledger_sync::sync::{self, Progress, ProgressView, SyncContext};
 
-use crate::binary::{
+use crate::common::binary::{
     command, config_file_for as config, interrupt, many_pages,
     no_lease_left_and_the_next_sync_is_exact, run_draining, sigterm,
     sigterm_abandons_at_the_deadline, stall_everything, stderr_of, wait_exit, wait_for,
@@ -497,11 +497,15 @@ async fn a_long_pass_logs_its_progress_periodically_and_the_counts_add_up() {
         .with_writer(captured.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let ctx = SyncContext::with_pool(app.settings.clone(), app.db.pool.clone())
-        .unwrap()
-        .with_progress(Progress::new(ProgressView::Log {
-            every: Duration::from_millis(100),
-        }));
+    let ctx = SyncContext::with_pool(
+        app.settings.clone(),
+        app.db.pool.clone(),
+        Default::default(),
+    )
+    .unwrap()
+    .with_progress(Progress::new(ProgressView::Log {
+        every: Duration::from_millis(100),
+    }));
     let ctx = Arc::new(ctx);
     let report = sync::sync_once(&ctx, &CancellationToken::new()).await;
     assert!(report.success(), "{report}");

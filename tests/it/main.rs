@@ -11,6 +11,7 @@ mod exporters;
 mod follow;
 mod hostile;
 mod http;
+mod layers;
 mod lifecycle;
 mod personal;
 mod reconcile;

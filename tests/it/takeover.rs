@@ -18,7 +18,7 @@ use vipps_ledger_sync::store::leases::{self, Lease};
 use vipps_ledger_sync::store::presence::Presence;
 use vipps_ledger_sync::store::{self, ledgers};
 
-use crate::binary::{command, config_file, sigterm};
+use crate::common::binary::{command, config_file, sigterm};
 use crate::common::{TestApp, TestDb};
 
 async fn with_ledger(db: &TestDb) {

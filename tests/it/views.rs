@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{NaiveDate, Timelike, Utc};
 use vipps_ledger_sync::config::Topic;
 use vipps_ledger_sync::store::{feed_health, leases};
-use vipps_ledger_sync::views;
+use vipps_ledger_sync::tables;
 
 use crate::common::{small, TestApp, CLIENT_ID};
 
@@ -104,7 +104,7 @@ async fn daily_summary_and_current_balances_add_up_to_the_entries() {
 }
 
 /// `status`'s ledgers per state, as (state, count).
-fn by_state(report: &views::StatusReport) -> Vec<(&str, i64)> {
+fn by_state(report: &tables::StatusReport) -> Vec<(&str, i64)> {
     report
         .ledgers_by_state
         .iter()
@@ -119,7 +119,7 @@ async fn status_shows_ledgers_by_state_lag_last_errors_and_next_runs() {
     let ledgers = app.sim.ledger_ids();
     let pool = &app.db.pool;
 
-    let report = views::status_report(pool, &app.settings).await.unwrap();
+    let report = tables::status_report(pool, &app.settings).await.unwrap();
     let states = by_state(&report);
     assert_eq!(
         states,
@@ -166,7 +166,7 @@ async fn status_shows_ledgers_by_state_lag_last_errors_and_next_runs() {
         .await
         .unwrap();
     let before = Utc::now();
-    let report = views::status_report(pool, &app.settings).await.unwrap();
+    let report = tables::status_report(pool, &app.settings).await.unwrap();
     let states = by_state(&report);
     assert_eq!(
         states,
@@ -215,7 +215,7 @@ async fn status_shows_ledgers_by_state_lag_last_errors_and_next_runs() {
     }
     assert_eq!(report.next_runs["sync"].key, "sync.schedule");
 
-    let text = views::render_status(&report);
+    let text = tables::render_status(&report);
     for want in [
         "test-partner",
         "ledgers by state: blocked 1, caught_up 1, failing 1, no_access 1, syncing 0",

@@ -60,7 +60,7 @@ use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 
 use crate::export::{decimal, xsd};
-use crate::store::export::ExportEntryRow;
+use crate::store::export_rows::ExportEntryRow;
 
 mod check;
 use check::{check, indicator, Checked, CheckedEntry};

@@ -12,8 +12,8 @@ use sqlx::PgPool;
 use super::produce::{idempotency_key, produce};
 use crate::config::{ExporterKind, ExporterSettings};
 use crate::export::{webhook, Format};
-use crate::report_api::retry::RetryPolicy;
-use crate::store::exports::{self as log, DueDate, Key};
+use crate::retry::RetryPolicy;
+use crate::store::export_log::{self as log, DueDate, Key};
 
 /// The hidden name a file is written under before it is renamed into place. A fixed name
 /// (not `tempfile`'s random one, which `export` uses for its one-off files): a run after a
@@ -80,7 +80,7 @@ pub(super) async fn deliver_file(
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating the export directory {}", dir.display()))?;
     write_synced(&partial, &bytes).with_context(|| format!("writing {}", partial.display()))?;
-    let checksum = webhook::hex(&Sha256::digest(&bytes));
+    let checksum = crate::text::hex(&Sha256::digest(&bytes));
     log::start_writing(pool, key, &target.to_string_lossy(), &checksum, entries).await?;
     rename_into_place(&partial, &target)?;
     log::exported(pool, key, force).await?;
@@ -99,15 +99,24 @@ pub(super) async fn deliver_webhook(
     url: &url::Url,
     secret: &secrecy::SecretString,
     retry: &RetryPolicy,
+    max_retry_after: std::time::Duration,
     force: bool,
 ) -> anyhow::Result<()> {
     let (body, entries) = produce(pool, exporter, date, Format::Jsonl).await?;
-    let checksum = webhook::hex(&Sha256::digest(&body));
+    let checksum = crate::text::hex(&Sha256::digest(&body));
     log::start_writing(pool, key, url.as_str(), &checksum, entries).await?;
     let key_header = idempotency_key(exporter, date);
-    let attempts = webhook::deliver(http, url, secret, &key_header, &body, retry)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let attempts = webhook::deliver(
+        http,
+        url,
+        secret,
+        &key_header,
+        &body,
+        retry,
+        max_retry_after,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?;
     log::exported(pool, key, force).await?;
     tracing::info!(exporter = %exporter.name, ledger = %date.ledger_id, date = %date.ledger_date,
         %url, attempts, entries, "delivered to the webhook");

@@ -27,8 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::webhook;
 use crate::config::{ExporterSettings, ExporterTarget, Settings};
-use crate::report_api::retry::RetryPolicy;
-use crate::store::exports::{self as log, DueAfter, DueDate, Key, Scope, DUE_PAGE};
+use crate::metrics::Metrics;
+use crate::retry::RetryPolicy;
+use crate::store::export_log::{self as log, DueAfter, DueDate, Key, Scope, DUE_PAGE};
 
 mod deliver;
 mod produce;
@@ -62,6 +63,7 @@ pub struct ExporterReport {
 pub async fn run_all(
     pool: &PgPool,
     settings: &Settings,
+    metrics: &Metrics,
     cancel: &CancellationToken,
 ) -> Vec<ExporterReport> {
     let mut reports = Vec::new();
@@ -69,7 +71,15 @@ pub async fn run_all(
         if cancel.is_cancelled() {
             break;
         }
-        let report = run(pool, settings, exporter, &Selection::default(), cancel).await;
+        let report = run(
+            pool,
+            settings,
+            exporter,
+            &Selection::default(),
+            metrics,
+            cancel,
+        )
+        .await;
         if let Some(error) = &report.error {
             tracing::error!(exporter = %exporter.name, error, "exporter failed");
         } else if report.exported > 0 || !report.held.is_empty() {
@@ -91,6 +101,7 @@ pub async fn run(
     settings: &Settings,
     exporter: &ExporterSettings,
     selection: &Selection,
+    metrics: &Metrics,
     cancel: &CancellationToken,
 ) -> ExporterReport {
     let mut report = ExporterReport {
@@ -122,7 +133,16 @@ pub async fn run(
             return report;
         }
     }
-    let outcome = pass(pool, settings, exporter, selection, cancel, &mut report).await;
+    let outcome = pass(
+        pool,
+        settings,
+        exporter,
+        selection,
+        metrics,
+        cancel,
+        &mut report,
+    )
+    .await;
     if let Err(e) = outcome {
         report.error = Some(format!("{e:#}"));
     }
@@ -135,6 +155,7 @@ async fn pass(
     settings: &Settings,
     exporter: &ExporterSettings,
     selection: &Selection,
+    metrics: &Metrics,
     cancel: &CancellationToken,
     report: &mut ExporterReport,
 ) -> anyhow::Result<()> {
@@ -181,6 +202,7 @@ async fn pass(
             url,
             secret,
             retry: RetryPolicy::from(&settings.retry),
+            max_retry_after: settings.limits.max_retry_after,
         },
     };
     let target = Target {
@@ -188,6 +210,7 @@ async fn pass(
         exporter,
         via,
         force: selection.force,
+        metrics,
     };
     let mut after = DueAfter::start();
     loop {
@@ -217,6 +240,7 @@ struct Target<'a> {
     exporter: &'a ExporterSettings,
     via: Via<'a>,
     force: bool,
+    metrics: &'a Metrics,
 }
 
 /// The exporter's target, with what delivering there takes (built once per pass).
@@ -230,6 +254,7 @@ enum Via<'a> {
         url: &'a url::Url,
         secret: &'a secrecy::SecretString,
         retry: RetryPolicy,
+        max_retry_after: std::time::Duration,
     },
 }
 
@@ -268,14 +293,24 @@ impl Target<'_> {
                 url,
                 secret,
                 retry,
+                max_retry_after,
             } => {
                 deliver_webhook(
-                    pool, exporter, date, &key, http, url, secret, retry, self.force,
+                    pool,
+                    exporter,
+                    date,
+                    &key,
+                    http,
+                    url,
+                    secret,
+                    retry,
+                    *max_retry_after,
+                    self.force,
                 )
                 .await
             }
         };
-        crate::metrics::export_done(&exporter.name, delivered.is_ok());
+        self.metrics.export_done(&exporter.name, delivered.is_ok());
         match delivered {
             Ok(()) => {
                 report.exported += 1;

@@ -7,8 +7,8 @@ use sqlx::PgPool;
 
 use crate::config::{ExporterKind, ExporterSettings};
 use crate::export::{camt, journal, EntryRecord, Format, Sink, SummaryRecord};
-use crate::store::export::ExportEntryRow;
-use crate::store::exports::{self as log, DueDate};
+use crate::store::export_log::DueDate;
+use crate::store::export_rows::ExportEntryRow;
 
 /// The webhook's body.
 #[derive(Serialize)]
@@ -29,7 +29,7 @@ pub(super) async fn produce(
     date: &DueDate,
     format: Format,
 ) -> anyhow::Result<(Vec<u8>, i32)> {
-    let rows = crate::store::export::entries_on(
+    let rows = crate::store::export_rows::entries_on(
         pool,
         &date.ledger_id,
         date.ledger_date,
@@ -103,13 +103,13 @@ pub async fn statement(
         .filter(|r| r.topic == "funds")
         .cloned()
         .collect();
-    let info = log::ledger_info(pool, ledger_id)
+    let info = crate::store::export_rows::ledger_info(pool, ledger_id)
         .await?
         .with_context(|| format!("ledger {ledger_id} is not in the database"))?;
     let (opening, closing) = match (funds.first(), funds.last()) {
         (Some(first), Some(last)) => (first.balance_before, last.balance_after),
         _ => {
-            let b = log::funds_balance_before(pool, ledger_id, date).await?;
+            let b = crate::store::export_rows::funds_balance_before(pool, ledger_id, date).await?;
             (b, b)
         }
     };

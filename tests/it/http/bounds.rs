@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use vipps_ledger_sync::config::{HttpSettings, Settings};
-use vipps_ledger_sync::http::{MAX_HEADER_BYTES, READY_DB_TIMEOUT};
+use vipps_ledger_sync::status_endpoint::{MAX_HEADER_BYTES, READY_DB_TIMEOUT};
 
 use super::{run_binary, through, Endpoint, Scrape};
 use crate::common::{small, TestApp};
@@ -334,7 +334,7 @@ async fn run_holding_three_hundred_half_open_connections_answers_healthz_and_exi
         .port();
     // Room for every connection, and a header timeout far beyond the test: only the stop
     // can close them, as in the report that 300 of them delayed an exit.
-    let cfg = crate::binary::config_file(
+    let cfg = crate::common::binary::config_file(
         &app,
         &format!(
             "[http]\nlisten = \"{port}\"\nheader_read_timeout = \"60s\"\nmax_connections = 400"
@@ -357,14 +357,14 @@ async fn run_holding_three_hundred_half_open_connections_answers_healthz_and_exi
         "every half-open connection is held"
     );
 
-    crate::binary::sigterm(&child);
+    crate::common::binary::sigterm(&child);
     let signalled = Instant::now();
-    let status = crate::binary::wait_exit(&mut child, Duration::from_secs(10)).await;
+    let status = crate::common::binary::wait_exit(&mut child, Duration::from_secs(10)).await;
     let took = signalled.elapsed();
     if status.is_none() {
         let _ = child.kill();
     }
-    let stderr = crate::binary::stderr_of(&mut child);
+    let stderr = crate::common::binary::stderr_of(&mut child);
     eprintln!("run, 300 half-open connections held: /healthz slowest of 5 {slowest:?}; SIGTERM -> exit in {took:?} (drain_deadline 2 s)");
     assert!(status.is_some_and(|s| s.success()), "{status:?}: {stderr}");
     assert!(slowest < HEALTHZ_BOUND, "{slowest:?}");

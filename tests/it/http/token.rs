@@ -149,7 +149,12 @@ async fn start_logs(app: &TestApp, listen: &str, token: Option<&str>) -> String 
     settings.http.listen = Some(listen.parse().unwrap());
     settings.http.token = token.map(SecretString::from);
     let ctx = std::sync::Arc::new(
-        vipps_ledger_sync::sync::SyncContext::with_pool(settings, app.db.pool.clone()).unwrap(),
+        vipps_ledger_sync::sync::SyncContext::with_pool(
+            settings,
+            app.db.pool.clone(),
+            Default::default(),
+        )
+        .unwrap(),
     );
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
@@ -159,7 +164,9 @@ async fn start_logs(app: &TestApp, listen: &str, token: Option<&str>) -> String 
     let stop = CancellationToken::new();
     let started = {
         let _guard = tracing::subscriber::set_default(subscriber);
-        vipps_ledger_sync::http::start(&ctx, &stop).await.unwrap()
+        vipps_ledger_sync::status_endpoint::start(&ctx, &stop)
+            .await
+            .unwrap()
     };
     stop.cancel();
     let (_, task) = started.expect("listening");
@@ -194,7 +201,7 @@ async fn run_with_a_token_never_writes_it_to_its_log_or_to_status_json() {
         .local_addr()
         .unwrap()
         .port();
-    let cfg = crate::binary::config_file(
+    let cfg = crate::common::binary::config_file(
         &app,
         &format!("[http]\nlisten = \"{port}\"\ntoken = \"{TOKEN}\""),
     );
@@ -233,8 +240,8 @@ async fn run_with_a_token_never_writes_it_to_its_log_or_to_status_json() {
             .unwrap();
         assert_eq!(r.status().as_u16(), want);
     }
-    crate::binary::sigterm(&child);
-    let status = crate::binary::wait_exit(&mut child, Duration::from_secs(20)).await;
+    crate::common::binary::sigterm(&child);
+    let status = crate::common::binary::wait_exit(&mut child, Duration::from_secs(20)).await;
     let log = reader.join().unwrap();
     assert!(status.is_some_and(|s| s.success()), "{status:?}: {log}");
     assert!(log.contains("DEBUG"), "debug lines were written");
@@ -244,10 +251,14 @@ async fn run_with_a_token_never_writes_it_to_its_log_or_to_status_json() {
         "the token in the log"
     );
 
-    let out =
-        crate::binary::command(&["--config", cfg.path().to_str().unwrap(), "status", "--json"])
-            .output()
-            .unwrap();
+    let out = crate::common::binary::command(&[
+        "--config",
+        cfg.path().to_str().unwrap(),
+        "status",
+        "--json",
+    ])
+    .output()
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("\"partners\""), "{stdout}");

@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::tests_faults::{always, send};
-use super::tests_http::Harness;
-use super::{FaultConfig, SimulatorConfig};
+use super::faults::{always, send};
+use super::http::Harness;
+use crate::simulator::{FaultConfig, SimulatorConfig};
 
 const FEED: &str = "/report/v2/ledgers/100001/funds/feed";
 const DATES: &str = "/report/v2/ledgers/100001/funds/dates/2026-01-07";

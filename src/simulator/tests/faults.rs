@@ -1,6 +1,6 @@
 //! Tests of fault injection as a whole: reproducible decisions, scope, `Retry-After`
 //! violations, calls in flight, expired tokens and the admin routes; plus shared helpers for
-//! `tests_faults_wire.rs`.
+//! `faults_wire.rs`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use super::faults::Endpoint;
-use super::tests_http::{Harness, SYSTEM_HEADERS};
-use super::{FaultConfig, SimulatorConfig};
+use super::http::{Harness, SYSTEM_HEADERS};
+use crate::simulator::faults::Endpoint;
+use crate::simulator::{FaultConfig, SimulatorConfig};
 
 /// A configuration where the named kind hits every request in scope.
 pub(super) fn always(kind: &str) -> FaultConfig {
@@ -156,7 +156,7 @@ async fn concurrent_arrival_order_does_not_change_which_request_gets_which_fault
 
 #[test]
 fn a_retry_of_the_same_request_gets_a_fresh_draw_whatever_else_happens_between() {
-    let sim = super::tests::sim();
+    let sim = super::sim();
     let config = FaultConfig {
         seed: 5,
         rate_500: 0.5,

@@ -1,6 +1,7 @@
 //! Test helpers: a fresh PostgreSQL database per test, the simulator on 127.0.0.1, and the
 //! application's settings pointing at both with millisecond backoffs.
 
+pub mod binary;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -44,6 +45,7 @@ async fn server() -> &'static str {
         .await
 }
 
+#[cfg(feature = "containers")]
 async fn container_server() -> String {
     use testcontainers::runners::AsyncRunner;
     let container = testcontainers_modules::postgres::Postgres::default()
@@ -54,6 +56,14 @@ async fn container_server() -> String {
     // The container lives as long as the test process.
     Box::leak(Box::new(container));
     format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres")
+}
+
+#[cfg(not(feature = "containers"))]
+async fn container_server() -> String {
+    panic!(
+        "no DATABASE_URL and no PostgreSQL on 127.0.0.1:5432: set DATABASE_URL, or run \
+         `cargo test --locked --features containers` to start one in Docker"
+    )
 }
 
 /// A database of this test's own, dropped when the value is dropped.
@@ -311,7 +321,14 @@ impl TestApp {
 
     /// The sync context for the current settings.
     pub fn context(&self) -> Arc<SyncContext> {
-        Arc::new(SyncContext::with_pool(self.settings.clone(), self.db.pool.clone()).unwrap())
+        Arc::new(
+            SyncContext::with_pool(
+                self.settings.clone(),
+                self.db.pool.clone(),
+                Default::default(),
+            )
+            .unwrap(),
+        )
     }
 
     /// One `sync --once` pass, in-process.

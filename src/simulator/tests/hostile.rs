@@ -1,16 +1,15 @@
-//! HTTP tests of the hostile modes as a whole: names and settings (admin route, command line,
-//! scope, counters), the token and the 429; plus helpers for `tests_hostile_list.rs` and
-//! `tests_hostile_data.rs`.
+//! HTTP tests of the hostile modes as a whole: names and settings (admin route, flags,
+//! scope, counters), the token and the 429; plus helpers for `hostile_list.rs` and
+//! `hostile_data.rs`.
 
 use std::collections::BTreeSet;
 
-use clap::Parser as _;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use super::tests_faults::send;
-use super::tests_http::{Harness, SYSTEM_HEADERS};
-use super::{Hostile, HostileConfig, SimulatorConfig, RETRY_AFTER_YEAR_9999};
+use super::faults::send;
+use super::http::{Harness, SYSTEM_HEADERS};
+use crate::simulator::{Hostile, HostileConfig, SimulatorConfig, RETRY_AFTER_YEAR_9999};
 
 pub(super) const LIST: &str = "/settlement/v1/ledgers";
 
@@ -227,48 +226,6 @@ fn simulate_flags_build_the_same_configuration_as_the_admin_body() {
             HostileConfig::from_args("huge-page", None, &bad).is_err(),
             "{bad:?}"
         );
-    }
-    let cli = crate::cli::Cli::try_parse_from([
-        "vipps-ledger-sync",
-        "simulate",
-        "--hostile",
-        "huge-page",
-        "--hostile-ledger",
-        "100002",
-        "--hostile-param",
-        "megabytes=20",
-        "--hostile-param",
-        "chunked=true",
-    ])
-    .expect("valid flags");
-    let crate::cli::Command::Simulate {
-        hostile,
-        hostile_ledger,
-        hostile_param,
-        ..
-    } = cli.command
-    else {
-        panic!("not simulate");
-    };
-    let config = HostileConfig::from_args(
-        hostile.as_deref().unwrap_or_default(),
-        hostile_ledger.as_deref(),
-        &hostile_param,
-    );
-    let want = HostileConfig::on_ledger(
-        Hostile::HugePage {
-            megabytes: 20,
-            chunked: true,
-        },
-        "100002",
-    );
-    assert_eq!(config, Ok(want));
-    for bad in [
-        &["simulate", "--hostile", "huge"][..],
-        &["simulate", "--hostile-ledger", "100002"],
-    ] {
-        let args = std::iter::once("vipps-ledger-sync").chain(bad.iter().copied());
-        assert!(crate::cli::Cli::try_parse_from(args).is_err(), "{bad:?}");
     }
 }
 

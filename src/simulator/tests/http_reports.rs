@@ -5,8 +5,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::tests_http::Harness;
-use super::SimulatorConfig;
+use super::http::Harness;
+use crate::simulator::SimulatorConfig;
 
 #[tokio::test]
 async fn paging_a_feed_over_http_returns_exactly_the_expected_entries() {

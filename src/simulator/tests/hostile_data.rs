@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use super::tests_faults::send;
-use super::tests_hostile::{header, json_of, mode, raw_get, sent, start};
-use super::{Hostile, HostileConfig};
+use super::faults::send;
+use super::hostile::{header, json_of, mode, raw_get, sent, start};
+use crate::simulator::{Hostile, HostileConfig};
 
 const FEED: &str = "/report/v2/ledgers/100001/funds/feed";
 

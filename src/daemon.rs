@@ -1,4 +1,4 @@
-//! `run`: discovery and a feed pass at start-up, then discovery on every firing of
+//! `run`, the daemon, above the work it schedules (`sync`, `reconcile`, `export`): discovery and a feed pass at start-up, then discovery on every firing of
 //! `sync.discovery_schedule`, a feed pass on every firing of `sync.schedule` and
 //! reconciliation on every firing of `sync.verify_schedule`, followed by the `[[exporters]]`,
 //! until cancelled. The cron jobs
@@ -16,8 +16,8 @@ use tokio::sync::Notify;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
-use super::lifecycle::{self, Drained, Watchdog};
-use super::{discovery, sync_feeds, Backoff, SyncContext};
+use crate::sync::lifecycle::{self, Drained, Watchdog};
+use crate::sync::{discovery, sync_feeds, Backoff, SyncContext};
 
 /// The kinds of work a schedule can ask for.
 #[derive(Debug, Clone, Copy)]
@@ -108,11 +108,14 @@ pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Re
         "daemon running"
     );
     lifecycle::notify_ready("starting: first discovery and feed pass");
+    // `STOPPING=1` at once, even in the middle of work; and at the latest when the loop ends,
+    // since an idle daemon can return before the spawned task has had its turn.
+    let stopping = Arc::new(std::sync::Once::new());
     {
-        let cancel = cancel.clone();
+        let (cancel, stopping) = (cancel.clone(), Arc::clone(&stopping));
         tokio::spawn(async move {
             cancel.cancelled().await;
-            lifecycle::notify_stopping();
+            stopping.call_once(lifecycle::notify_stopping);
         });
     }
 
@@ -201,7 +204,12 @@ pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Re
             // drain deadline, a delivery is finished by the next run, never repeated.
             if !ctx.settings.exporters.is_empty() {
                 lifecycle::notify_status("exporting");
-                let work = crate::export::scheduled::run_all(&ctx.pool, &ctx.settings, &cancel);
+                let work = crate::export::scheduled::run_all(
+                    &ctx.pool,
+                    &ctx.settings,
+                    &ctx.metrics,
+                    &cancel,
+                );
                 // A panic is logged where it was caught; the other work goes on.
                 if let Drained::Abandoned(_) =
                     lifecycle::drain(&ctx, "exports", work, &cancel, &mut watchdog).await
@@ -229,6 +237,7 @@ pub async fn run(ctx: Arc<SyncContext>, cancel: CancellationToken) -> anyhow::Re
             _ = watchdog.tick() => watchdog.ping(),
         }
     }
+    stopping.call_once(lifecycle::notify_stopping);
     tracing::info!("stopping: no work of ours running any more, scheduler shutting down");
     scheduler
         .shutdown()

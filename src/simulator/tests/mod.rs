@@ -1,11 +1,20 @@
 //! Unit tests of the simulator's generated data (no HTTP), and helpers the other tests share.
 
+mod faults;
+mod faults_wire;
+mod hostile;
+mod hostile_data;
+mod hostile_list;
+mod http;
+mod http_reports;
+mod paging;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Simulator, SimulatorConfig};
+use crate::simulator::{Simulator, SimulatorConfig};
 
 pub(super) const TOPICS: [&str; 2] = ["funds", "fees"];
 

@@ -2,10 +2,10 @@
 
 use serde_json::Value;
 
-use super::pages::FeedTweak;
-use super::state::ApiError;
-use super::tests::{s, sim, TOPICS};
-use super::{Simulator, SimulatorConfig};
+use super::{s, sim, TOPICS};
+use crate::simulator::pages::FeedTweak;
+use crate::simulator::state::ApiError;
+use crate::simulator::{Simulator, SimulatorConfig};
 
 fn bad<T>(r: Result<T, ApiError>) -> bool {
     matches!(r, Err(ApiError::BadRequest(_)))
@@ -177,9 +177,9 @@ fn dates_before_the_last_are_closed_and_the_last_and_later_are_open() {
     assert_eq!(after["items"], Value::Array(vec![]));
 }
 
-fn sim_entries_on(st: &super::state::State, date: &str) -> Vec<Value> {
+fn sim_entries_on(st: &crate::simulator::state::State, date: &str) -> Vec<Value> {
     st.ledgers["100001"]
-        .visible(super::entry::Topic::Fees)
+        .visible(crate::simulator::entry::Topic::Fees)
         .iter()
         .map(|e| e.to_json(false))
         .filter(|e| e["ledgerDate"] == date)
@@ -200,7 +200,7 @@ fn the_demo_data_set_has_several_thousand_entries() {
 
 #[test]
 fn a_ledger_without_dates_serves_an_empty_page_with_a_cursor_until_it_grows() {
-    let sim = super::tests::sim_with(SimulatorConfig {
+    let sim = super::sim_with(SimulatorConfig {
         days: 0,
         ..SimulatorConfig::default()
     });

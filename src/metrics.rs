@@ -1,16 +1,12 @@
-//! The Prometheus metrics: counters bumped where things happen (pages committed, API calls,
-//! tokens, conflicts, reconciliation, exports) and gauges read from the database when
-//! `/metrics` is scraped (feed lag, last success, failures, ledgers by state, partners).
-//! Every metric is documented in docs/monitoring.md.
+//! The Prometheus counters, bumped where things happen (pages committed, API calls, tokens,
+//! conflicts, reconciliation, exports), and the heartbeat of work making progress. The gauges
+//! read from the database at scrape time are the status endpoint's (`status_endpoint`). Every
+//! metric is documented in docs/monitoring.md.
 //!
-//! The counters live in a [`Metrics`] value. The process uses one, [`global()`]; the sync
-//! context carries an `Arc<Metrics>` (the global one unless a test injects its own), so the
-//! counters bumped by one test's sync are that test's alone and can be asserted exactly while
-//! other tests run in the same process.
-
-mod gauges;
-
-use std::sync::{Arc, LazyLock};
+//! The counters live in a [`Metrics`] value made once by whoever starts the work (the command
+//! line for the process, each test for itself) and passed down: nothing reaches for a global,
+//! so the counters bumped by one test's sync are that test's alone and can be asserted exactly
+//! while other tests run in the same process.
 
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -18,17 +14,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-pub use gauges::scrape;
-
 use crate::config::Topic;
-use crate::store::monitoring::MonitoringSnapshot;
 
 /// The content type of [`Metrics::encode`]'s output (OpenMetrics text).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Longest a scrape's database queries may run, in milliseconds; past it the gauges read
-/// from the database are left out and `vls_database_up` is 0.
-pub const SCRAPE_STATEMENT_TIMEOUT_MS: u64 = 2_000;
 
 /// `{topic}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -107,18 +96,6 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// The process's metrics, used by everything not given others.
-pub fn global() -> &'static Arc<Metrics> {
-    static GLOBAL: LazyLock<Arc<Metrics>> = LazyLock::new(|| Arc::new(Metrics::new()));
-    &GLOBAL
-}
-
-/// Counts a finished export run of `exporter` on the process's metrics
-/// (`vls_exports_total{exporter, status="ok"|"error"}`).
-pub fn export_done(exporter: &str, ok: bool) {
-    global().export_done(exporter, ok);
 }
 
 impl Metrics {
@@ -293,18 +270,12 @@ impl Metrics {
             .inc();
     }
 
-    /// The counters, then the gauges of `snapshot` (if the database answered) and
-    /// `partners_up` (configured partner, keys working), in the OpenMetrics text format,
-    /// `# EOF` included.
-    pub fn encode(
-        &self,
-        snapshot: Option<&MonitoringSnapshot>,
-        partners_up: &[(String, bool)],
-    ) -> String {
+    /// The counters, then `gauges` (read at scrape time by the status endpoint), in the
+    /// OpenMetrics text format, `# EOF` included.
+    pub fn encode(&self, gauges: &Registry) -> String {
         let mut out = String::new();
-        let gauges = gauges::gauges(snapshot, partners_up);
         encode_registry(&mut out, &self.registry).expect("writing to a String cannot fail");
-        encode_registry(&mut out, &gauges).expect("writing to a String cannot fail");
+        encode_registry(&mut out, gauges).expect("writing to a String cannot fail");
         encode_eof(&mut out).expect("writing to a String cannot fail");
         out
     }
@@ -321,7 +292,7 @@ mod tests {
         m.api_request(Endpoint::Feed, Some(200));
         m.api_request(Endpoint::Token, None);
         m.export_done("csv-daily", false);
-        let text = m.encode(None, &[]);
+        let text = m.encode(&Registry::default());
         assert!(
             text.contains("vls_entries_ingested_total{topic=\"funds\"} 7"),
             "{text}"
@@ -344,9 +315,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("vls_api_rate_limited_total 0"), "{text}");
-        assert!(text.contains("vls_up 1"), "{text}");
-        assert!(text.contains("vls_database_up 0"), "{text}");
-        assert!(text.contains("vls_build_info{version=\""), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
         // Two registries encoded one after the other: one EOF, at the end.
         assert_eq!(text.matches("# EOF").count(), 1);
@@ -356,7 +324,8 @@ mod tests {
     fn separate_metrics_do_not_share_counters() {
         let (a, b) = (Metrics::new(), Metrics::new());
         a.api_request(Endpoint::Feed, Some(429));
-        assert!(a.encode(None, &[]).contains("vls_api_rate_limited_total 1"));
-        assert!(b.encode(None, &[]).contains("vls_api_rate_limited_total 0"));
+        let none = Registry::default();
+        assert!(a.encode(&none).contains("vls_api_rate_limited_total 1"));
+        assert!(b.encode(&none).contains("vls_api_rate_limited_total 0"));
     }
 }

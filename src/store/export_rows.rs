@@ -144,3 +144,59 @@ where
         .bind(filter.to)
         .fetch(pool)
 }
+
+/// The (ledger, date) pairs with entries in a range, for `export --kind journal|camt053`.
+pub async fn dates_with_entries(
+    pool: &PgPool,
+    filter: &ExportFilter,
+) -> sqlx::Result<Vec<(String, NaiveDate)>> {
+    sqlx::query_as(concat!(
+        "SELECT DISTINCT ledger_id, ledger_date FROM entries
+         WHERE (cardinality($1::text[]) = 0 OR ledger_id = ANY($1))
+           AND ($2::text IS NULL OR ",
+        consented!("$2", "entries", "synced_at"),
+        ")
+           AND ledger_date BETWEEN $3 AND $4
+         ORDER BY 1, 2",
+    ))
+    .bind(&filter.ledgers)
+    .bind(&filter.partner)
+    .bind(filter.from)
+    .bind(filter.to)
+    .fetch_all(pool)
+    .await
+}
+
+/// A ledger's currency and owner, for statements.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LedgerInfo {
+    pub currency: Option<String>,
+    pub owner_scheme: Option<String>,
+    pub owner_id: Option<String>,
+}
+
+pub async fn ledger_info(pool: &PgPool, ledger_id: &str) -> sqlx::Result<Option<LedgerInfo>> {
+    sqlx::query_as("SELECT currency, owner_scheme, owner_id FROM ledgers WHERE ledger_id = $1")
+        .bind(ledger_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The `funds` balance at the start of a date with no funds entries: after the newest entry
+/// of an earlier date (0 before the first entry).
+pub async fn funds_balance_before(
+    pool: &PgPool,
+    ledger_id: &str,
+    date: NaiveDate,
+) -> sqlx::Result<i64> {
+    let balance: Option<i64> = sqlx::query_scalar(
+        "SELECT balance_after FROM entries
+         WHERE ledger_id = $1 AND topic = 'funds' AND ledger_date < $2
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(ledger_id)
+    .bind(date)
+    .fetch_optional(pool)
+    .await?;
+    Ok(balance.unwrap_or(0))
+}

@@ -50,7 +50,7 @@ pub struct StatusReport {
     /// Where every feed stands.
     pub feeds: Vec<entries::FeedSummaryRow>,
     /// The scheduled exporters' dates by status; held and failing ones named.
-    pub exports: Vec<crate::store::exports::StatusCount>,
+    pub exports: Vec<crate::store::export_log::StatusCount>,
 }
 
 /// How far behind the feeds of one topic are: seconds since each feed's newest stored entry.
@@ -106,7 +106,7 @@ pub async fn status_report(pool: &PgPool, settings: &Settings) -> anyhow::Result
         last_errors,
         next_runs: next_runs(settings, Utc::now()),
         feeds,
-        exports: crate::store::exports::status_counts(pool).await?,
+        exports: crate::store::export_log::status_counts(pool).await?,
     })
 }
 

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod auth;
+mod gauges;
 mod server;
 mod slots;
 
@@ -117,7 +118,7 @@ async fn healthz() -> &'static str {
 /// body names each check: `{"ready", "database", "partners": {name: state}}`.
 async fn readyz(State(Status { ctx, db }): State<Status>) -> impl IntoResponse {
     let database =
-        match tokio::time::timeout(READY_DB_TIMEOUT, sqlx::query("SELECT 1").execute(&db)).await {
+        match tokio::time::timeout(READY_DB_TIMEOUT, crate::store::monitoring::ping(&db)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(format!("failed: {}", database_error(&e))),
             Err(_) => Err(format!("no answer within {} s", READY_DB_TIMEOUT.as_secs())),
@@ -161,6 +162,6 @@ fn database_error(e: &sqlx::Error) -> &'static str {
 }
 
 async fn metrics(State(Status { ctx, db }): State<Status>) -> impl IntoResponse {
-    let body = crate::metrics::scrape(&ctx, &db).await;
+    let body = gauges::scrape(&ctx, &db).await;
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body)
 }

@@ -1,7 +1,7 @@
-//! The one retry policy for every request to the API: how many attempts, and how long to wait
-//! between them (exponential backoff with full jitter, or the server's `Retry-After`, within
-//! `limits.max_retry_after`), and [`RetryPolicy::run`], the loop that applies it to data calls
-//! and token requests alike.
+//! The one retry loop for every outgoing request (the Report API's data calls, its token
+//! requests, the webhook exporter's POSTs): how many attempts, how long to wait between them
+//! (exponential backoff with full jitter, or the server's `Retry-After`, within a bound), and
+//! which failures are worth another attempt ([`Failure`], said by each caller's error type).
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -9,8 +9,27 @@ use std::time::{Duration, SystemTime};
 use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-use super::error::ApiError;
 use crate::config::RetrySettings;
+
+/// What the retry loop needs to know about a failed attempt.
+pub trait Failure: std::fmt::Display + Sized {
+    /// Another attempt may succeed (a timeout, a 5xx, a 429, a broken body).
+    fn is_retryable(&self) -> bool;
+    /// Worth exactly one more attempt, not more (a response of the wrong shape is rarely a
+    /// passing glitch).
+    fn retry_once(&self) -> bool {
+        false
+    }
+    /// The server asked to wait this long before the next request (a 429's `Retry-After`).
+    /// The caller has already paused whatever it must (see `report_api::Gate::obey`); the
+    /// loop adds no backoff of its own on top.
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
+    /// The failure to report when `Retry-After` asked for longer than the bound: the request
+    /// fails at once, so one absurd answer cannot hold everything up for years.
+    fn wait_too_long(what: &str, asked: Duration, bound: Duration) -> Self;
+}
 
 /// Attempts and backoff for one request, from `[retry]`.
 #[derive(Debug, Clone)]
@@ -49,25 +68,24 @@ impl RetryPolicy {
 
 impl RetryPolicy {
     /// Runs `attempt` until it succeeds, fails in a way another attempt cannot mend, or
-    /// `max_attempts` are spent. A 429's `Retry-After` pauses every request through `gate`
-    /// (the gateway limits the host; the attempt calls `Gate::obey` while it still holds
-    /// its slot), unless it is longer than `max_retry_after`: then this request fails at once
-    /// ([`ApiError::OverLimit`]), so one absurd answer cannot stop every partner for years. A response of the wrong shape is tried once more, not
-    /// `max_attempts` times: it is rarely a passing glitch. `on_retry` hears of every retry
-    /// (for metrics) before its wait.
-    pub async fn run<T, F, Fut>(
+    /// `max_attempts` are spent. A `Retry-After` longer than `max_retry_after` fails the
+    /// request at once ([`Failure::wait_too_long`]); a shorter one replaces the backoff. A
+    /// failure worth [`Failure::retry_once`] gets one more attempt only. `on_retry` hears of
+    /// every retry (for metrics) before its wait; `what` names the request in the log.
+    pub async fn run<T, E, F, Fut>(
         &self,
         max_retry_after: Duration,
         what: &str,
         mut on_retry: impl FnMut(),
         mut attempt: F,
-    ) -> Result<T, ApiError>
+    ) -> Result<T, E>
     where
+        E: Failure,
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, ApiError>>,
+        Fut: Future<Output = Result<T, E>>,
     {
         let mut attempts = 0;
-        let mut invalid = 0;
+        let mut once = 0;
         loop {
             attempts += 1;
             let err = match attempt().await {
@@ -75,25 +93,16 @@ impl RetryPolicy {
                 Err(err) => err,
             };
             let mut wait = None;
-            if let ApiError::RateLimited {
-                retry_after: Some(after),
-            } = &err
-            {
-                if *after > max_retry_after {
-                    return Err(ApiError::OverLimit(format!(
-                        "{what}: the API asked to wait {}s (Retry-After), longer than limits.max_retry_after ({}s); this request fails for this pass",
-                        after.as_secs(),
-                        max_retry_after.as_secs()
-                    )));
+            if let Some(after) = err.retry_after() {
+                if after > max_retry_after {
+                    return Err(E::wait_too_long(what, after, max_retry_after));
                 }
-                // The attempt paused the gate as it read the 429 (`Gate::obey`), before its
-                // slot was free for another request; no backoff of our own on top.
                 wait = Some(Duration::ZERO);
             }
-            if matches!(err, ApiError::InvalidResponse(_)) {
-                invalid += 1;
+            if err.retry_once() {
+                once += 1;
             }
-            if !err.is_retryable() || invalid > 1 || attempts >= self.max_attempts {
+            if !err.is_retryable() || once > 1 || attempts >= self.max_attempts {
                 return Err(err);
             }
             on_retry();
@@ -123,16 +132,24 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use reqwest::header::HeaderValue;
-
-    fn policy() -> RetryPolicy {
+impl RetryPolicy {
+    /// Five attempts, backoff from 100 ms up to 1 s.
+    pub(crate) fn for_tests() -> RetryPolicy {
         RetryPolicy {
             max_attempts: 5,
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(1000),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy::for_tests()
     }
 
     #[test]
@@ -170,60 +187,5 @@ mod tests {
             HeaderValue::from_static("Fri, 31 Dec 9999 23:59:59 GMT"),
         );
         assert!(retry_after(&h).unwrap() > Duration::from_secs(3600 * 24 * 365 * 7000));
-    }
-
-    #[tokio::test]
-    async fn an_absurd_retry_after_fails_the_request_at_once_and_pauses_nobody() {
-        let gate = super::super::gate::Gate::new(4, 0);
-        gate.obey(
-            Some(Duration::from_secs(999_999_999)),
-            Duration::from_secs(300),
-        );
-        let started = tokio::time::Instant::now();
-        let mut calls = 0;
-        let result: Result<(), ApiError> = policy()
-            .run(
-                Duration::from_secs(300),
-                "GET /x",
-                || {},
-                || {
-                    calls += 1;
-                    async {
-                        Err(ApiError::RateLimited {
-                            retry_after: Some(Duration::from_secs(999_999_999)),
-                        })
-                    }
-                },
-            )
-            .await;
-        assert!(
-            matches!(result, Err(ApiError::OverLimit(ref m)) if m.contains("limits.max_retry_after"))
-        );
-        assert_eq!(calls, 1);
-        drop(gate.enter().await);
-        assert!(started.elapsed() < Duration::from_secs(1));
-    }
-
-    #[tokio::test]
-    async fn a_response_of_the_wrong_shape_is_tried_once_more_and_a_broken_one_until_the_end() {
-        let count = |err: fn() -> ApiError| async move {
-            let mut calls = 0;
-            let _: Result<(), ApiError> = policy()
-                .run(
-                    Duration::from_secs(300),
-                    "GET /x",
-                    || {},
-                    || {
-                        calls += 1;
-                        let e = err();
-                        async move { Err(e) }
-                    },
-                )
-                .await;
-            calls
-        };
-        assert_eq!(count(|| ApiError::InvalidResponse("x".into())).await, 2);
-        assert_eq!(count(|| ApiError::Malformed("x".into())).await, 5);
-        assert_eq!(count(|| ApiError::OverLimit("x".into())).await, 1);
     }
 }

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{Simulator, SimulatorConfig};
+use crate::simulator::{Simulator, SimulatorConfig};
 
 pub(super) const SYSTEM_HEADERS: [(&str, &str); 4] = [
     ("Vipps-System-Name", "vipps-ledger-sync"),

@@ -6,12 +6,15 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::SCRAPE_STATEMENT_TIMEOUT_MS;
 use crate::store::monitoring::{self, MonitoringSnapshot};
 use crate::sync::SyncContext;
 
 /// An `f64` gauge.
 type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Longest a scrape's database queries may run, in milliseconds; past it the gauges read
+/// from the database are left out and `vls_database_up` is 0.
+pub const SCRAPE_STATEMENT_TIMEOUT_MS: u64 = 2_000;
 
 /// The gauges of one scrape, in a registry of their own (rebuilt every scrape, so a feed or
 /// partner that went away leaves no stale series).
@@ -120,7 +123,7 @@ pub async fn scrape(ctx: &SyncContext, db: &sqlx::PgPool) -> String {
         .as_ref()
         .map_or(&[][..], |s| &s.partners_failed[..]);
     let up = partners_up(ctx, failed);
-    ctx.metrics.encode(snapshot.as_ref(), &up)
+    ctx.metrics.encode(&gauges(snapshot.as_ref(), &up))
 }
 
 /// Each configured partner: up unless the database records its last listing as failed or

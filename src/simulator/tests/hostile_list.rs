@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::schema_random::ENTRY_TYPES;
-use super::tests_faults::send;
-use super::tests_hostile::{header, json_of, listed_ids, mode, raw_get, sent, start, LIST};
-use super::tests_http::{Harness, SYSTEM_HEADERS};
-use super::{Hostile, HostileConfig, SimulatorConfig};
+use super::faults::send;
+use super::hostile::{header, json_of, listed_ids, mode, raw_get, sent, start, LIST};
+use super::http::{Harness, SYSTEM_HEADERS};
+use crate::simulator::schema_random::ENTRY_TYPES;
+use crate::simulator::{Hostile, HostileConfig, SimulatorConfig};
 
 /// A client that does not follow redirects.
 fn no_redirects() -> reqwest::Client {
