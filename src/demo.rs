@@ -77,6 +77,7 @@ pub async fn run(server_url: &str) -> anyhow::Result<bool> {
         target: ExporterTarget::Directory {
             path: exports.join(kind.as_str()),
             format,
+            csv_formulas: Default::default(),
         },
         accounts: Accounts::default(),
     })

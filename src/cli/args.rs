@@ -95,6 +95,11 @@ pub enum Command {
         summary: bool,
         #[arg(long, value_enum, default_value = "csv")]
         format: crate::export::Format,
+        /// CSV text cells that a spreadsheet would run as a formula (beginning with =, +, -,
+        /// @, a tab or a carriage return, and not a number) get a leading ' (neutralise), or
+        /// are written as they are (raw, for importers that are not spreadsheets).
+        #[arg(long, value_enum, default_value = "neutralise")]
+        csv_formulas: crate::config::CsvFormulas,
         /// Write here (atomically) instead of to stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -146,6 +151,10 @@ pub enum Command {
         /// Ledgers per page of the ledger list.
         #[arg(long, default_value_t = 5)]
         ledger_page_size: usize,
+        /// Some order references are spreadsheet formulas (`=HYPERLINK(…)`), as merchant
+        /// text can be: what CSV exports must neutralise.
+        #[arg(long)]
+        formula_references: bool,
         /// Accounting keys the simulator accepts (granted every ledger).
         #[arg(long, default_value = "demo-client")]
         client_id: String,

@@ -153,6 +153,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             kind,
             summary,
             format,
+            csv_formulas,
             output,
             accounts,
             exporter,
@@ -200,8 +201,16 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
                 from,
                 to,
             };
-            let n = crate::export::export(&pool, &filter, kind, format, &chart, output.as_deref())
-                .await?;
+            let n = crate::export::export(
+                &pool,
+                &filter,
+                kind,
+                format,
+                csv_formulas,
+                &chart,
+                output.as_deref(),
+            )
+            .await?;
             if let Some(path) = &output {
                 eprintln!("{n} records written to {}", path.display());
             }
@@ -264,6 +273,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             captures_per_day,
             page_size,
             ledger_page_size,
+            formula_references,
             client_id,
             client_secret,
             hostile,
@@ -289,6 +299,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
                 captures_per_day,
                 feed_page_size: page_size,
                 ledger_page_size,
+                formula_references,
                 ..SimulatorConfig::default()
             });
             sim.add_partner_with_all_ledgers(&client_id, &client_secret);
@@ -331,6 +342,7 @@ async fn run_exporter(
         from,
         to,
         force,
+        now: true,
     };
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone(), None));
@@ -344,10 +356,11 @@ async fn run_exporter(
     )
     .await;
     println!(
-        "{}: {} exported, {} held back{}",
+        "{}: {} exported, {} held back, {} failed{}",
         report.exporter,
         report.exported,
         report.held.len(),
+        report.failed.len(),
         if report.busy {
             " (another instance is running it)"
         } else {
@@ -355,10 +368,16 @@ async fn run_exporter(
         }
     );
     for held in &report.held {
-        println!("  held: {held} (its reconciliation found differences)");
+        println!("  held: {held} (the reason: `status`, or export_log.last_error)");
+    }
+    for failed in &report.failed {
+        eprintln!("  failed: {failed} (this ledger's later dates wait; the others went on)");
     }
     if let Some(error) = &report.error {
         eprintln!("error: {error}");
+        return Ok(ExitCode::FAILURE);
+    }
+    if !report.failed.is_empty() {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

@@ -20,6 +20,47 @@ pub enum Format {
     Jsonl,
 }
 
+/// What CSV output does with a text cell that a spreadsheet would run as a formula (it
+/// begins with `=`, `+`, `-`, `@`, a tab or a carriage return, and is not a number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CsvFormulas {
+    /// Put a `'` before it, so it opens as text (OWASP's advice for CSV files).
+    #[default]
+    Neutralise,
+    /// Write it as it is, for importers that read raw values (not spreadsheets).
+    Raw,
+}
+
+/// A webhook's URL. It may carry credentials (a user and password, a `?token=`), so it is
+/// shown (`Display`, `Debug`, logs, `export_log.target`, errors) without userinfo, query and
+/// fragment; only the request itself gets it whole, through [`WebhookUrl::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookUrl(Url);
+
+impl WebhookUrl {
+    pub fn new(url: Url) -> Self {
+        WebhookUrl(url)
+    }
+
+    /// The whole URL, credentials included: for sending the request only.
+    pub fn expose(&self) -> &Url {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for WebhookUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&super::redact_url(&self.0))
+    }
+}
+
+impl std::fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WebhookUrl({self})")
+    }
+}
+
 /// What an exporter produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -51,10 +92,18 @@ impl ExporterKind {
 /// Where an exporter delivers.
 #[derive(Debug, Clone)]
 pub enum ExporterTarget {
-    /// Files named `<ledger>_<date>_<kind>.<ext>` in a directory, written atomically.
-    Directory { path: PathBuf, format: Format },
+    /// Files named `<ledger>_<date>_<kind>.<ext>` in a directory, written atomically
+    /// (README, "Exporting": how a ledger id becomes a file name).
+    Directory {
+        path: PathBuf,
+        format: Format,
+        csv_formulas: CsvFormulas,
+    },
     /// A URL receiving signed POSTs.
-    Webhook { url: Url, secret: SecretString },
+    Webhook {
+        url: WebhookUrl,
+        secret: SecretString,
+    },
 }
 
 /// One `[[exporters]]` table, checked.
@@ -170,6 +219,8 @@ pub(super) struct RawExporter {
     #[serde(default)]
     format: Option<Format>,
     #[serde(default)]
+    csv_formulas: Option<CsvFormulas>,
+    #[serde(default)]
     directory: Option<PathBuf>,
     #[serde(default)]
     url: Option<String>,
@@ -243,10 +294,10 @@ pub(super) fn resolve(
             }
         }
         let target = if e.kind == ExporterKind::Webhook {
-            if e.directory.is_some() || e.format.is_some() {
+            if e.directory.is_some() || e.format.is_some() || e.csv_formulas.is_some() {
                 return Err(ConfigError::key(
                     &format!("{at}.directory"),
-                    "a webhook exporter posts JSON to `url`; it has no directory or format",
+                    "a webhook exporter posts JSON to `url`; it has no directory, format or csv_formulas",
                 ));
             }
             let Some(url) = e.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
@@ -270,7 +321,10 @@ pub(super) fn resolve(
                     "is shorter than 16 characters",
                 ));
             }
-            ExporterTarget::Webhook { url, secret }
+            ExporterTarget::Webhook {
+                url: WebhookUrl::new(url),
+                secret,
+            }
         } else {
             if e.url.is_some() || e.secret.is_some() || e.secret_file.is_some() {
                 return Err(ConfigError::key(
@@ -287,9 +341,19 @@ pub(super) fn resolve(
                     "camt053 is always XML",
                 ));
             }
+            let format = e.format.unwrap_or(Format::Csv);
+            if e.csv_formulas.is_some()
+                && (format != Format::Csv || e.kind == ExporterKind::Camt053)
+            {
+                return Err(ConfigError::key(
+                    &format!("{at}.csv_formulas"),
+                    "applies to CSV output only",
+                ));
+            }
             ExporterTarget::Directory {
                 path,
-                format: e.format.unwrap_or(Format::Csv),
+                format,
+                csv_formulas: e.csv_formulas.unwrap_or_default(),
             }
         };
         out.push(ExporterSettings {

@@ -16,7 +16,9 @@ use checks::{
     resolve_partners, syntax_error,
 };
 pub use checks::{parse_cron, redact_url, scrub, without_userinfo};
-pub use exporters::{Accounts, ExporterKind, ExporterSettings, ExporterTarget, Format};
+pub use exporters::{
+    Accounts, CsvFormulas, ExporterKind, ExporterSettings, ExporterTarget, Format, WebhookUrl,
+};
 pub use http::{HttpSettings, MAX_CONNECTIONS_LIMIT, MIN_TOKEN_LEN};
 
 use secrecy::{ExposeSecret, SecretString};

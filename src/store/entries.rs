@@ -32,7 +32,8 @@ pub struct FeedSummaryRow {
     pub ledger_id: String,
     pub topic: String,
     pub entries: i64,
-    pub amount_sum: i64,
+    #[sqlx(try_from = "String")]
+    pub amount_sum: super::MinorSum,
     pub balance: Option<i64>,
     pub currency: Option<String>,
     pub caught_up_at: Option<DateTime<Utc>>,
@@ -66,7 +67,7 @@ pub async fn feed_summaries(pool: &PgPool) -> sqlx::Result<Vec<FeedSummaryRow>> 
     sqlx::query_as(
         "SELECT c.ledger_id, c.topic,
              (SELECT count(*) FROM entries e WHERE e.ledger_id = c.ledger_id AND e.topic = c.topic) AS entries,
-             (SELECT coalesce(sum(amount), 0)::int8 FROM entries e
+             (SELECT coalesce(sum(amount), 0)::text FROM entries e
                  WHERE e.ledger_id = c.ledger_id AND e.topic = c.topic) AS amount_sum,
              c.last_balance_after AS balance,
              l.currency, c.caught_up_at, c.consecutive_failures, c.last_error, c.next_attempt_at,

@@ -1,5 +1,6 @@
 //! The export log of the scheduled exporters: which closed ledger dates are due, and each
-//! (exporter, ledger, date)'s way from `pending` through `writing` to `exported` (or `held`).
+//! (exporter, ledger, date)'s way from `pending` through `writing` to `exported` (or `held`,
+//! or `failed` and tried again after a pause).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -144,6 +145,11 @@ pub struct LogRow {
     pub forced: i32,
     pub last_error: Option<String>,
     pub exported_at: Option<DateTime<Utc>>,
+    /// Failed attempts in a row; the ledger's dates wait until `retry_at`.
+    pub failures: i32,
+    pub retry_at: Option<DateTime<Utc>>,
+    /// 0 for the first delivery, then 1, 2, … (migration 0014).
+    pub revision: i32,
 }
 
 /// One (exporter, ledger, date).
@@ -161,7 +167,7 @@ pub struct Key<'a> {
 pub async fn get(pool: &PgPool, key: &Key<'_>) -> sqlx::Result<Option<LogRow>> {
     sqlx::query_as(
         "SELECT exporter, ledger_id, ledger_date, kind, status, target, checksum, entries,
-                attempts, forced, last_error, exported_at
+                attempts, forced, last_error, exported_at, failures, retry_at, revision
          FROM export_log WHERE exporter = $1 AND ledger_id = $2 AND ledger_date = $3",
     )
     .bind(key.exporter)
@@ -175,7 +181,7 @@ pub async fn get(pool: &PgPool, key: &Key<'_>) -> sqlx::Result<Option<LogRow>> {
 pub async fn list(pool: &PgPool, exporter: Option<&str>) -> sqlx::Result<Vec<LogRow>> {
     sqlx::query_as(
         "SELECT exporter, ledger_id, ledger_date, kind, status, target, checksum, entries,
-                attempts, forced, last_error, exported_at
+                attempts, forced, last_error, exported_at, failures, retry_at, revision
          FROM export_log WHERE ($1::text IS NULL OR exporter = $1)
          ORDER BY exporter, ledger_id, ledger_date",
     )
@@ -212,16 +218,17 @@ pub async fn start_writing(
     target: &str,
     checksum: &str,
     entries: i32,
+    revision: i32,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO export_log
              (exporter, ledger_id, ledger_date, kind, status, target, checksum, entries, attempts,
-              partner)
-         VALUES ($1, $2, $3, $4, 'writing', $5, $6, $7, 1, $8)
+              partner, revision)
+         VALUES ($1, $2, $3, $4, 'writing', $5, $6, $7, 1, $8, $9)
          ON CONFLICT (exporter, ledger_id, ledger_date) DO UPDATE
              SET status = 'writing', kind = $4, target = $5, checksum = $6, entries = $7,
                  attempts = export_log.attempts + 1, exported_at = NULL, partner = $8,
-                 updated_at = now()",
+                 revision = $9, updated_at = now()",
     )
     .bind(key.exporter)
     .bind(key.ledger_id)
@@ -231,16 +238,29 @@ pub async fn start_writing(
     .bind(checksum)
     .bind(entries)
     .bind(key.partner)
+    .bind(revision)
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// The revision a new delivery of `existing` carries: the same as a delivery left `writing`
+/// (finishing it, or sending it again under the same key), one more than a delivered one
+/// (`--force`, a corrected date), else the row's own (0 until first delivered).
+pub fn next_revision(existing: Option<&LogRow>) -> i32 {
+    match existing {
+        None => 0,
+        Some(row) if row.status == "exported" => row.revision + 1,
+        Some(row) => row.revision,
+    }
 }
 
 /// Marks the delivery done.
 pub async fn exported(pool: &PgPool, key: &Key<'_>, forced: bool) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE export_log SET status = 'exported', exported_at = now(), last_error = NULL,
-                forced = forced + CASE WHEN $4 THEN 1 ELSE 0 END, updated_at = now()
+                forced = forced + CASE WHEN $4 THEN 1 ELSE 0 END, failures = 0, retry_at = NULL,
+                updated_at = now()
          WHERE exporter = $1 AND ledger_id = $2 AND ledger_date = $3",
     )
     .bind(key.exporter)
@@ -252,17 +272,28 @@ pub async fn exported(pool: &PgPool, key: &Key<'_>, forced: bool) -> sqlx::Resul
     Ok(())
 }
 
-/// Records a failed delivery: tried again at the next pass. A delivery that got as far as
-/// `writing` stays there, so the next pass finishes it rather than producing it again.
+/// The pause after the first failed delivery of a date; it doubles with each failure in a row
+/// up to [`FAILED_RETRY_MAX`] (README, "Exporting").
+pub const FAILED_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(60);
+pub const FAILED_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Records a failed delivery: `failed`, with the error and when it may be tried again
+/// ([`FAILED_RETRY_FIRST`], doubling, at most [`FAILED_RETRY_MAX`]); the ledger's later dates
+/// wait for it. What a delivery that got as far as `writing` recorded (target, checksum,
+/// revision) stays, so the next attempt finishes that delivery rather than making another.
 pub async fn failed(pool: &PgPool, key: &Key<'_>, error: &str) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO export_log
-             (exporter, ledger_id, ledger_date, kind, status, attempts, last_error, partner)
-         VALUES ($1, $2, $3, $4, 'pending', 1, $5, $6)
+             (exporter, ledger_id, ledger_date, kind, status, attempts, last_error, partner,
+              failures, retry_at)
+         VALUES ($1, $2, $3, $4, 'failed', 1, $5, $6, 1, now() + make_interval(secs => $7))
          ON CONFLICT (exporter, ledger_id, ledger_date) DO UPDATE
-             SET status = CASE WHEN export_log.status IN ('exported', 'writing')
-                               THEN export_log.status ELSE 'pending' END,
-                 last_error = $5, updated_at = now()",
+             SET status = CASE WHEN export_log.status = 'exported'
+                               THEN 'exported' ELSE 'failed' END,
+                 last_error = $5, failures = export_log.failures + 1,
+                 retry_at = now() + make_interval(secs => least(
+                     $7 * power(2, least(export_log.failures, 30)), $8)),
+                 updated_at = now()",
     )
     .bind(key.exporter)
     .bind(key.ledger_id)
@@ -270,9 +301,23 @@ pub async fn failed(pool: &PgPool, key: &Key<'_>, error: &str) -> sqlx::Result<(
     .bind(key.kind)
     .bind(error)
     .bind(key.partner)
+    .bind(FAILED_RETRY_FIRST.as_secs_f64())
+    .bind(FAILED_RETRY_MAX.as_secs_f64())
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// The ledgers whose delivery failed recently for `exporter`: a scheduled pass leaves all of
+/// their dates until `retry_at`, keeping each ledger's dates in order.
+pub async fn waiting_ledgers(pool: &PgPool, exporter: &str) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT ledger_id FROM export_log
+         WHERE exporter = $1 AND retry_at IS NOT NULL AND retry_at > now()",
+    )
+    .bind(exporter)
+    .fetch_all(pool)
+    .await
 }
 
 /// Takes the exporter's lock for one pass, so two instances never run the same exporter at

@@ -32,7 +32,8 @@ pub struct ExportSummaryRow {
     pub entry_type: String,
     pub currency: String,
     pub entries: i64,
-    pub amount_sum: i64,
+    #[sqlx(try_from = "String")]
+    pub amount_sum: super::MinorSum,
 }
 
 /// What to export: ledgers (empty: all), an optional partner (only what it may see: the
@@ -118,7 +119,7 @@ pub fn summaries<'a>(
         filter,
         concat!(
             "SELECT ledger_id, topic, ledger_date, entry_type, currency,
-                 count(*) AS entries, sum(amount)::bigint AS amount_sum
+                 count(*) AS entries, sum(amount)::text AS amount_sum
              FROM entries WHERE",
             filter!(),
             "GROUP BY ledger_id, topic, ledger_date, entry_type, currency

@@ -36,6 +36,27 @@ macro_rules! presence_alive {
     };
 }
 
+/// A sum of minor units, exact: PostgreSQL sums `bigint`s into a `numeric`, which is read
+/// as its text, so no sum of valid amounts can overflow on the way (a sum of `i64` amounts
+/// always fits an `i128`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize)]
+#[serde(transparent)]
+pub struct MinorSum(pub i128);
+
+impl TryFrom<String> for MinorSum {
+    type Error = std::num::ParseIntError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse().map(MinorSum)
+    }
+}
+
+impl std::fmt::Display for MinorSum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod entries;

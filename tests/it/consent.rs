@@ -308,6 +308,7 @@ async fn exported_entries(app: &TestApp, partner: &str, ledger: &str, kind: Kind
         &filter,
         kind,
         Format::Csv,
+        Default::default(),
         &Accounts::default(),
         Some(&path),
     )

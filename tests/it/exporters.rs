@@ -16,9 +16,7 @@ use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use vipps_ledger_sync::config::{
-    Accounts, ExporterKind, ExporterSettings, ExporterTarget, Settings,
-};
+use vipps_ledger_sync::config::{Accounts, ExporterKind, ExporterTarget, Settings};
 use vipps_ledger_sync::export::scheduled::{self, Selection};
 use vipps_ledger_sync::export::{self, webhook, Format, Kind};
 use vipps_ledger_sync::reconcile;
@@ -26,29 +24,10 @@ use vipps_ledger_sync::simulator::SimulatorConfig;
 use vipps_ledger_sync::store::export_log::{self, DueAfter, DueDate, Scope};
 use vipps_ledger_sync::store::export_rows::ExportFilter;
 
+use crate::common::exports::{
+    closed_dates, files_in, reconciled, serve_on_loopback, with_exporter,
+};
 use crate::common::{directory_exporter, small, TestApp};
-
-/// Synced and reconciled: 4 ledgers with 3 closed dates each (and one open date).
-async fn reconciled(config: SimulatorConfig) -> TestApp {
-    let app = TestApp::spawn(config).await;
-    assert!(app.sync_once().await.success());
-    let report = reconcile::verify(&app.context(), &CancellationToken::new())
-        .await
-        .unwrap();
-    assert!(report.clean(), "{report}");
-    app
-}
-
-/// The (ledger, date) pairs whose every feed reconciled `ok`.
-async fn closed_dates(pool: &PgPool) -> Vec<(String, NaiveDate)> {
-    sqlx::query_as(
-        "SELECT ledger_id, ledger_date FROM reconciliation_status WHERE reconciled
-         ORDER BY 1, 2",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap()
-}
 
 /// Changes one stored funds amount of 2026-01-06 behind the daemon's back, so that date's
 /// reconciliation finds a mismatch; returns its (ledger, date).
@@ -62,23 +41,6 @@ async fn tamper_one_entry(pool: &PgPool) -> (String, NaiveDate) {
     .fetch_one(&mut crate::common::behind_the_back(pool).await)
     .await
     .unwrap()
-}
-
-fn with_exporter(app: &TestApp, exporter: ExporterSettings) -> Settings {
-    let mut settings = app.settings.clone();
-    settings.exporters = vec![exporter];
-    settings
-}
-
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 #[tokio::test]
@@ -104,6 +66,7 @@ async fn journal_vouchers_balance_and_unmapped_entry_types_land_on_the_fallback(
         &filter,
         Kind::Journal,
         Format::Jsonl,
+        Default::default(),
         &accounts,
         Some(&file),
     )
@@ -311,6 +274,7 @@ async fn scheduled_files_deliver_each_closed_date_once_and_hold_a_mismatch() {
             from: Some(date),
             to: Some(date),
             force: true,
+            now: false,
         },
         &Default::default(),
         &CancellationToken::new(),
@@ -335,47 +299,50 @@ async fn scheduled_files_deliver_each_closed_date_once_and_hold_a_mismatch() {
 #[tokio::test]
 async fn a_delivery_cut_off_midway_is_finished_and_never_written_twice() {
     let app = reconciled(small()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, archive) = (tmp.path().join("books"), tmp.path().join("archive"));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::create_dir(&archive).unwrap();
     let settings = with_exporter(
         &app,
-        directory_exporter("books", ExporterKind::Journal, dir.path(), Format::Csv),
+        directory_exporter("books", ExporterKind::Journal, &dir, Format::Csv),
     );
     let closed = closed_dates(&app.db.pool).await;
     let name = |(l, d): &(String, NaiveDate)| format!("{l}_{d}_journal.csv");
-    let record_writing = |key: &(String, NaiveDate)| {
-        let target = dir.path().join(name(key));
+    let partial = |key: &(String, NaiveDate)| dir.join(format!(".{}.partial", name(key)));
+    // What a run that stopped after logging `writing` left: the temporary file with the
+    // recorded checksum.
+    let stopped_writing = |key: &(String, NaiveDate), bytes: &str| {
+        std::fs::write(partial(key), bytes).unwrap();
+        let checksum =
+            vipps_ledger_sync::text::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes.as_bytes()));
         sqlx::query(
             "INSERT INTO export_log (exporter, ledger_id, ledger_date, kind, status, target, checksum, attempts)
-             VALUES ('books', $1, $2, 'journal', 'writing', $3, 'x', 1)",
+             VALUES ('books', $1, $2, 'journal', 'writing', $3, $4, 1)",
         )
         .bind(key.0.clone())
         .bind(key.1)
-        .bind(target.to_string_lossy().into_owned())
+        .bind(dir.join(name(key)).to_string_lossy().into_owned())
+        .bind(checksum)
     };
-    // Stopped after the log said `writing`, before the rename: the temporary file is there.
-    let before_rename = &closed[0];
-    record_writing(before_rename)
+    // Stopped before publishing (or published, then deleted by an importer): the temporary
+    // file is linked once.
+    let before_publish = &closed[0];
+    stopped_writing(before_publish, "written earlier")
         .execute(&app.db.pool)
         .await
         .unwrap();
-    std::fs::write(
-        dir.path().join(format!(".{}.partial", name(before_rename))),
-        "written earlier",
-    )
-    .unwrap();
-    // Stopped after the rename, before `exported`; an importer has taken the file already.
-    let after_rename = &closed[1];
-    record_writing(after_rename)
+    // Stopped after publishing, before `exported`; an importer has moved the file into its
+    // archive already (the temporary file is still linked twice).
+    let after_publish = &closed[1];
+    stopped_writing(after_publish, "moved away")
         .execute(&app.db.pool)
         .await
         .unwrap();
+    std::fs::hard_link(partial(after_publish), archive.join(name(after_publish))).unwrap();
     // Stopped before the log said anything: a stale temporary file, nothing delivered.
     let before_log = &closed[2];
-    std::fs::write(
-        dir.path().join(format!(".{}.partial", name(before_log))),
-        "stale",
-    )
-    .unwrap();
+    std::fs::write(partial(before_log), "stale").unwrap();
 
     let report = scheduled::run_all(
         &app.db.pool,
@@ -385,19 +352,19 @@ async fn a_delivery_cut_off_midway_is_finished_and_never_written_twice() {
     )
     .await;
     assert_eq!(report[0].exported, closed.len(), "{report:?}");
-    let files = files_in(dir.path());
-    assert!(!files.iter().any(|f| f.ends_with(".partial")), "{files:?}");
+    let files = files_in(&dir);
+    assert!(!files.iter().any(|f| f.starts_with('.')), "{files:?}");
     assert!(
-        !files.contains(&name(after_rename)),
+        !files.contains(&name(after_publish)),
         "a delivered file is never written again"
     );
     assert_eq!(files.len(), closed.len() - 1);
     assert_eq!(
-        std::fs::read_to_string(dir.path().join(name(before_rename))).unwrap(),
+        std::fs::read_to_string(dir.join(name(before_publish))).unwrap(),
         "written earlier",
         "the delivery that was under way is finished, not produced again"
     );
-    assert!(std::fs::read_to_string(dir.path().join(name(before_log)))
+    assert!(std::fs::read_to_string(dir.join(name(before_log)))
         .unwrap()
         .starts_with("voucher,"));
     let not_exported: i64 =
@@ -435,16 +402,23 @@ async fn a_webhook_failing_twice_gets_every_date_exactly_once_with_a_valid_signa
         let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
         let timestamp: i64 = header(webhook::TIMESTAMP_HEADER).parse().unwrap();
         let secret = SecretString::from(SECRET);
-        if !webhook::verify(
-            &secret,
-            timestamp,
-            &body,
-            &header(webhook::SIGNATURE_HEADER),
-        ) {
+        let key = header(webhook::IDEMPOTENCY_HEADER);
+        let signature = header(webhook::SIGNATURE_HEADER);
+        let now = chrono::Utc::now().timestamp();
+        if !webhook::verify(&secret, timestamp, &key, &body, &signature, now) {
             r.bad_signatures += 1;
             return StatusCode::UNAUTHORIZED;
         }
-        let key = header(webhook::IDEMPOTENCY_HEADER);
+        // The signature covers the key a receiver deduplicates on: another key (a replay
+        // under a fresh key, a revision forged from an old body) does not verify.
+        let forged = format!("{key}:r9");
+        assert!(!webhook::verify(
+            &secret, timestamp, &forged, &body, &signature, now
+        ));
+        let altered = key.replacen("hook:", "hooK:", 1);
+        assert!(!webhook::verify(
+            &secret, timestamp, &altered, &body, &signature, now
+        ));
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         r.accepted.entry(key).or_default().push(json);
         StatusCode::NO_CONTENT
@@ -482,14 +456,46 @@ async fn a_webhook_failing_twice_gets_every_date_exactly_once_with_a_valid_signa
     .await;
     assert_eq!(again[0].exported, 0);
 
+    // `--force` sends a delivered date again under a new key that names the one it revises,
+    // so a receiver that drops repeated keys takes the correction.
+    let (forced_ledger, forced_date) = closed[0].clone();
+    for _ in 0..2 {
+        let forced = scheduled::run(
+            &app.db.pool,
+            &settings,
+            &settings.exporters[0],
+            &Selection {
+                ledgers: vec![forced_ledger.clone()],
+                from: Some(forced_date),
+                to: Some(forced_date),
+                force: true,
+                now: true,
+            },
+            &Default::default(),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(forced.exported, 1, "{forced:?}");
+    }
+
     // Taken out of the lock: the checks below query the database.
-    let r = std::mem::take(&mut *received.lock().unwrap());
+    let mut r = std::mem::take(&mut *received.lock().unwrap());
     assert_eq!(r.bad_signatures, 0);
     assert_eq!(
         r.requests,
-        closed.len() + 2,
-        "two failures, then one request per date"
+        closed.len() + 2 + 2,
+        "two failures, then one request per date, then two forced ones"
     );
+    let base = format!("hook:{forced_ledger}:{forced_date}");
+    for (n, revises) in [(1, base.clone()), (2, format!("{base}:r1"))] {
+        let bodies = r.accepted.remove(&format!("{base}:r{n}")).unwrap();
+        assert_eq!(bodies.len(), 1);
+        assert_eq!(bodies[0]["revision"], n);
+        assert_eq!(bodies[0]["revises"], revises.as_str());
+        assert_eq!(bodies[0]["idempotency_key"], format!("{base}:r{n}"));
+    }
+    assert_eq!(r.accepted[&base][0]["revision"], 0);
+    assert_eq!(r.accepted[&base][0]["revises"], serde_json::Value::Null);
     assert_eq!(r.accepted.len(), closed.len());
     for (ledger, date) in &closed {
         let bodies = &r.accepted[&format!("hook:{ledger}:{date}")];
@@ -514,22 +520,20 @@ async fn a_webhook_failing_twice_gets_every_date_exactly_once_with_a_valid_signa
     }
 }
 
-/// Serves a webhook receiver on a free port of 127.0.0.1 until the test ends.
-async fn serve_on_loopback(router: axum::Router) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    addr
-}
-
-/// Moves every delivered file out of `dir` as an importer would, counting each name.
+/// Moves every delivered file out of `dir` into an archive directory beside it (on the same
+/// filesystem), as importers do, counting each name. (An importer that deletes files instead
+/// can get a date a second time if the exporter dies between publishing a file and logging
+/// it: README, "Exporting".)
 fn take_files(dir: &Path, taken: &mut BTreeMap<String, usize>) {
+    let archive = dir.with_file_name("archive");
+    std::fs::create_dir_all(&archive).unwrap();
     for name in files_in(dir) {
         if name.starts_with('.') {
             continue;
         }
-        *taken.entry(name.clone()).or_default() += 1;
-        std::fs::remove_file(dir.join(&name)).unwrap();
+        let n = taken.entry(name.clone()).or_default();
+        *n += 1;
+        std::fs::rename(dir.join(&name), archive.join(format!("{name}.{n}"))).unwrap();
     }
 }
 

@@ -2,11 +2,13 @@
 //! HTTP on 127.0.0.1. One test binary, so the crate links once.
 
 mod access;
+mod arithmetic;
 mod binary;
 mod client;
 mod common;
 mod config;
 mod consent;
+mod export_safety;
 mod exporters;
 mod follow;
 mod hostile;

@@ -13,11 +13,16 @@
 //!   date is produced afresh;
 //! - a webhook carries an `Idempotency-Key` that is the same on every retry and after a
 //!   restart: a delivery cut off between the receiver's 2xx and the log's `exported` is sent
-//!   again with the same key, for the receiver to drop.
+//!   again with the same key, for the receiver to drop; a later delivery of a delivered date
+//!   (`--force`) carries a new key that names the one it revises.
 //!
-//! Dates are delivered in order per ledger; the first failed delivery ends the exporter's pass
-//! (the target is likely down), and the date is tried again at the next one. A date whose
-//! reconciliation found a mismatch is held back (`held`, with the reason) until it reconciles.
+//! Dates are delivered in order per ledger, and one ledger's trouble stays its own: a failed
+//! delivery is recorded `failed` with the error and a pause (`store::export_log::failed`),
+//! the ledger's later dates wait for it, and the other ledgers go on. A scheduled pass leaves
+//! a ledger alone until its pause is over; `export --exporter` tries at once. A date whose
+//! reconciliation found a mismatch is held back (`held`, with the reason) until it reconciles;
+//! a date that cannot be written in the exporter's format (`produce::Unrepresentable`) is held
+//! with the reason and never written.
 
 use anyhow::Context as _;
 use chrono::NaiveDate;
@@ -34,8 +39,8 @@ use crate::store::export_log::{self as log, DueAfter, DueDate, Key, Scope, DUE_P
 mod deliver;
 mod produce;
 pub use deliver::file_name;
-use deliver::{deliver_file, deliver_webhook};
-pub use produce::{statement, summarize};
+use deliver::{check_directory, deliver_file, deliver_webhook};
+pub use produce::{statement, summarize, DeliveryKey, Unrepresentable};
 
 /// What to export beyond the due dates (for `export --exporter`).
 #[derive(Debug, Clone, Default)]
@@ -45,6 +50,9 @@ pub struct Selection {
     pub to: Option<NaiveDate>,
     /// Deliver dates already exported again.
     pub force: bool,
+    /// Try ledgers whose delivery failed recently at once, without waiting for their pause
+    /// (`export --exporter`: a person asked for it now).
+    pub now: bool,
 }
 
 /// What one exporter's pass did.
@@ -53,6 +61,9 @@ pub struct ExporterReport {
     pub exporter: String,
     pub exported: usize,
     pub held: Vec<String>,
+    /// `<ledger> <date>: <error>` of each delivery that failed in this pass (its ledger's
+    /// later dates wait).
+    pub failed: Vec<String>,
     /// Another instance was running this exporter; nothing was done.
     pub busy: bool,
     pub error: Option<String>,
@@ -82,6 +93,14 @@ pub async fn run_all(
         .await;
         if let Some(error) = &report.error {
             tracing::error!(exporter = %exporter.name, error, "exporter failed");
+        } else if !report.failed.is_empty() {
+            tracing::warn!(
+                exporter = %exporter.name,
+                exported = report.exported,
+                held = report.held.len(),
+                failed = report.failed.len(),
+                "exporter finished; some ledgers' deliveries failed and wait for their retry"
+            );
         } else if report.exported > 0 || !report.held.is_empty() {
             tracing::info!(
                 exporter = %exporter.name,
@@ -192,10 +211,13 @@ async fn pass(
         include_exported: selection.force,
     };
     let via = match &exporter.target {
-        ExporterTarget::Directory { path, format } => Via::Directory {
-            path,
-            format: *format,
-        },
+        ExporterTarget::Directory { path, format, .. } => {
+            check_directory(&exporter.name, path)?;
+            Via::Directory {
+                path,
+                format: *format,
+            }
+        }
         ExporterTarget::Webhook { url, secret } => Via::Webhook {
             http: webhook::client(settings.api.request_timeout, settings.api.connect_timeout)
                 .context("building the webhook client")?,
@@ -212,6 +234,17 @@ async fn pass(
         force: selection.force,
         metrics,
     };
+    // Ledgers whose dates wait: a recent failure's pause (unless asked to try now), and any
+    // ledger whose delivery fails in this pass.
+    let mut waiting: std::collections::HashSet<String> = if selection.now {
+        Default::default()
+    } else {
+        log::waiting_ledgers(pool, &exporter.name)
+            .await
+            .context("reading which ledgers wait after a failure")?
+            .into_iter()
+            .collect()
+    };
     let mut after = DueAfter::start();
     loop {
         let page = log::due(pool, &scope, &after, DUE_PAGE)
@@ -226,7 +259,12 @@ async fn pass(
             if cancel.is_cancelled() {
                 return Ok(());
             }
-            target.export(date, report).await?;
+            if waiting.contains(&date.ledger_id) {
+                continue;
+            }
+            if !target.export(date, report).await? {
+                waiting.insert(date.ledger_id.clone());
+            }
         }
         if !more {
             return Ok(());
@@ -251,7 +289,7 @@ enum Via<'a> {
     },
     Webhook {
         http: reqwest::Client,
-        url: &'a url::Url,
+        url: &'a crate::config::WebhookUrl,
         secret: &'a secrecy::SecretString,
         retry: RetryPolicy,
         max_retry_after: std::time::Duration,
@@ -259,8 +297,9 @@ enum Via<'a> {
 }
 
 impl Target<'_> {
-    /// Holds `date` back or delivers it; a failed delivery is logged and ends the pass.
-    async fn export(&self, date: &DueDate, report: &mut ExporterReport) -> anyhow::Result<()> {
+    /// Holds `date` back or delivers it. False if its delivery failed (recorded, with its
+    /// pause): the ledger's later dates must wait. An error only if the database fails.
+    async fn export(&self, date: &DueDate, report: &mut ExporterReport) -> anyhow::Result<bool> {
         let (pool, exporter) = (self.pool, self.exporter);
         let key = Key {
             exporter: &exporter.name,
@@ -282,7 +321,7 @@ impl Target<'_> {
             report
                 .held
                 .push(format!("{} {}", date.ledger_id, date.ledger_date));
-            return Ok(());
+            return Ok(true);
         }
         let delivered = match &self.via {
             Via::Directory { path, format } => {
@@ -310,21 +349,34 @@ impl Target<'_> {
                 .await
             }
         };
-        self.metrics.export_done(&exporter.name, delivered.is_ok());
-        match delivered {
+        let error = match delivered {
             Ok(()) => {
+                self.metrics.export_done(&exporter.name, true);
                 report.exported += 1;
-                Ok(())
+                return Ok(true);
             }
-            Err(e) => {
-                let error = format!("{e:#}");
-                log::failed(pool, &key, &error).await?;
-                anyhow::bail!(
-                    "ledger {} date {}: {error} (tried again at the next pass)",
-                    date.ledger_id,
-                    date.ledger_date
-                )
-            }
+            Err(e) => e,
+        };
+        if let Some(why) = error.downcast_ref::<Unrepresentable>() {
+            // Never written: held with the reason, like a mismatch; the ledger goes on.
+            let reason = why.to_string();
+            log::hold(pool, &key, &reason).await?;
+            tracing::warn!(exporter = %exporter.name, ledger = %date.ledger_id,
+                date = %date.ledger_date, reason, "ledger date held back: it cannot be written");
+            report
+                .held
+                .push(format!("{} {}", date.ledger_id, date.ledger_date));
+            return Ok(true);
         }
+        self.metrics.export_done(&exporter.name, false);
+        let error = crate::text::error_text(&format!("{error:#}"));
+        log::failed(pool, &key, &error).await?;
+        tracing::error!(exporter = %exporter.name, ledger = %date.ledger_id,
+            date = %date.ledger_date, error,
+            "delivery failed; this ledger's later dates wait for its retry, the others go on");
+        report
+            .failed
+            .push(format!("{} {}: {error}", date.ledger_id, date.ledger_date));
+        Ok(false)
     }
 }

@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::config::{ExporterKind, ExporterSettings};
+use crate::config::{CsvFormulas, ExporterKind, ExporterSettings, ExporterTarget};
 use crate::export::{camt, journal, EntryRecord, Format, Sink, SummaryRecord};
 use crate::store::export_log::DueDate;
 use crate::store::export_rows::ExportEntryRow;
@@ -14,7 +14,11 @@ use crate::store::export_rows::ExportEntryRow;
 #[derive(Serialize)]
 struct WebhookBody<'a> {
     exporter: &'a str,
-    idempotency_key: String,
+    idempotency_key: &'a str,
+    /// 0 for the date's first delivery; 1, 2, … for each delivery after it.
+    revision: i32,
+    /// The key of the delivery this one replaces (null for revision 0).
+    revises: Option<&'a str>,
     ledger_id: &'a str,
     ledger_date: String,
     reconciliation: &'a str,
@@ -22,13 +26,58 @@ struct WebhookBody<'a> {
     entries: Vec<EntryRecord>,
 }
 
-/// The bytes to deliver for a date, and how many entries they hold.
+/// A webhook delivery's `Idempotency-Key`: `<exporter>:<ledger>:<date>` for the first
+/// delivery of a date, the same on every retry and after a restart; `…:r<n>` for revision
+/// `n` (a forced or corrected delivery), which names the key it revises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryKey {
+    pub key: String,
+    pub revision: i32,
+    pub revises: Option<String>,
+}
+
+impl DeliveryKey {
+    pub fn new(exporter: &ExporterSettings, date: &DueDate, revision: i32) -> Self {
+        let base = format!("{}:{}:{}", exporter.name, date.ledger_id, date.ledger_date);
+        let of = |revision: i32| match revision {
+            0 => base.clone(),
+            n => format!("{base}:r{n}"),
+        };
+        DeliveryKey {
+            key: of(revision),
+            revision,
+            revises: (revision > 0).then(|| of(revision - 1)),
+        }
+    }
+}
+
+/// The date's entries cannot be written in this exporter's format (a camt.053 field over the
+/// schema's length, a voucher of mixed currencies): the date is held with this reason and
+/// never written, while the ledger's other dates go on.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot be written as {kind}: {reason}")]
+pub struct Unrepresentable {
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+/// The bytes to deliver for a date, and how many entries they hold; a webhook's body carries
+/// its delivery key.
 pub(super) async fn produce(
     pool: &PgPool,
     exporter: &ExporterSettings,
     date: &DueDate,
     format: Format,
+    delivery: Option<&DeliveryKey>,
 ) -> anyhow::Result<(Vec<u8>, i32)> {
+    let unrepresentable = |reason: String| Unrepresentable {
+        kind: exporter.kind.as_str(),
+        reason,
+    };
+    let csv_formulas = match &exporter.target {
+        ExporterTarget::Directory { csv_formulas, .. } => *csv_formulas,
+        ExporterTarget::Webhook { .. } => CsvFormulas::default(),
+    };
     let rows = crate::store::export_rows::entries_on(
         pool,
         &date.ledger_id,
@@ -39,23 +88,41 @@ pub(super) async fn produce(
     .context("reading the date's entries")?;
     let n = i32::try_from(rows.len()).unwrap_or(i32::MAX);
     let bytes = match exporter.kind {
-        ExporterKind::Entries => write_records(format, rows.into_iter().map(EntryRecord::from))?,
-        ExporterKind::Summary => write_records(format, summarize(&rows))?,
+        ExporterKind::Entries => write_records(
+            (format, csv_formulas),
+            rows.into_iter().map(EntryRecord::from),
+        )?,
+        ExporterKind::Summary => write_records((format, csv_formulas), summarize(&rows))?,
         ExporterKind::Journal => {
             let lines =
-                journal::voucher(&date.ledger_id, date.ledger_date, &rows, &exporter.accounts)?;
-            write_records(format, lines)?
+                journal::voucher(&date.ledger_id, date.ledger_date, &rows, &exporter.accounts)
+                    .map_err(|e| unrepresentable(e.to_string()))?;
+            write_records((format, csv_formulas), lines)?
         }
-        ExporterKind::Camt053 => statement(pool, &date.ledger_id, date.ledger_date, &rows).await?,
-        ExporterKind::Webhook => serde_json::to_vec(&WebhookBody {
-            exporter: &exporter.name,
-            idempotency_key: idempotency_key(exporter, date),
-            ledger_id: &date.ledger_id,
-            ledger_date: date.ledger_date.to_string(),
-            reconciliation: &date.reconciliation,
-            summary: summarize(&rows),
-            entries: rows.into_iter().map(EntryRecord::from).collect(),
-        })?,
+        ExporterKind::Camt053 => {
+            match statement(pool, &date.ledger_id, date.ledger_date, &rows).await {
+                Ok(xml) => xml,
+                Err(e) => match e.downcast::<camt::CamtError>() {
+                    Ok(camt::CamtError::Write(io)) => return Err(io.into()),
+                    Ok(data) => return Err(unrepresentable(data.to_string()).into()),
+                    Err(other) => return Err(other),
+                },
+            }
+        }
+        ExporterKind::Webhook => {
+            let delivery = delivery.context("a webhook body needs its delivery key")?;
+            serde_json::to_vec(&WebhookBody {
+                exporter: &exporter.name,
+                idempotency_key: &delivery.key,
+                revision: delivery.revision,
+                revises: delivery.revises.as_deref(),
+                ledger_id: &date.ledger_id,
+                ledger_date: date.ledger_date.to_string(),
+                reconciliation: &date.reconciliation,
+                summary: summarize(&rows),
+                entries: rows.into_iter().map(EntryRecord::from).collect(),
+            })?
+        }
     };
     Ok((bytes, n))
 }
@@ -64,13 +131,14 @@ pub(super) async fn produce(
 /// them. The same grouping as the `daily_summary` view that `export --kind summary` reads,
 /// done here on the rows a delivery has already read rather than by a second query per date.
 pub fn summarize(rows: &[ExportEntryRow]) -> Vec<SummaryRecord> {
-    let mut by: std::collections::BTreeMap<(&str, &str, &str), (i64, i64)> = Default::default();
+    // Sums in i128: a sum of i64 amounts cannot overflow it.
+    let mut by: std::collections::BTreeMap<(&str, &str, &str), (i64, i128)> = Default::default();
     for r in rows {
         let slot = by
             .entry((r.topic.as_str(), r.entry_type.as_str(), r.currency.as_str()))
             .or_default();
         slot.0 += 1;
-        slot.1 += r.amount;
+        slot.1 += i128::from(r.amount);
     }
     let Some(first) = rows.first() else {
         return Vec::new();
@@ -136,20 +204,14 @@ pub async fn statement(
 }
 
 fn write_records<T: Serialize>(
-    format: Format,
+    (format, csv_formulas): (Format, CsvFormulas),
     records: impl IntoIterator<Item = T>,
 ) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
-    let mut sink = Sink::new(format, &mut out);
+    let mut sink = Sink::new(format, csv_formulas, &mut out);
     for r in records {
         sink.write(&r)?;
     }
     sink.finish()?;
     Ok(out)
-}
-
-/// `<exporter>:<ledger>:<date>`: the same for every delivery of a date, retries and restarts
-/// included, so a receiver can drop repeats.
-pub(super) fn idempotency_key(exporter: &ExporterSettings, date: &DueDate) -> String {
-    format!("{}:{}:{}", exporter.name, date.ledger_id, date.ledger_date)
 }

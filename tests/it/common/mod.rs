@@ -2,6 +2,7 @@
 //! application's settings pointing at both with millisecond backoffs.
 
 pub mod binary;
+pub mod exports;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -545,6 +546,7 @@ pub fn directory_exporter(
         target: ExporterTarget::Directory {
             path: dir.to_owned(),
             format,
+            csv_formulas: Default::default(),
         },
         accounts: Accounts::default(),
     }
