@@ -458,3 +458,65 @@ async fn a_webhooks_credentials_reach_no_log_line_no_table_and_no_status() {
         assert!(!place.contains("hook-user"), "a user name shows: {place}");
     }
 }
+
+#[tokio::test]
+async fn a_date_the_format_cannot_hold_is_held_with_the_reason_and_never_written() {
+    let app = reconciled(small()).await;
+    let dir = export_dir();
+    let settings = with_exporter(
+        &app,
+        directory_exporter("statements", ExporterKind::Camt053, dir.path(), Format::Csv),
+    );
+    let closed = closed_dates(&app.db.pool).await;
+    let ledger = closed[0].0.clone();
+    let own: Vec<_> = closed.iter().filter(|(l, _)| *l == ledger).collect();
+    // After reconciliation, one funds entry of the ledger's second date grows by 10^18 minor
+    // units, its balances and every later one with it: a valid chain, but amounts and
+    // balances of 19 digits, more than camt.053's 18.
+    let grow = 1_000_000_000_000_000_000i64;
+    sqlx::query(
+        "WITH first AS (SELECT min(seq) AS seq FROM entries
+                        WHERE ledger_id = $1 AND topic = 'funds' AND ledger_date = $2)
+         UPDATE entries SET
+             amount = amount + CASE WHEN seq = (SELECT seq FROM first) THEN $3 ELSE 0 END,
+             balance_before = balance_before + CASE WHEN seq > (SELECT seq FROM first) THEN $3 ELSE 0 END,
+             balance_after = balance_after + $3
+         WHERE ledger_id = $1 AND topic = 'funds' AND seq >= (SELECT seq FROM first)",
+    )
+    .bind(&ledger)
+    .bind(own[1].1)
+    .bind(grow)
+    .execute(&mut crate::common::behind_the_back(&app.db.pool).await)
+    .await
+    .unwrap();
+
+    let report = pass(&app, &settings, Selection::default()).await;
+    assert_eq!(report.error, None);
+    assert!(report.failed.is_empty(), "{report:?}");
+    // The ledger's first date goes out; the second and third cannot be written; every
+    // other ledger's dates go out.
+    assert_eq!(report.exported, closed.len() - 2, "{report:?}");
+    assert_eq!(
+        report.held,
+        [
+            format!("{ledger} {}", own[1].1),
+            format!("{ledger} {}", own[2].1)
+        ]
+    );
+    let name = |d| scheduled::file_name(&ledger, d, ExporterKind::Camt053, Format::Csv);
+    assert!(dir.path().join(name(own[0].1)).is_file());
+    assert!(!dir.path().join(name(own[1].1)).exists());
+    let (status, reason): (String, String) = sqlx::query_as(
+        "SELECT status, last_error FROM export_log WHERE ledger_id = $1 AND ledger_date = $2",
+    )
+    .bind(&ledger)
+    .bind(own[1].1)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(status, "held");
+    assert!(
+        reason.starts_with("cannot be written as camt053") && reason.contains(&ledger),
+        "{reason}"
+    );
+}
