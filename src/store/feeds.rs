@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
-use super::leases::Lease;
+use super::leases::{ensure_row, Lease};
 use crate::config::Topic;
 use crate::report_api::models::PersonalData;
 use crate::report_api::Entry;
@@ -128,22 +128,6 @@ pub(crate) async fn notify_new_entries(conn: &mut PgConnection) -> sqlx::Result<
         .bind(NEW_ENTRIES_CHANNEL)
         .execute(conn)
         .await?;
-    Ok(())
-}
-
-/// Creates a feed's cursor row if it does not exist yet.
-pub(super) async fn ensure_row<'e>(
-    executor: impl sqlx::PgExecutor<'e>,
-    ledger_id: &str,
-    topic: Topic,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO feed_cursors (ledger_id, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-    )
-    .bind(ledger_id)
-    .bind(topic.as_str())
-    .execute(executor)
-    .await?;
     Ok(())
 }
 

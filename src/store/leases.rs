@@ -7,7 +7,6 @@
 
 use sqlx::PgPool;
 
-use super::feeds::ensure_row;
 use crate::config::Topic;
 
 /// A unit's lease: who holds it, and the fencing token every write must still match.
@@ -86,4 +85,20 @@ pub async fn release_leases_of(pool: &PgPool, holder: &str) -> sqlx::Result<u64>
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Creates a feed's cursor row if it does not exist yet.
+pub(super) async fn ensure_row<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    ledger_id: &str,
+    topic: Topic,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO feed_cursors (ledger_id, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(ledger_id)
+    .bind(topic.as_str())
+    .execute(executor)
+    .await?;
+    Ok(())
 }
