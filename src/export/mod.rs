@@ -18,6 +18,7 @@ use crate::store::export_rows::{self as rows, ExportEntryRow, ExportFilter, Expo
 
 pub mod camt;
 pub mod journal;
+pub mod payouts;
 pub mod scheduled;
 pub mod webhook;
 pub mod xsd;
@@ -137,6 +138,9 @@ pub enum Kind {
     /// A camt.053.001.02 statement of one ledger's funds on one date (--ledger once,
     /// --from = --to).
     Camt053,
+    /// One record per payout whose last ledger date is in the range: paid out, bank
+    /// account, and what it settles (captures, refunds, fees charged and retained).
+    Payouts,
 }
 
 /// Writes the export to `output` (atomically) or to stdout; returns the number of records
@@ -256,6 +260,12 @@ async fn write_all<W: Write>(
                     sink.write(&line)?;
                     n += 1;
                 }
+            }
+        }
+        Kind::Payouts => {
+            for row in rows::payouts(pool, filter).await? {
+                sink.write(&payouts::PayoutRecord::from(row))?;
+                n += 1;
             }
         }
         Kind::Camt053 => unreachable!("handled by export()"),

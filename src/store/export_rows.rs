@@ -146,6 +146,69 @@ where
         .fetch(pool)
 }
 
+/// A `payout_totals` row (migration 0015): one payout, what it settles and where it went.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PayoutRow {
+    pub ledger_id: String,
+    pub payout_reference: String,
+    pub bank_reference: Option<String>,
+    pub time: DateTime<Utc>,
+    pub currency: String,
+    pub first_ledger_date: Option<NaiveDate>,
+    pub last_ledger_date: Option<NaiveDate>,
+    pub entries: i64,
+    pub bank_account_scheme: Option<String>,
+    pub bank_account_id: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub paid_out: super::MinorSum,
+    pub transactions: i64,
+    #[sqlx(try_from = "String")]
+    pub captured: super::MinorSum,
+    #[sqlx(try_from = "String")]
+    pub refunded: super::MinorSum,
+    #[sqlx(try_from = "String")]
+    pub transactions_other: super::MinorSum,
+    #[sqlx(try_from = "String")]
+    pub transactions_gross: super::MinorSum,
+    #[sqlx(try_from = "String")]
+    pub fees_charged: super::MinorSum,
+    #[sqlx(try_from = "String")]
+    pub fees_retained: super::MinorSum,
+    #[sqlx(try_from = "String")]
+    pub ledger_other: super::MinorSum,
+}
+
+/// The payouts whose last ledger date is in `filter`'s range, by ledger and payout: of the
+/// filter's ledgers, and with a partner only those it may see (its payout entry recorded
+/// within one of the partner's grant periods, the consent rule).
+pub async fn payouts(pool: &PgPool, filter: &ExportFilter) -> sqlx::Result<Vec<PayoutRow>> {
+    sqlx::query_as(concat!(
+        "SELECT t.ledger_id, t.payout_reference, t.bank_reference, t.time, t.currency,
+                t.first_ledger_date, t.last_ledger_date, t.entries, t.bank_account_scheme,
+                t.bank_account_id, t.paid_out::text AS paid_out, t.transactions,
+                t.captured::text AS captured, t.refunded::text AS refunded,
+                t.transactions_other::text AS transactions_other,
+                t.transactions_gross::text AS transactions_gross,
+                t.fees_charged::text AS fees_charged, t.fees_retained::text AS fees_retained,
+                t.ledger_other::text AS ledger_other
+         FROM payout_totals t
+         JOIN entries ON entries.ledger_id = t.ledger_id AND entries.topic = 'funds'
+                     AND entries.seq = t.last_seq
+         WHERE (cardinality($1::text[]) = 0 OR t.ledger_id = ANY($1))
+           AND ($2::text IS NULL OR ",
+        consented!("$2", "entries", "synced_at"),
+        ")
+           AND t.last_ledger_date BETWEEN $3 AND $4
+         ORDER BY t.ledger_id, t.last_seq",
+    ))
+    .bind(&filter.ledgers)
+    .bind(&filter.partner)
+    .bind(filter.from)
+    .bind(filter.to)
+    .fetch_all(pool)
+    .await
+}
+
 /// The (ledger, date) pairs with entries in a range, for `export --kind journal|camt053`.
 pub async fn dates_with_entries(
     pool: &PgPool,

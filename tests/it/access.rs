@@ -93,8 +93,13 @@ async fn a_reader_sees_only_its_partners_ledgers_and_cannot_write() {
         "only the ledger dk holds a grant for"
     );
     assert_eq!(count(&mut reader, "SELECT count(*) FROM ledgers").await, 1);
-    let payouts = count(&mut reader, "SELECT count(DISTINCT ledger_id) FROM payouts").await;
-    assert!(payouts <= 1, "views obey the same rule");
+    for view in ["payouts", "payout_totals", "payout_transactions"] {
+        let sql = format!("SELECT count(DISTINCT ledger_id) FROM {view}");
+        assert!(
+            count(&mut reader, &sql).await <= 1,
+            "{view} obeys the same rule"
+        );
+    }
     let all: i64 = sqlx::query_scalar("SELECT count(*) FROM entries WHERE ledger_id = $1")
         .bind(&ids[1])
         .fetch_one(&app.db.pool)
@@ -169,6 +174,8 @@ async fn a_reader_cannot_widen_its_view_or_gain_rights_through_its_temporary_sch
         "reconciliations",
         "payouts",
         "payout_entries",
+        "payout_totals",
+        "payout_transactions",
         "daily_summary",
         "current_balances",
     ] {

@@ -252,3 +252,152 @@ async fn status_shows_ledgers_by_state_lag_last_errors_and_next_runs() {
     assert_eq!(json["next_runs"]["verify"]["schedule"], "0 53 * * * *");
     assert_eq!(json["last_errors"][0]["error"], "HTTP 500: boom");
 }
+
+/// What the simulator's own data says each payout settles: per (ledger, payout, pspReference)
+/// the captured, refunded and other amounts and the fees charged; per payout what it paid
+/// out and the fees retained.
+type Transactions = std::collections::BTreeMap<(String, String, String), [i64; 4]>;
+type Totals = std::collections::BTreeMap<(String, String), [i64; 3]>;
+
+fn settled_by_payouts(app: &TestApp) -> (Transactions, Totals) {
+    let (mut transactions, mut totals) = (Transactions::new(), Totals::new());
+    for ledger in app.sim.ledger_ids() {
+        let funds = app.sim.expected_entries(&ledger, "funds");
+        let fees = app.sim.expected_entries(&ledger, "fees");
+        let fee_of = |psp: &str| -> i64 {
+            fees.iter()
+                .filter(|f| f["pspReference"] == psp)
+                .filter(|f| matches!(f["entryType"].as_str(), Some("capture-fee" | "service-fee")))
+                .map(|f| f["amount"].as_i64().unwrap())
+                .sum()
+        };
+        let mut covered = Vec::new();
+        for e in &funds {
+            let kind = e["entryType"].as_str().unwrap();
+            if kind != "payout-scheduled" && kind != "scheduled-for-payout" {
+                covered.push(e);
+                continue;
+            }
+            let payout = e["pspReference"].as_str().unwrap().to_owned();
+            let mut retained = 0;
+            for c in covered.drain(..) {
+                let amount = c["amount"].as_i64().unwrap();
+                let psp = c["pspReference"].as_str().unwrap().to_owned();
+                match c["entryType"].as_str().unwrap() {
+                    "fees-retained" => retained += amount,
+                    "payout-aborted" => unreachable!("the simulator aborts no payout"),
+                    kind => {
+                        let key = (ledger.clone(), payout.clone(), psp.clone());
+                        let slot = transactions.entry(key).or_insert([0; 4]);
+                        let at = match kind {
+                            "capture" => 0,
+                            "refund" => 1,
+                            _ => 2,
+                        };
+                        slot[at] += amount;
+                        // A transaction's fees belong to the payout that settles its capture.
+                        if kind == "capture" {
+                            slot[3] = fee_of(&psp);
+                        }
+                    }
+                }
+            }
+            let paid_out = -e["amount"].as_i64().unwrap();
+            totals.insert((ledger.clone(), payout), [paid_out, retained, 0]);
+        }
+    }
+    (transactions, totals)
+}
+
+#[tokio::test]
+async fn payout_totals_and_transactions_settle_exactly_what_each_payout_paid_out() {
+    let app = TestApp::spawn(small()).await;
+    app.sim.grow(2);
+    assert!(app.sync_once().await.success());
+    let (transactions, totals) = settled_by_payouts(&app);
+    assert!(
+        totals.len() >= 8 && transactions.len() > 100,
+        "{}",
+        totals.len()
+    );
+
+    type TxRow = (String, String, String, i64, i64, i64, i64, i64, i64);
+    let rows: Vec<TxRow> = sqlx::query_as(
+        "SELECT ledger_id, payout_reference, psp_reference, captured::bigint, refunded::bigint,
+                other::bigint, fees::bigint, gross::bigint, net::bigint
+         FROM payout_transactions ORDER BY 1, 2, 3",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    let got: Transactions = rows
+        .iter()
+        .map(|r| {
+            assert_eq!(r.7, r.3 + r.4 + r.5, "gross of {r:?}");
+            assert_eq!(r.8, r.7 + r.6, "net of {r:?}");
+            (
+                (r.0.clone(), r.1.clone(), r.2.clone()),
+                [r.3, r.4, r.5, r.6],
+            )
+        })
+        .collect();
+    assert_eq!(got, transactions);
+
+    type TotalRow = (String, String, i64, i64, i64, i64, i64, i64);
+    let rows: Vec<TotalRow> = sqlx::query_as(
+        "SELECT ledger_id, payout_reference, paid_out::bigint, transactions_gross::bigint,
+                fees_retained::bigint, ledger_other::bigint, fees_charged::bigint, transactions
+         FROM payout_totals ORDER BY 1, 2",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    for r in &rows {
+        // The entries a payout covers, the payout excluded, sum to what it paid out.
+        assert_eq!(r.2, r.3 + r.4 + r.5, "{r:?}");
+        let of_payout = |p: &(String, String, String)| p.0 == r.0 && p.1 == r.1;
+        let fees: i64 = transactions
+            .iter()
+            .filter(|(k, _)| of_payout(k))
+            .map(|(_, v)| v[3])
+            .sum();
+        let count = transactions.keys().filter(|k| of_payout(k)).count() as i64;
+        assert_eq!((r.6, r.7), (fees, count), "{r:?}");
+    }
+    let got: Totals = rows
+        .iter()
+        .map(|r| ((r.0.clone(), r.1.clone()), [r.2, r.4, r.5]))
+        .collect();
+    assert_eq!(got, totals);
+
+    // `export --kind payouts`: one record per payout, the same amounts.
+    let filter = vipps_ledger_sync::store::export_rows::ExportFilter {
+        ledgers: Vec::new(),
+        partner: None,
+        topic: None,
+        from: "2026-01-01".parse().unwrap(),
+        to: "2026-12-31".parse().unwrap(),
+    };
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let n = vipps_ledger_sync::export::export(
+        &app.db.pool,
+        &filter,
+        vipps_ledger_sync::export::Kind::Payouts,
+        vipps_ledger_sync::export::Format::Jsonl,
+        Default::default(),
+        &Default::default(),
+        Some(out.path()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(n as usize, totals.len());
+    for line in std::fs::read_to_string(out.path()).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = (
+            v["ledger_id"].as_str().unwrap().to_owned(),
+            v["payout_reference"].as_str().unwrap().to_owned(),
+        );
+        assert_eq!(v["paid_out_minor"].as_i64().unwrap(), totals[&key][0]);
+        assert!(v["bank_account"].as_str().unwrap().contains(' '), "{v}");
+    }
+}
