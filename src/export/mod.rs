@@ -20,7 +20,9 @@ pub mod camt;
 pub mod journal;
 pub mod payouts;
 pub mod scheduled;
+pub mod settlement;
 pub mod webhook;
+mod xml;
 pub mod xsd;
 
 /// Output format (a setting of exporters, so it lives with the settings).
@@ -141,6 +143,9 @@ pub enum Kind {
     /// One record per payout whose last ledger date is in the range: paid out, bank
     /// account, and what it settles (captures, refunds, fees charged and retained).
     Payouts,
+    /// The Vipps settlement report (SettlementReport-3.0 XML) of the payouts whose last
+    /// ledger date is in the range: one document, a settlement per payout.
+    SettlementXml,
 }
 
 /// Writes the export to `output` (atomically) or to stdout; returns the number of records
@@ -167,6 +172,11 @@ pub async fn export(
         write_output(output, |out| Ok(out.write_all(&xml)?))?;
         return Ok(n);
     }
+    if kind == Kind::SettlementXml {
+        let (xml, n) = settlement_report(pool, filter).await?;
+        write_output(output, |out| Ok(out.write_all(&xml)?))?;
+        return Ok(n);
+    }
     let n = match output {
         None => {
             write_all(
@@ -188,6 +198,40 @@ pub async fn export(
         }
     };
     Ok(n)
+}
+
+/// The settlement report of the payouts in `filter`, and how many payouts it holds.
+async fn settlement_report(pool: &PgPool, filter: &ExportFilter) -> anyhow::Result<(Vec<u8>, u64)> {
+    let payouts = rows::payouts(pool, filter).await?;
+    let mut by_ledger: Vec<(String, Vec<rows::PayoutRow>)> = Vec::new();
+    for p in payouts {
+        match by_ledger.last_mut() {
+            Some((ledger, list)) if *ledger == p.ledger_id => list.push(p),
+            _ => by_ledger.push((p.ledger_id.clone(), vec![p])),
+        }
+    }
+    let mut loaded = Vec::new();
+    for (ledger, list) in &by_ledger {
+        let references: Vec<String> = list.iter().map(|p| p.payout_reference.clone()).collect();
+        let party = rows::ledger_party(pool, ledger)
+            .await?
+            .with_context(|| format!("ledger {ledger} is not in the database"))?;
+        let transactions = rows::payout_transactions(pool, ledger, &references).await?;
+        loaded.push((ledger, list, party, transactions));
+    }
+    let ledgers: Vec<settlement::LedgerPayouts<'_>> = loaded
+        .iter()
+        .map(
+            |(ledger, list, party, transactions)| settlement::LedgerPayouts {
+                ledger_id: ledger,
+                party,
+                payouts: list,
+                transactions,
+            },
+        )
+        .collect();
+    let n = ledgers.iter().map(|l| l.payouts.len() as u64).sum();
+    Ok((settlement::write(&ledgers)?, n))
 }
 
 /// A temporary file in the directory of `path`, to be renamed onto it.
@@ -268,7 +312,7 @@ async fn write_all<W: Write>(
                 n += 1;
             }
         }
-        Kind::Camt053 => unreachable!("handled by export()"),
+        Kind::Camt053 | Kind::SettlementXml => unreachable!("handled by export()"),
     }
     sink.finish()?;
     Ok(n)

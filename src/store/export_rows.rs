@@ -209,6 +209,60 @@ pub async fn payouts(pool: &PgPool, filter: &ExportFilter) -> sqlx::Result<Vec<P
     .await
 }
 
+/// A `payout_transactions` row: one transaction a payout settles.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PayoutTransactionRow {
+    pub payout_reference: String,
+    pub psp_reference: String,
+    pub reference: Option<String>,
+    pub recipient_handle: Option<String>,
+    pub first_time: DateTime<Utc>,
+    #[sqlx(try_from = "String")]
+    pub captured: super::MinorSum,
+    #[sqlx(try_from = "String")]
+    pub refunded: super::MinorSum,
+    #[sqlx(try_from = "String")]
+    pub other: super::MinorSum,
+    #[sqlx(try_from = "String")]
+    pub fees: super::MinorSum,
+}
+
+/// The transactions of a ledger's payouts `payout_references`, by payout and time.
+pub async fn payout_transactions(
+    pool: &PgPool,
+    ledger_id: &str,
+    payout_references: &[String],
+) -> sqlx::Result<Vec<PayoutTransactionRow>> {
+    sqlx::query_as(
+        "SELECT payout_reference, psp_reference, reference, recipient_handle, first_time,
+                captured::text AS captured, refunded::text AS refunded, other::text AS other,
+                fees::text AS fees
+         FROM payout_transactions
+         WHERE ledger_id = $1 AND payout_reference = ANY($2)
+         ORDER BY payout_reference, first_time, psp_reference",
+    )
+    .bind(ledger_id)
+    .bind(payout_references)
+    .fetch_all(pool)
+    .await
+}
+
+/// What a ledger says of the merchant and its sales units (`sales_units` as the API sent
+/// them: name, recipient handle, business identifier).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LedgerParty {
+    pub owner_scheme: Option<String>,
+    pub owner_id: Option<String>,
+    pub sales_units: serde_json::Value,
+}
+
+pub async fn ledger_party(pool: &PgPool, ledger_id: &str) -> sqlx::Result<Option<LedgerParty>> {
+    sqlx::query_as("SELECT owner_scheme, owner_id, sales_units FROM ledgers WHERE ledger_id = $1")
+        .bind(ledger_id)
+        .fetch_optional(pool)
+        .await
+}
+
 /// The (ledger, date) pairs with entries in a range, for `export --kind journal|camt053`.
 pub async fn dates_with_entries(
     pool: &PgPool,

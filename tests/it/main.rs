@@ -19,6 +19,7 @@ mod personal;
 mod reconcile;
 mod resilience;
 mod schema;
+mod settlement;
 mod store;
 mod sync;
 mod systemd;

@@ -55,9 +55,9 @@
 //! balance. A date without entries is a valid statement with equal balances, no `TxsSummry`
 //! and no `Ntry`.
 
+use super::xml::{Io, Xml};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
-use quick_xml::Writer;
+use quick_xml::events::{BytesDecl, BytesStart, BytesText, Event};
 
 use crate::export::{decimal, xsd};
 use crate::store::export_rows::ExportEntryRow;
@@ -175,9 +175,9 @@ fn listed(violations: &[xsd::Violation]) -> String {
 /// documentation for what is rejected), and validates the document against the schema.
 pub fn write(statement: &Statement<'_>) -> Result<Vec<u8>, CamtError> {
     let checked = check(statement)?;
-    let mut out = Xml(Writer::new_with_indent(Vec::new(), b' ', 2));
+    let mut out = Xml::new();
     out.document(statement, &checked)?;
-    validated(statement, out.0.into_inner())
+    validated(statement, out.into_inner())
 }
 
 /// `document` if it validates against the camt.053.001.02 schema, else [`CamtError::Schema`].
@@ -192,35 +192,17 @@ fn validated(statement: &Statement<'_>, document: Vec<u8>) -> Result<Vec<u8>, Ca
     }
 }
 
-/// The element writer; every text goes through quick-xml's escaping.
-struct Xml(Writer<Vec<u8>>);
+/// The camt.053 document on the shared element writer.
+trait Camt {
+    fn amount(&mut self, name: &str, minor: i64, currency: &str) -> Io;
+    fn document(&mut self, s: &Statement<'_>, c: &Checked<'_>) -> Io;
+    fn account(&mut self, s: &Statement<'_>) -> Io;
+    fn balance(&mut self, code: &str, minor: i64, s: &Statement<'_>) -> Io;
+    fn summary(&mut self, s: &Statement<'_>, c: &Checked<'_>) -> Io;
+    fn entry(&mut self, s: &Statement<'_>, e: &CheckedEntry<'_>) -> Io;
+}
 
-type Io = std::io::Result<()>;
-
-impl Xml {
-    /// Opens the elements `path`, outermost first.
-    fn open(&mut self, path: &[&str]) -> Io {
-        path.iter()
-            .try_for_each(|name| self.0.write_event(Event::Start(BytesStart::new(*name))))
-    }
-
-    /// Closes the elements `path`, outermost first (the reverse of `open`).
-    fn close(&mut self, path: &[&str]) -> Io {
-        path.iter()
-            .rev()
-            .try_for_each(|name| self.0.write_event(Event::End(BytesEnd::new(*name))))
-    }
-
-    /// `<a><b>value</b></a>` for the path `[a, b]`.
-    fn text(&mut self, path: &[&str], value: &str) -> Io {
-        let (name, outer) = path.split_last().expect("a non-empty path");
-        self.open(outer)?;
-        self.0
-            .create_element(*name)
-            .write_text_content(BytesText::new(value))?;
-        self.close(outer)
-    }
-
+impl Camt for Xml {
     /// `<name Ccy="…">absolute decimal</name>`.
     fn amount(&mut self, name: &str, minor: i64, currency: &str) -> Io {
         self.0
