@@ -17,6 +17,7 @@ use crate::config::{Accounts, CsvFormulas};
 use crate::store::export_rows::{self as rows, ExportEntryRow, ExportFilter, ExportSummaryRow};
 
 pub mod camt;
+pub mod gbat10;
 pub mod journal;
 pub mod payouts;
 pub mod scheduled;
@@ -146,6 +147,9 @@ pub enum Kind {
     /// The Vipps settlement report (SettlementReport-3.0 XML) of the payouts whose last
     /// ledger date is in the range: one document, a settlement per payout.
     SettlementXml,
+    /// The journal's vouchers as GBAT10 (Tripletex, Visma eAccounting, PowerOffice Go,
+    /// 24SevenOffice), numbered once and for good.
+    Gbat10,
 }
 
 /// Writes the export to `output` (atomically) or to stdout; returns the number of records
@@ -280,6 +284,9 @@ async fn write_all<W: Write>(
     accounts: &Accounts,
     out: W,
 ) -> anyhow::Result<u64> {
+    if kind == Kind::Gbat10 {
+        return write_gbat10(pool, filter, accounts, out).await;
+    }
     let mut sink = Sink::new(format, csv_formulas, out);
     let mut n = 0;
     match kind {
@@ -312,9 +319,35 @@ async fn write_all<W: Write>(
                 n += 1;
             }
         }
-        Kind::Camt053 | Kind::SettlementXml => unreachable!("handled by export()"),
+        Kind::Camt053 | Kind::SettlementXml | Kind::Gbat10 => {
+            unreachable!("handled before the sink")
+        }
     }
     sink.finish()?;
+    Ok(n)
+}
+
+/// Every voucher of the range's closed and cleanly reconciled dates as GBAT10 lines (a
+/// number is for good, so the voucher must be too: an open date still changes); returns how
+/// many lines.
+async fn write_gbat10<W: Write>(
+    pool: &PgPool,
+    filter: &ExportFilter,
+    accounts: &Accounts,
+    mut out: W,
+) -> anyhow::Result<u64> {
+    let mut n = 0;
+    for (ledger, date) in rows::reconciled_dates(pool, filter).await? {
+        let entries = rows::entries_on(pool, &ledger, date, filter.partner.as_deref()).await?;
+        let lines = journal::voucher(&ledger, date, &entries, accounts)?;
+        if lines.is_empty() {
+            continue;
+        }
+        let number = rows::voucher_number(pool, &ledger, date).await?;
+        out.write_all(gbat10::voucher(number, date, &ledger, &lines)?.as_bytes())?;
+        n += lines.len() as u64;
+    }
+    out.flush()?;
     Ok(n)
 }
 

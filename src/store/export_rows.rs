@@ -1,5 +1,6 @@
-//! Reading entries and daily summaries out for `export`, streamed in order so an export of
-//! years of history never sits in memory.
+//! What `export` reads (entries and daily summaries, streamed in order so an export of years
+//! of history never sits in memory; payouts, their transactions, the ledger's parties) and
+//! the one thing it records: the GBAT10 voucher numbers it gives.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::stream::BoxStream;
@@ -209,6 +210,47 @@ pub async fn payouts(pool: &PgPool, filter: &ExportFilter) -> sqlx::Result<Vec<P
     .await
 }
 
+/// The GBAT10 voucher number of (ledger, date): the one it was given before, or the next
+/// one (`voucher_numbers`, migration 0016): never two vouchers with one number, never a
+/// voucher with two, never a number skipped. New numbers are taken one at a time, under a
+/// transaction-level advisory lock, as the highest so far plus one.
+pub async fn voucher_number(pool: &PgPool, ledger_id: &str, date: NaiveDate) -> sqlx::Result<i64> {
+    const GIVEN: &str =
+        "SELECT number FROM voucher_numbers WHERE ledger_id = $1 AND ledger_date = $2";
+    let given: Option<i64> = sqlx::query_scalar(GIVEN)
+        .bind(ledger_id)
+        .bind(date)
+        .fetch_optional(pool)
+        .await?;
+    if let Some(number) = given {
+        return Ok(number);
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('vls-voucher-numbers'))")
+        .execute(&mut *tx)
+        .await?;
+    // Another export may have numbered it while this one waited for the lock.
+    let given: Option<i64> = sqlx::query_scalar(GIVEN)
+        .bind(ledger_id)
+        .bind(date)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(number) = given {
+        return Ok(number);
+    }
+    let number = sqlx::query_scalar(
+        "INSERT INTO voucher_numbers (ledger_id, ledger_date, number)
+         SELECT $1, $2, coalesce(max(number), 0) + 1 FROM voucher_numbers
+         RETURNING number",
+    )
+    .bind(ledger_id)
+    .bind(date)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(number)
+}
+
 /// A `payout_transactions` row: one transaction a payout settles.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PayoutTransactionRow {
@@ -261,6 +303,27 @@ pub async fn ledger_party(pool: &PgPool, ledger_id: &str) -> sqlx::Result<Option
         .bind(ledger_id)
         .fetch_optional(pool)
         .await
+}
+
+/// The (ledger, date) pairs in a range that reconciled cleanly on every topic (closed, and
+/// equal to the API's daily report), for documents whose content must never change once
+/// written (`export --kind gbat10`: a voucher keeps its number for good).
+pub async fn reconciled_dates(
+    pool: &PgPool,
+    filter: &ExportFilter,
+) -> sqlx::Result<Vec<(String, NaiveDate)>> {
+    sqlx::query_as(
+        "SELECT ledger_id, ledger_date FROM reconciliation_status
+         WHERE reconciled
+           AND (cardinality($1::text[]) = 0 OR ledger_id = ANY($1))
+           AND ledger_date BETWEEN $2 AND $3
+         ORDER BY 1, 2",
+    )
+    .bind(&filter.ledgers)
+    .bind(filter.from)
+    .bind(filter.to)
+    .fetch_all(pool)
+    .await
 }
 
 /// The (ledger, date) pairs with entries in a range, for `export --kind journal|camt053`.

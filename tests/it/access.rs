@@ -176,6 +176,7 @@ async fn a_reader_cannot_widen_its_view_or_gain_rights_through_its_temporary_sch
         "payout_entries",
         "payout_totals",
         "payout_transactions",
+        "voucher_numbers",
         "daily_summary",
         "current_balances",
     ] {

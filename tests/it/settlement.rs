@@ -1,6 +1,7 @@
-//! The Vipps settlement report rebuilt from the Report API's payouts: valid against the
-//! official SettlementReport-3.0 schema, one settlement per payout, its totals equal to what
-//! the payout paid out.
+//! Documents bookkeeping systems import: the Vipps settlement report rebuilt from the Report
+//! API's payouts (valid against the official SettlementReport-3.0 schema, one settlement per
+//! payout, its totals equal to what the payout paid out), and GBAT10 vouchers (balanced,
+//! numbered once and for good).
 
 use vipps_ledger_sync::export::{self, Format, Kind};
 use vipps_ledger_sync::store::export_rows::ExportFilter;
@@ -120,4 +121,111 @@ fn xmllint(path: &std::path::Path) -> Option<Result<(), String>> {
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     })
+}
+
+async fn sync_and_reconcile(app: &TestApp) {
+    assert!(app.sync_once().await.success());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let report = vipps_ledger_sync::reconcile::verify(&app.context(), &cancel)
+        .await
+        .unwrap();
+    assert!(report.clean(), "{report}");
+}
+
+/// `export --kind gbat10` of the history up to `to`, as (voucher number, ledger, date, amounts).
+async fn gbat10(app: &TestApp, to: &str) -> Vec<(i64, String, Vec<i64>)> {
+    let filter = ExportFilter {
+        ledgers: Vec::new(),
+        partner: None,
+        topic: None,
+        from: "2026-01-01".parse().unwrap(),
+        to: to.parse().unwrap(),
+    };
+    let out = tempfile::NamedTempFile::new().unwrap();
+    export::export(
+        &app.db.pool,
+        &filter,
+        Kind::Gbat10,
+        Format::Csv,
+        Default::default(),
+        &Default::default(),
+        Some(out.path()),
+    )
+    .await
+    .unwrap();
+    let text = std::fs::read_to_string(out.path()).unwrap();
+    let mut vouchers: Vec<(i64, String, Vec<i64>)> = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(';').collect();
+        assert_eq!((f.len(), f[0]), (30, "GBAT10"), "{line}");
+        assert_eq!(f[8], f[27], "the gross amount repeats the amount");
+        let number: i64 = f[1].parse().unwrap();
+        let amount = minor(f[8]);
+        match vouchers.last_mut() {
+            Some((n, _, amounts)) if *n == number => amounts.push(amount),
+            _ => vouchers.push((number, f[2].to_owned(), vec![amount])),
+        }
+    }
+    vouchers
+}
+
+#[tokio::test]
+async fn gbat10_vouchers_balance_and_keep_their_numbers_across_runs() {
+    let app = TestApp::spawn(small()).await;
+    sync_and_reconcile(&app).await;
+    // The first export covers the first closed date of every ledger.
+    let first = gbat10(&app, "2026-01-05").await;
+    assert!(first.len() >= 4, "{}", first.len());
+    for (number, date, amounts) in &first {
+        assert_eq!(
+            amounts.iter().sum::<i64>(),
+            0,
+            "voucher {number} of {date} balances"
+        );
+    }
+    let numbers: Vec<i64> = first.iter().map(|v| v.0).collect();
+    assert_eq!(
+        numbers,
+        (1..=first.len() as i64).collect::<Vec<_>>(),
+        "1, 2, 3, … in order"
+    );
+    // Run again: the same vouchers, the same numbers.
+    assert_eq!(gbat10(&app, "2026-01-05").await, first);
+    // The whole history: the old vouchers keep theirs, the new ones continue the series.
+    let second = gbat10(&app, "2026-12-31").await;
+    assert!(second.len() > first.len());
+    let mut all: Vec<i64> = second.iter().map(|v| v.0).collect();
+    all.sort();
+    assert_eq!(
+        all,
+        (1..=second.len() as i64).collect::<Vec<_>>(),
+        "none repeated, none skipped"
+    );
+    for old in &first {
+        assert!(second.contains(old), "voucher {} kept its number", old.0);
+    }
+    for (number, date, amounts) in &second {
+        assert_eq!(
+            amounts.iter().sum::<i64>(),
+            0,
+            "voucher {number} of {date} balances"
+        );
+    }
+    // Open dates are not written: their vouchers would still change under their number.
+    let open: Vec<(String, chrono::NaiveDate)> = sqlx::query_as(
+        "SELECT DISTINCT ledger_id, ledger_date FROM entries e WHERE NOT EXISTS (
+             SELECT 1 FROM reconciliation_status r
+             WHERE r.ledger_id = e.ledger_id AND r.ledger_date = e.ledger_date AND r.reconciled)",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    assert!(!open.is_empty());
+    for (_, date) in &open {
+        let date = date.format("%Y%m%d").to_string();
+        assert!(
+            !second.iter().any(|v| v.1 == date),
+            "open date {date} written"
+        );
+    }
 }
