@@ -133,6 +133,9 @@ pub async fn run(server_url: &str) -> anyhow::Result<bool> {
     println!("check: a second pass exports nothing again ({repeated} dates)");
     ok &= repeated == 0;
 
+    println!("\n== payout documents: payouts, the Vipps settlement report, GBAT10 vouchers");
+    ok &= payout_documents(&ctx, &exports).await?;
+
     println!();
     tables::print_status(&ctx.pool, &ctx.settings, false).await?;
     println!(
@@ -141,6 +144,65 @@ pub async fn run(server_url: &str) -> anyhow::Result<bool> {
     );
     shutdown.cancel();
     println!("{}", if ok { "demo OK" } else { "demo FAILED" });
+    Ok(ok)
+}
+
+/// Writes one of each payout document over the whole history into `exports` and checks them:
+/// as many payout records as payouts, a settlement report valid against its schema (checked
+/// as it is written), and as many GBAT10 vouchers as reconciled dates.
+async fn payout_documents(ctx: &SyncContext, exports: &std::path::Path) -> anyhow::Result<bool> {
+    use crate::export::{export, Kind};
+    let filter = crate::store::export_rows::ExportFilter {
+        ledgers: Vec::new(),
+        partner: None,
+        topic: None,
+        from: chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default(),
+        to: chrono::NaiveDate::from_ymd_opt(2100, 1, 1).unwrap_or_default(),
+    };
+    let mut ok = true;
+    let mut written = Vec::new();
+    for (kind, name) in [
+        (Kind::Payouts, "payouts.csv"),
+        (Kind::SettlementXml, "settlement-report.xml"),
+        (Kind::Gbat10, "vouchers.gbat10.txt"),
+    ] {
+        let path = exports.join(name);
+        let n = export(
+            &ctx.pool,
+            &filter,
+            kind,
+            Format::Csv,
+            Default::default(),
+            &Accounts::default(),
+            Some(&path),
+        )
+        .await?;
+        println!(
+            "{n:>6} {} in {}",
+            match kind {
+                Kind::Payouts => "payout records",
+                Kind::SettlementXml => "payouts settled in the report",
+                _ => "voucher lines",
+            },
+            path.display()
+        );
+        written.push((kind, n, path));
+    }
+    let payouts = crate::store::export_rows::payouts(&ctx.pool, &filter)
+        .await?
+        .len() as u64;
+    let closed = crate::store::reconcile::reconciled_dates(&ctx.pool).await?;
+    let vouchers = std::fs::read_to_string(&written[2].2)?
+        .lines()
+        .map(|l| l.split(';').nth(1).unwrap_or_default().to_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len() as i64;
+    let exact = written[0].1 == payouts && written[1].1 == payouts && vouchers == closed;
+    println!("check: {payouts} payouts in the records and the report, {vouchers} vouchers for {closed} reconciled dates");
+    if !exact {
+        println!("check FAILED: payout documents");
+    }
+    ok &= exact;
     Ok(ok)
 }
 
