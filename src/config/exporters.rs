@@ -134,16 +134,59 @@ pub struct Accounts {
     pub fees: String,
     /// Entry types without a mapping.
     pub fallback: String,
+    /// In `settlement` booking: the counterpart of the sales entries (captures, refunds,
+    /// disputes), where the shop's or POS's own booking of the sale left the receivable.
+    pub clearing: String,
     /// Counterpart account by entry type.
     pub by_entry_type: BTreeMap<String, String>,
+    pub booking: Booking,
+    pub fees_invoiced: FeesInvoiced,
 }
 
-/// The built-in chart, after the Norwegian standard chart of accounts (NS 4102). Every key can
-/// be overridden in `[exporters.accounts]`.
+/// How a journal books the sales entries (README, "Exporting": booking modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Booking {
+    /// Gross sales from the captures: captures and refunds on the sales accounts.
+    #[default]
+    Gross,
+    /// Only the settlement: the shop or POS already booked each sale against a receivable,
+    /// so captures, refunds and disputes clear it (`clearing`), never the sales accounts.
+    Settlement,
+}
+
+/// What a journal does with `fees-invoiced` entries (gross settlement merchants are sent
+/// their fees as an invoice, which is booked on its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeesInvoiced {
+    /// Book them like any entry (on their counterpart, 2400 in the built-in chart).
+    #[default]
+    Book,
+    /// Leave them out: the invoice is booked against the fees account (2471 in the built-in
+    /// chart), which clears what the capture fees put there, and nothing is booked twice.
+    Skip,
+}
+
+/// Entry types that `settlement` booking puts on `clearing`.
+const SALES_TYPES: [&str; 4] = [
+    "capture",
+    "refund",
+    "retained-disputed-capture",
+    "returned-disputed-capture",
+];
+
+/// The built-in chart, after the Norwegian standard chart of accounts (NS 4102); the first two
+/// digits of each account are its SAF-T standard account (the two-digit grouping of
+/// Skatteetaten's "Norwegian SAF-T Financial data" documentation, which follows NS 4102's
+/// account groups): 15 short-term receivables, 19 bank deposits and cash, 24 trade payables,
+/// 30 sales revenue, 77 other operating expenses. Every key can be overridden in
+/// `[exporters.accounts]`.
 const DEFAULT_ACCOUNTS: &[(&str, &str)] = &[
     ("funds", "1571"),
     ("fees", "2471"),
     ("fallback", "1579"),
+    ("clearing", "1500"),
     ("capture", "3000"),
     ("refund", "3000"),
     ("fees-retained", "1572"),
@@ -178,11 +221,15 @@ impl Accounts {
         let funds = all.remove("funds").unwrap_or_default();
         let fees = all.remove("fees").unwrap_or_default();
         let fallback = all.remove("fallback").unwrap_or_default();
+        let clearing = all.remove("clearing").unwrap_or_default();
         Accounts {
             funds,
             fees,
             fallback,
+            clearing,
             by_entry_type: all,
+            booking: Booking::default(),
+            fees_invoiced: FeesInvoiced::default(),
         }
     }
 
@@ -195,11 +242,20 @@ impl Accounts {
         }
     }
 
-    /// The counterpart account of an entry type, or the fallback.
+    /// The counterpart account of an entry type: `clearing` for sales entries in
+    /// `settlement` booking, else its own account, or the fallback.
     pub fn counterpart(&self, entry_type: &str) -> &str {
+        if self.booking == Booking::Settlement && SALES_TYPES.contains(&entry_type) {
+            return &self.clearing;
+        }
         self.by_entry_type
             .get(entry_type)
             .map_or(&self.fallback, String::as_str)
+    }
+
+    /// Entries of this type are left out of the journal (`fees_invoiced = "skip"`).
+    pub fn skips(&self, entry_type: &str) -> bool {
+        self.fees_invoiced == FeesInvoiced::Skip && entry_type == "fees-invoiced"
     }
 }
 
@@ -230,6 +286,10 @@ pub(super) struct RawExporter {
     secret_file: Option<PathBuf>,
     #[serde(default)]
     accounts: Option<HashMap<String, String>>,
+    #[serde(default)]
+    booking: Option<Booking>,
+    #[serde(default)]
+    fees_invoiced: Option<FeesInvoiced>,
 }
 
 pub(super) fn resolve(
@@ -277,11 +337,25 @@ pub(super) fn resolve(
                 "only a journal exporter has accounts",
             ));
         }
-        let accounts = Accounts::with_overrides(&e.accounts.unwrap_or_default());
+        if (e.booking.is_some() || e.fees_invoiced.is_some()) && e.kind != ExporterKind::Journal {
+            let key = if e.booking.is_some() {
+                "booking"
+            } else {
+                "fees_invoiced"
+            };
+            return Err(ConfigError::key(
+                &format!("{at}.{key}"),
+                "only a journal exporter books on accounts",
+            ));
+        }
+        let mut accounts = Accounts::with_overrides(&e.accounts.unwrap_or_default());
+        accounts.booking = e.booking.unwrap_or_default();
+        accounts.fees_invoiced = e.fees_invoiced.unwrap_or_default();
         for (key, account) in [
             ("funds", &accounts.funds),
             ("fees", &accounts.fees),
             ("fallback", &accounts.fallback),
+            ("clearing", &accounts.clearing),
         ]
         .into_iter()
         .chain(accounts.by_entry_type.iter().map(|(k, v)| (k.as_str(), v)))

@@ -17,7 +17,8 @@ use checks::{
 };
 pub use checks::{parse_cron, redact_url, scrub, without_userinfo};
 pub use exporters::{
-    Accounts, CsvFormulas, ExporterKind, ExporterSettings, ExporterTarget, Format, WebhookUrl,
+    Accounts, Booking, CsvFormulas, ExporterKind, ExporterSettings, ExporterTarget, FeesInvoiced,
+    Format, WebhookUrl,
 };
 pub use http::{HttpSettings, MAX_CONNECTIONS_LIMIT, MIN_TOKEN_LEN};
 

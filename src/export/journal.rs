@@ -90,7 +90,7 @@ pub fn voucher(
     // Sums in i128: no sum of i64 amounts can overflow it, so every voucher is exact.
     let mut by_type: BTreeMap<(&str, &str), (u32, i128)> = BTreeMap::new();
     let mut payouts: Vec<&str> = Vec::new();
-    for e in entries {
+    for e in entries.iter().filter(|e| !accounts.skips(&e.entry_type)) {
         if e.ledger_id != ledger_id || e.ledger_date != Some(date) {
             return Err(JournalError::Foreign {
                 ledger: ledger_id.to_owned(),
@@ -264,5 +264,59 @@ mod tests {
             err.contains("100001") && err.contains("seq 2") && err.contains("DKK"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn settlement_booking_clears_the_receivable_and_skipped_invoiced_fees_are_not_booked_twice() {
+        use crate::config::{Booking, FeesInvoiced};
+        let date = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        let entries = vec![
+            entry("fees", 1, "capture-fee", -250),
+            entry("fees", 2, "fees-invoiced", 250),
+            entry("funds", 1, "capture", 10_000),
+            entry("funds", 2, "refund", -1_000),
+            entry("funds", 3, "payout-scheduled", -9_000),
+        ];
+        let lines_of = |accounts: &Accounts| -> Vec<(String, String, i128)> {
+            voucher("100001", date, &entries, accounts)
+                .unwrap()
+                .into_iter()
+                .map(|l| (l.account, l.entry_type, l.amount_minor))
+                .collect()
+        };
+        let gross = Accounts::default();
+        let line = |a: &str, t: &str, n: i128| (a.to_owned(), t.to_owned(), n);
+        // Gross: sales on 3000, the invoiced fees on 2400.
+        assert_eq!(
+            lines_of(&gross),
+            [
+                line("3000", "capture", -10_000),
+                line("1940", "payout-scheduled", 9_000),
+                line("3000", "refund", 1_000),
+                line("7770", "capture-fee", 250),
+                line("2400", "fees-invoiced", -250),
+            ]
+        );
+        // Settlement: the shop booked the sales; captures and refunds clear its receivable.
+        // Invoiced fees skipped: the fees balance keeps what the invoice will clear.
+        let settlement = Accounts {
+            booking: Booking::Settlement,
+            fees_invoiced: FeesInvoiced::Skip,
+            ..Accounts::default()
+        };
+        assert_eq!(
+            lines_of(&settlement),
+            [
+                line("1500", "capture", -10_000),
+                line("1940", "payout-scheduled", 9_000),
+                line("1500", "refund", 1_000),
+                line("7770", "capture-fee", 250),
+                line("2471", "", -250),
+            ]
+        );
+        for accounts in [gross, settlement] {
+            let lines = voucher("100001", date, &entries, &accounts).unwrap();
+            assert_eq!(lines.iter().map(|l| l.amount_minor).sum::<i128>(), 0);
+        }
     }
 }

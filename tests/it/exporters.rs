@@ -633,6 +633,9 @@ fn exporter_mistakes_are_refused_naming_their_key() {
         ("[[exporters]]\nname = \"x\"\nkind = \"entries\"\ndirectory = \"/tmp\"\npartner = \"nobody\"\n", "exporters[0] (x).partner"),
         ("[[exporters]]\nname = \"x\"\nkind = \"entries\"\ndirectory = \"/tmp\"\n[[exporters]]\nname = \"x\"\nkind = \"summary\"\ndirectory = \"/tmp\"\n", "exporters[1] (x).name"),
         ("[http]\nlisten = \"localhost\"\n", "http.listen"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"entries\"\ndirectory = \"/tmp\"\nbooking = \"settlement\"\n", "exporters[0] (x).booking"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"journal\"\ndirectory = \"/tmp\"\nbooking = \"net\"\n", "booking"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"journal\"\ndirectory = \"/tmp\"\n[exporters.accounts]\nclearing = \"\"\n", "exporters[0] (x).accounts.clearing"),
     ];
     for (toml, key) in cases {
         let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
@@ -645,6 +648,30 @@ fn exporter_mistakes_are_refused_naming_their_key() {
             "{toml}\n→ {err}\n(expected it to name {key})"
         );
     }
+}
+
+#[test]
+fn a_journal_exporter_books_in_the_mode_it_names() {
+    let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(
+        file.path(),
+        "[[exporters]]\nname = \"books\"\nkind = \"journal\"\ndirectory = \"/tmp\"\n\
+         booking = \"settlement\"\nfees_invoiced = \"skip\"\n[exporters.accounts]\nclearing = \"1510\"\n",
+    )
+    .unwrap();
+    let settings = Settings::load_with_env(Some(file.path()), HashMap::new()).unwrap();
+    let accounts = &settings.exporters[0].accounts;
+    assert_eq!(
+        accounts.booking,
+        vipps_ledger_sync::config::Booking::Settlement
+    );
+    assert_eq!(
+        accounts.fees_invoiced,
+        vipps_ledger_sync::config::FeesInvoiced::Skip
+    );
+    assert_eq!(accounts.counterpart("capture"), "1510");
+    assert_eq!(accounts.counterpart("capture-fee"), "7770");
+    assert!(accounts.skips("fees-invoiced"));
 }
 
 #[test]
