@@ -64,6 +64,23 @@ pub struct SummaryRecord {
     pub amount: String,
 }
 
+/// A line of the period-end report (`--kind period`): a feed's `opening` balance, its
+/// `movement` per entry type, its `closing` balance. On `funds` the closing balance is what
+/// Vipps MobilePay owed the merchant and had not paid out at the period's end.
+#[derive(Debug, Serialize)]
+pub struct PeriodRecord {
+    pub ledger_id: String,
+    pub topic: String,
+    pub from: String,
+    pub to: String,
+    pub line: String,
+    pub entry_type: Option<String>,
+    pub entries: i64,
+    pub currency: String,
+    pub amount_minor: i128,
+    pub amount: String,
+}
+
 /// Digits after the decimal point for a currency (ISO 4217); 2 unless known otherwise.
 fn minor_digits(currency: &str) -> u32 {
     match currency {
@@ -150,6 +167,9 @@ pub enum Kind {
     /// The journal's vouchers as GBAT10 (Tripletex, Visma eAccounting, PowerOffice Go,
     /// 24SevenOffice), numbered once and for good.
     Gbat10,
+    /// The period-end report: per ledger and feed, the opening balance, the movement per
+    /// entry type and the closing balance (on funds: owed and not yet paid out).
+    Period,
 }
 
 /// Writes the export to `output` (atomically) or to stdout; returns the number of records
@@ -311,6 +331,23 @@ async fn write_all<W: Write>(
                     sink.write(&line)?;
                     n += 1;
                 }
+            }
+        }
+        Kind::Period => {
+            for r in rows::period(pool, filter).await? {
+                sink.write(&PeriodRecord {
+                    amount: decimal(r.amount.0, &r.currency),
+                    amount_minor: r.amount.0,
+                    ledger_id: r.ledger_id,
+                    topic: r.topic,
+                    from: filter.from.to_string(),
+                    to: filter.to.to_string(),
+                    line: r.line,
+                    entry_type: r.entry_type,
+                    entries: r.entries,
+                    currency: r.currency,
+                })?;
+                n += 1;
             }
         }
         Kind::Payouts => {

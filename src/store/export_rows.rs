@@ -251,6 +251,61 @@ pub async fn voucher_number(pool: &PgPool, ledger_id: &str, date: NaiveDate) -> 
     Ok(number)
 }
 
+/// One row of a period-end report: a feed's opening balance, its movement per entry type,
+/// its closing balance (`line` says which; `entry_type` only on movements).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PeriodRow {
+    pub ledger_id: String,
+    pub topic: String,
+    pub currency: String,
+    pub line: String,
+    pub entry_type: Option<String>,
+    pub entries: i64,
+    #[sqlx(try_from = "String")]
+    pub amount: super::MinorSum,
+}
+
+/// The period-end report of `filter`'s ledgers for the ledger dates `from..=to`: per feed
+/// with entries in the period, the balance before its first entry (`opening`), the sum per
+/// entry type (`movement`), and the balance after its last (`closing`); opening plus the
+/// movements is the closing balance. With a partner, only entries it may see.
+pub async fn period(pool: &PgPool, filter: &ExportFilter) -> sqlx::Result<Vec<PeriodRow>> {
+    sqlx::query_as(concat!(
+        "WITH inside AS (
+             SELECT * FROM entries
+             WHERE (cardinality($1::text[]) = 0 OR ledger_id = ANY($1))
+               AND ($2::text IS NULL OR ",
+        consented!("$2", "entries", "synced_at"),
+        ")
+               AND ($3::text IS NULL OR topic = $3)
+               AND ledger_date BETWEEN $4 AND $5),
+         feeds AS (
+             SELECT ledger_id, topic, min(currency) AS currency, min(seq) AS first_seq,
+                    max(seq) AS last_seq
+             FROM inside GROUP BY ledger_id, topic)
+         SELECT f.ledger_id, f.topic, f.currency, 'opening' AS line, NULL AS entry_type,
+                0::bigint AS entries, e.balance_before::text AS amount, 0 AS o
+         FROM feeds f JOIN entries e
+           ON e.ledger_id = f.ledger_id AND e.topic = f.topic AND e.seq = f.first_seq
+         UNION ALL
+         SELECT i.ledger_id, i.topic, min(i.currency), 'movement', i.entry_type, count(*),
+                sum(i.amount)::text, 1
+         FROM inside i GROUP BY i.ledger_id, i.topic, i.entry_type
+         UNION ALL
+         SELECT f.ledger_id, f.topic, f.currency, 'closing', NULL, 0, e.balance_after::text, 2
+         FROM feeds f JOIN entries e
+           ON e.ledger_id = f.ledger_id AND e.topic = f.topic AND e.seq = f.last_seq
+         ORDER BY 1, 2, 8, 5"
+    ))
+    .bind(&filter.ledgers)
+    .bind(&filter.partner)
+    .bind(&filter.topic)
+    .bind(filter.from)
+    .bind(filter.to)
+    .fetch_all(pool)
+    .await
+}
+
 /// A `payout_transactions` row: one transaction a payout settles.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PayoutTransactionRow {

@@ -401,3 +401,62 @@ async fn payout_totals_and_transactions_settle_exactly_what_each_payout_paid_out
         assert!(v["bank_account"].as_str().unwrap().contains(' '), "{v}");
     }
 }
+
+#[tokio::test]
+async fn the_period_report_carries_each_feed_from_its_opening_to_its_closing_balance() {
+    let app = TestApp::spawn(small()).await;
+    app.sim.grow(2);
+    assert!(app.sync_once().await.success());
+    let (from, to) = (
+        NaiveDate::from_ymd_opt(2026, 1, 6).unwrap(),
+        NaiveDate::from_ymd_opt(2026, 1, 8).unwrap(),
+    );
+    let filter = vipps_ledger_sync::store::export_rows::ExportFilter {
+        ledgers: Vec::new(),
+        partner: None,
+        topic: None,
+        from,
+        to,
+    };
+    let rows = vipps_ledger_sync::store::export_rows::period(&app.db.pool, &filter)
+        .await
+        .unwrap();
+    let mut feeds = 0;
+    for ledger in app.sim.ledger_ids() {
+        for topic in ["funds", "fees"] {
+            let entries = app.sim.expected_entries(&ledger, topic);
+            let inside: Vec<_> = entries
+                .iter()
+                .filter(|e| {
+                    let d: NaiveDate = e["ledgerDate"].as_str().unwrap().parse().unwrap();
+                    d >= from && d <= to
+                })
+                .collect();
+            let mine: Vec<_> = rows
+                .iter()
+                .filter(|r| r.ledger_id == ledger && r.topic == topic)
+                .collect();
+            if inside.is_empty() {
+                assert!(mine.is_empty());
+                continue;
+            }
+            feeds += 1;
+            let of = |line: &str| -> i128 {
+                mine.iter()
+                    .filter(|r| r.line == line)
+                    .map(|r| r.amount.0)
+                    .sum()
+            };
+            let opening = inside[0]["balanceBefore"].as_i64().unwrap();
+            let closing = inside.last().unwrap()["balanceAfter"].as_i64().unwrap();
+            let moved: i64 = inside.iter().map(|e| e["amount"].as_i64().unwrap()).sum();
+            assert_eq!(of("opening"), i128::from(opening), "{ledger} {topic}");
+            assert_eq!(of("closing"), i128::from(closing), "{ledger} {topic}");
+            assert_eq!(of("movement"), i128::from(moved), "{ledger} {topic}");
+            assert_eq!(of("opening") + of("movement"), of("closing"));
+            let counted: i64 = mine.iter().map(|r| r.entries).sum();
+            assert_eq!(counted as usize, inside.len());
+        }
+    }
+    assert_eq!(feeds, 2 * app.sim.ledger_ids().len());
+}
