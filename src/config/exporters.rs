@@ -141,6 +141,11 @@ pub struct Accounts {
     pub by_entry_type: BTreeMap<String, String>,
     pub booking: Booking,
     pub fees_invoiced: FeesInvoiced,
+    /// Department per sales unit (recipient handle, `api:123456` or `NO:92273`): sales units
+    /// sharing a ledger get lines of their own (`[exporters.departments]`).
+    pub departments: BTreeMap<String, String>,
+    /// Project per sales unit (`[exporters.projects]`).
+    pub projects: BTreeMap<String, String>,
 }
 
 /// How a journal books the sales entries (README, "Exporting": booking modes).
@@ -230,6 +235,8 @@ impl Accounts {
             by_entry_type: all,
             booking: Booking::default(),
             fees_invoiced: FeesInvoiced::default(),
+            departments: BTreeMap::new(),
+            projects: BTreeMap::new(),
         }
     }
 
@@ -251,6 +258,17 @@ impl Accounts {
         self.by_entry_type
             .get(entry_type)
             .map_or(&self.fallback, String::as_str)
+    }
+
+    /// The department and project of a sales unit's lines (empty: none configured).
+    pub fn dimensions(&self, recipient_handle: Option<&str>) -> (&str, &str) {
+        fn of<'a>(map: &'a BTreeMap<String, String>, handle: Option<&str>) -> &'a str {
+            handle.and_then(|h| map.get(h)).map_or("", String::as_str)
+        }
+        (
+            of(&self.departments, recipient_handle),
+            of(&self.projects, recipient_handle),
+        )
     }
 
     /// Entries of this type are left out of the journal (`fees_invoiced = "skip"`).
@@ -286,6 +304,10 @@ pub(super) struct RawExporter {
     secret_file: Option<PathBuf>,
     #[serde(default)]
     accounts: Option<HashMap<String, String>>,
+    #[serde(default)]
+    departments: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    projects: Option<BTreeMap<String, String>>,
     #[serde(default)]
     booking: Option<Booking>,
     #[serde(default)]
@@ -348,9 +370,39 @@ pub(super) fn resolve(
                 "only a journal exporter books on accounts",
             ));
         }
+        if (e.departments.is_some() || e.projects.is_some()) && e.kind != ExporterKind::Journal {
+            let key = if e.departments.is_some() {
+                "departments"
+            } else {
+                "projects"
+            };
+            return Err(ConfigError::key(
+                &format!("{at}.{key}"),
+                "only a journal exporter has departments and projects",
+            ));
+        }
+        // GBAT10 takes departments of at most 4 digits and projects of at most 6.
+        for (key, map, digits) in [
+            ("departments", &e.departments, 4),
+            ("projects", &e.projects, 6),
+        ] {
+            for (handle, value) in map.iter().flatten() {
+                if value.is_empty()
+                    || value.len() > digits
+                    || !value.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return Err(ConfigError::key(
+                        &format!("{at}.{key}.{handle}"),
+                        format!("{value:?} is not a number of 1 to {digits} digits"),
+                    ));
+                }
+            }
+        }
         let mut accounts = Accounts::with_overrides(&e.accounts.unwrap_or_default());
         accounts.booking = e.booking.unwrap_or_default();
         accounts.fees_invoiced = e.fees_invoiced.unwrap_or_default();
+        accounts.departments = e.departments.unwrap_or_default();
+        accounts.projects = e.projects.unwrap_or_default();
         for (key, account) in [
             ("funds", &accounts.funds),
             ("fees", &accounts.fees),

@@ -19,7 +19,9 @@
 //! | 8 | amount (≤ 15 characters, 2 decimals) | the line's amount, positive for a debit |
 //! | 9–19 | customer, supplier, contact, address, postcode, city, invoice, KID, due date, –, bank account | empty |
 //! | 20 | description (≤ 100) | the journal line's description (`;` and control characters replaced, cut at 100) |
-//! | 21–26 | customer/supplier text, factoring, project, department, terms, gross flag | empty |
+//! | 21, 22 | customer/supplier text, factoring | empty |
+//! | 23, 24 | project (≤ 6 digits), department (≤ 4 digits) | the sales unit's, from `[exporters.projects]` and `[exporters.departments]` (by recipient handle), else empty |
+//! | 25, 26 | payment terms, gross flag | empty |
 //! | 27 | gross amount | the amount again (no VAT), which Tripletex reads when it makes the VAT lines |
 //! | 28, 29 | IBAN, SWIFT | empty |
 
@@ -88,6 +90,8 @@ pub fn voucher(
         fields[7] = "0".into();
         fields[8] = amount.clone();
         fields[20] = text(&line.description, 100);
+        fields[23] = line.project.clone();
+        fields[24] = line.department.clone();
         fields[27] = amount;
         out.push_str(&fields.join(";"));
         out.push_str("\r\n");
@@ -144,6 +148,8 @@ mod tests {
             credit: String::new(),
             amount_minor: amount,
             description: description.into(),
+            department: String::new(),
+            project: String::new(),
         }
     }
 

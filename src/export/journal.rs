@@ -51,6 +51,10 @@ pub struct JournalLine {
     /// Signed: positive is a debit. Exact: sums of `i64` amounts, in `i128`.
     pub amount_minor: i128,
     pub description: String,
+    /// The sales unit's department and project (`[exporters.departments]`,
+    /// `[exporters.projects]`), empty when none is configured for it (and on balance lines).
+    pub department: String,
+    pub project: String,
 }
 
 /// Entries that cannot be booked as one voucher.
@@ -86,9 +90,11 @@ pub fn voucher(
         return Ok(Vec::new());
     };
     let currency = first.currency.clone();
-    // (topic, entry type) -> (entries, sum); BTreeMap keeps the lines in a stable order.
-    // Sums in i128: no sum of i64 amounts can overflow it, so every voucher is exact.
-    let mut by_type: BTreeMap<(&str, &str), (u32, i128)> = BTreeMap::new();
+    // (topic, entry type, department, project) -> (entries, sum); BTreeMap keeps the lines in
+    // a stable order. Sums in i128: no sum of i64 amounts can overflow it, so every voucher
+    // is exact.
+    type Key<'a> = (&'a str, &'a str, &'a str, &'a str);
+    let mut by_type: BTreeMap<Key<'_>, (u32, i128)> = BTreeMap::new();
     let mut payouts: Vec<&str> = Vec::new();
     for e in entries.iter().filter(|e| !accounts.skips(&e.entry_type)) {
         if e.ledger_id != ledger_id || e.ledger_date != Some(date) {
@@ -110,8 +116,9 @@ pub fn voucher(
                 expected: currency,
             });
         }
+        let (department, project) = accounts.dimensions(e.recipient_handle.as_deref());
         let slot = by_type
-            .entry((e.topic.as_str(), e.entry_type.as_str()))
+            .entry((e.topic.as_str(), e.entry_type.as_str(), department, project))
             .or_default();
         slot.0 += 1;
         slot.1 += i128::from(e.amount);
@@ -122,42 +129,48 @@ pub fn voucher(
     let voucher = format!("{ledger_id}-{date}");
     let payout_reference = payouts.join(" ");
     let mut lines = Vec::new();
-    let mut push =
-        |account: &str, topic: &str, entry_type: &str, n: u32, amount: i128, text: String| {
-            // A line of nothing (say, a day whose payout brought the balance back to where it
-            // began) is left out: bookkeeping systems refuse zero lines; the voucher balances.
-            if amount == 0 {
-                return;
-            }
-            lines.push(JournalLine {
-                voucher: voucher.clone(),
-                ledger_id: ledger_id.to_owned(),
-                ledger_date: date.to_string(),
-                payout_reference: payout_reference.clone(),
-                line: 0,
-                account: account.to_owned(),
-                topic: topic.to_owned(),
-                entry_type: entry_type.to_owned(),
-                entries: n,
-                currency: currency.clone(),
-                debit: if amount > 0 {
-                    decimal(amount, &currency)
-                } else {
-                    String::new()
-                },
-                credit: if amount < 0 {
-                    decimal(-amount, &currency)
-                } else {
-                    String::new()
-                },
-                amount_minor: amount,
-                description: text,
-            });
-        };
+    let mut push = |account: &str,
+                    (topic, entry_type, department, project): Key<'_>,
+                    n: u32,
+                    amount: i128,
+                    text: String| {
+        // A line of nothing (say, a day whose payout brought the balance back to where it
+        // began) is left out: bookkeeping systems refuse zero lines; the voucher balances.
+        if amount == 0 {
+            return;
+        }
+        lines.push(JournalLine {
+            voucher: voucher.clone(),
+            ledger_id: ledger_id.to_owned(),
+            ledger_date: date.to_string(),
+            payout_reference: payout_reference.clone(),
+            line: 0,
+            account: account.to_owned(),
+            topic: topic.to_owned(),
+            entry_type: entry_type.to_owned(),
+            entries: n,
+            currency: currency.clone(),
+            debit: if amount > 0 {
+                decimal(amount, &currency)
+            } else {
+                String::new()
+            },
+            credit: if amount < 0 {
+                decimal(-amount, &currency)
+            } else {
+                String::new()
+            },
+            amount_minor: amount,
+            description: text,
+            department: department.to_owned(),
+            project: project.to_owned(),
+        });
+    };
     for topic in ["funds", "fees"] {
         let mut net: i128 = 0;
         let mut count = 0;
-        for (&(t, entry_type), &(n, sum)) in &by_type {
+        for (&key, &(n, sum)) in &by_type {
+            let (t, entry_type, _, _) = key;
             if t != topic {
                 continue;
             }
@@ -165,8 +178,7 @@ pub fn voucher(
             count += n;
             push(
                 accounts.counterpart(entry_type),
-                topic,
-                entry_type,
+                key,
                 n,
                 -sum,
                 format!("Vipps MobilePay {topic} {ledger_id}: {entry_type} x{n}"),
@@ -175,8 +187,7 @@ pub fn voucher(
         if count > 0 {
             push(
                 accounts.balance(topic),
-                topic,
-                "",
+                (topic, "", "", ""),
                 count,
                 net,
                 format!("Vipps MobilePay {topic} balance {ledger_id}, movement of {date}"),
@@ -318,5 +329,53 @@ mod tests {
             let lines = voucher("100001", date, &entries, &accounts).unwrap();
             assert_eq!(lines.iter().map(|l| l.amount_minor).sum::<i128>(), 0);
         }
+    }
+
+    #[test]
+    fn sales_units_with_a_department_get_lines_of_their_own() {
+        let date = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        let unit = |seq, handle: &str, amount| {
+            let mut e = entry("funds", seq, "capture", amount);
+            e.recipient_handle = Some(handle.into());
+            e
+        };
+        let entries = vec![
+            unit(1, "api:111111", 1_000),
+            unit(2, "api:222222", 2_000),
+            unit(3, "api:111111", 500),
+            unit(4, "api:333333", 300),
+        ];
+        let mut accounts = Accounts::default();
+        accounts.departments = [("api:111111", "10"), ("api:222222", "20")]
+            .map(|(h, d)| (h.to_owned(), d.to_owned()))
+            .into();
+        accounts.projects = [("api:222222", "4711")]
+            .map(|(h, p)| (h.to_owned(), p.to_owned()))
+            .into();
+        let lines = voucher("100001", date, &entries, &accounts).unwrap();
+        let got: Vec<(&str, &str, &str, i128)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l.account.as_str(),
+                    l.department.as_str(),
+                    l.project.as_str(),
+                    l.amount_minor,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("3000", "", "", -300),
+                ("3000", "10", "", -1_500),
+                ("3000", "20", "4711", -2_000),
+                ("1571", "", "", 3_800),
+            ]
+        );
+        let text = crate::export::gbat10::voucher(7, date, "100001", &lines).unwrap();
+        let fields: Vec<Vec<&str>> = text.lines().map(|l| l.split(';').collect()).collect();
+        assert_eq!((fields[2][23], fields[2][24]), ("4711", "20"));
+        assert_eq!((fields[1][23], fields[1][24]), ("", "10"));
     }
 }

@@ -636,6 +636,8 @@ fn exporter_mistakes_are_refused_naming_their_key() {
         ("[[exporters]]\nname = \"x\"\nkind = \"entries\"\ndirectory = \"/tmp\"\nbooking = \"settlement\"\n", "exporters[0] (x).booking"),
         ("[[exporters]]\nname = \"x\"\nkind = \"journal\"\ndirectory = \"/tmp\"\nbooking = \"net\"\n", "booking"),
         ("[[exporters]]\nname = \"x\"\nkind = \"journal\"\ndirectory = \"/tmp\"\n[exporters.accounts]\nclearing = \"\"\n", "exporters[0] (x).accounts.clearing"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"journal\"\ndirectory = \"/tmp\"\n[exporters.departments]\n\"api:1\" = \"sales\"\n", "exporters[0] (x).departments.api:1"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"entries\"\ndirectory = \"/tmp\"\n[exporters.projects]\n\"api:1\" = \"12\"\n", "exporters[0] (x).projects"),
     ];
     for (toml, key) in cases {
         let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
