@@ -345,13 +345,17 @@ mod tests {
             unit(3, "api:111111", 500),
             unit(4, "api:333333", 300),
         ];
-        let mut accounts = Accounts::default();
-        accounts.departments = [("api:111111", "10"), ("api:222222", "20")]
-            .map(|(h, d)| (h.to_owned(), d.to_owned()))
-            .into();
-        accounts.projects = [("api:222222", "4711")]
-            .map(|(h, p)| (h.to_owned(), p.to_owned()))
-            .into();
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(h, v)| ((*h).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let accounts = Accounts {
+            departments: map(&[("api:111111", "10"), ("api:222222", "20")]),
+            projects: map(&[("api:222222", "4711")]),
+            ..Accounts::default()
+        };
         let lines = voucher("100001", date, &entries, &accounts).unwrap();
         let got: Vec<(&str, &str, &str, i128)> = lines
             .iter()

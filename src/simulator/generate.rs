@@ -168,7 +168,9 @@ impl GenState {
         out
     }
 
-    /// Appends `fees-retained` on both topics and, with a positive balance, the payout.
+    /// Appends `fees-retained` on both topics (net settlement) or, every seventh day, the
+    /// `fees-invoiced` that clears the fees feed (gross settlement), and, with a positive
+    /// balance, the payout.
     fn close_day(
         &mut self,
         profile: &LedgerProfile,
@@ -183,7 +185,14 @@ impl GenState {
             time: style.render(date, DAY_MICROS),
             currency: profile.country.currency(),
         };
-        if day_fees != 0 {
+        if profile.gross_settlement {
+            if self.day_index % 7 == 6 && self.fees_balance != 0 {
+                let psp = ulid_like(style.unix_millis(date, DAY_MICROS), rng);
+                let amount = -self.fees_balance;
+                let invoiced = stamp.entry(&psp, "fees-invoiced", None, amount, None);
+                push(&mut out.fees_closing, &mut self.fees_balance, invoiced);
+            }
+        } else if day_fees != 0 {
             let psp = ulid_like(style.unix_millis(date, DAY_MICROS), rng);
             let reference = profile.fees_retained_reference.as_deref();
             let funds = stamp.entry(&psp, "fees-retained", reference, -day_fees, None);

@@ -99,6 +99,10 @@ pub(crate) struct LedgerProfile {
     pub order_prefix: String,
     /// Every fifth order reference is a spreadsheet formula (`SimulatorConfig`).
     pub formula_references: bool,
+    /// Gross settlement: paid the captures in full, no `fees-retained`; the fees feed grows
+    /// until a weekly `fees-invoiced` entry (the EHF invoice) brings it back to zero. Every
+    /// fourth ledger (100004, 100008, …); the others are on net settlement.
+    pub gross_settlement: bool,
 }
 
 const NAMES_NO: &[&str] = &[
@@ -206,6 +210,7 @@ impl LedgerProfile {
             },
             order_prefix: ORDER_PREFIXES[rng.gen_range(0..ORDER_PREFIXES.len())].to_string(),
             formula_references: false,
+            gross_settlement: index % 4 == 3,
         }
     }
 

@@ -91,9 +91,13 @@ async fn settlement_reports_validate_and_settle_exactly_what_each_payout_paid_ou
         );
         assert_eq!(gross, capture + refund);
         assert_eq!(net, gross - fee);
-        // Net settlement: the fees were retained from the payout, so it paid out the net.
-        assert_eq!(one("SettlementType"), "Net");
-        assert_eq!(net, paid_out, "settlement {id}");
+        // Net settlement: the fees were retained from the payout, so it paid out the net;
+        // gross settlement (every fourth ledger): the captures in full, fees invoiced.
+        match one("SettlementType") {
+            "Net" => assert_eq!(net, paid_out, "settlement {id}"),
+            "Gross" => assert_eq!(gross, paid_out, "settlement {id}"),
+            other => panic!("{other}"),
+        }
         let transaction_sum: i64 = all(s, "TransactionGrossAmount")
             .iter()
             .map(|a| minor(a))
@@ -228,4 +232,73 @@ async fn gbat10_vouchers_balance_and_keep_their_numbers_across_runs() {
             "open date {date} written"
         );
     }
+}
+
+#[tokio::test]
+async fn invoiced_fees_of_gross_settlement_merchants_are_booked_once() {
+    let app = TestApp::spawn(small()).await;
+    app.sim.grow(7);
+    assert!(app.sync_once().await.success());
+    let journal = |accounts: vipps_ledger_sync::config::Accounts| {
+        let pool = app.db.pool.clone();
+        async move {
+            let filter = ExportFilter {
+                ledgers: Vec::new(),
+                partner: None,
+                topic: None,
+                from: "2026-01-01".parse().unwrap(),
+                to: "2026-12-31".parse().unwrap(),
+            };
+            let out = tempfile::NamedTempFile::new().unwrap();
+            export::export(
+                &pool,
+                &filter,
+                Kind::Journal,
+                Format::Jsonl,
+                Default::default(),
+                &accounts,
+                Some(out.path()),
+            )
+            .await
+            .unwrap();
+            std::fs::read_to_string(out.path())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    let invoiced = |lines: &[serde_json::Value]| {
+        lines
+            .iter()
+            .filter(|l| l["entry_type"] == "fees-invoiced")
+            .count()
+    };
+    let booked = journal(Default::default()).await;
+    assert!(
+        invoiced(&booked) > 0,
+        "the gross settlement ledger was invoiced"
+    );
+    let skipped = journal(vipps_ledger_sync::config::Accounts {
+        fees_invoiced: vipps_ledger_sync::config::FeesInvoiced::Skip,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(invoiced(&skipped), 0);
+    // Every voucher still balances, and the capture fees are booked exactly as before.
+    let mut sums: std::collections::BTreeMap<String, i64> = Default::default();
+    for l in &skipped {
+        *sums
+            .entry(l["voucher"].as_str().unwrap().into())
+            .or_default() += l["amount_minor"].as_i64().unwrap();
+    }
+    assert!(sums.values().all(|s| *s == 0), "{sums:?}");
+    let fees = |lines: &[serde_json::Value]| -> i64 {
+        lines
+            .iter()
+            .filter(|l| l["entry_type"] == "capture-fee")
+            .map(|l| l["amount_minor"].as_i64().unwrap())
+            .sum()
+    };
+    assert_eq!(fees(&skipped), fees(&booked));
 }

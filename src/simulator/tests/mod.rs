@@ -142,10 +142,15 @@ fn capture_fees_reuse_the_capture_psp_reference_so_it_repeats_on_fees() {
     );
 }
 
+/// Every fourth ledger (100004, 100008, …) is on gross settlement.
+fn gross(id: &str) -> bool {
+    id.parse::<u32>().expect("a numbered ledger") % 4 == 0
+}
+
 #[test]
 fn fees_retained_settles_the_days_fees_on_both_topics_with_one_psp_reference() {
     let sim = sim();
-    for id in sim.ledger_ids() {
+    for id in sim.ledger_ids().into_iter().filter(|id| !gross(id)) {
         let funds = by_date(&sim.expected_entries(&id, "funds"));
         let fees = by_date(&sim.expected_entries(&id, "fees"));
         let open = funds.keys().last().cloned().expect("dates");
@@ -171,6 +176,35 @@ fn fees_retained_settles_the_days_fees_on_both_topics_with_one_psp_reference() {
                 assert!(e.get("reference").is_none_or(|r| r == ""));
                 assert_eq!(s(e, "time"), s(funds[date].last().expect("last"), "time"));
             }
+        }
+    }
+}
+
+#[test]
+fn gross_settlement_pays_captures_in_full_and_invoices_the_fees_weekly() {
+    let sim = Simulator::new(SimulatorConfig {
+        days: 15,
+        ..SimulatorConfig::default()
+    });
+    let grossed: Vec<String> = sim
+        .ledger_ids()
+        .into_iter()
+        .filter(|id| gross(id))
+        .collect();
+    assert!(!grossed.is_empty());
+    for id in grossed {
+        let funds = sim.expected_entries(&id, "funds");
+        let fees = sim.expected_entries(&id, "fees");
+        assert!(funds.iter().all(|e| s(e, "entryType") != "fees-retained"));
+        assert!(fees.iter().all(|e| s(e, "entryType") != "fees-retained"));
+        let invoiced: Vec<&Value> = fees
+            .iter()
+            .filter(|e| s(e, "entryType") == "fees-invoiced")
+            .collect();
+        assert_eq!(invoiced.len(), 2, "{id}: days 7 and 14 of 15");
+        for e in invoiced {
+            assert_eq!(n(e, "balanceAfter"), 0, "the invoice clears the fees feed");
+            assert!(n(e, "amount") > 0);
         }
     }
 }
