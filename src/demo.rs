@@ -164,6 +164,7 @@ async fn payout_documents(ctx: &SyncContext, exports: &std::path::Path) -> anyho
     for (kind, name) in [
         (Kind::Payouts, "payouts.csv"),
         (Kind::SettlementXml, "settlement-report.xml"),
+        (Kind::SettlementCsv, "settlement-report.csv"),
         (Kind::Gbat10, "vouchers.gbat10.txt"),
     ] {
         let path = exports.join(name);
@@ -181,7 +182,7 @@ async fn payout_documents(ctx: &SyncContext, exports: &std::path::Path) -> anyho
             "{n:>6} {} in {}",
             match kind {
                 Kind::Payouts => "payout records",
-                Kind::SettlementXml => "payouts settled in the report",
+                Kind::SettlementXml | Kind::SettlementCsv => "payouts settled in the report",
                 _ => "voucher lines",
             },
             path.display()
@@ -192,12 +193,12 @@ async fn payout_documents(ctx: &SyncContext, exports: &std::path::Path) -> anyho
         .await?
         .len() as u64;
     let closed = crate::store::reconcile::reconciled_dates(&ctx.pool).await?;
-    let vouchers = std::fs::read_to_string(&written[2].2)?
+    let vouchers = std::fs::read_to_string(&written[3].2)?
         .lines()
         .map(|l| l.split(';').nth(1).unwrap_or_default().to_owned())
         .collect::<std::collections::BTreeSet<_>>()
         .len() as i64;
-    let exact = written[0].1 == payouts && written[1].1 == payouts && vouchers == closed;
+    let exact = written[..3].iter().all(|w| w.1 == payouts) && vouchers == closed;
     println!("check: {payouts} payouts in the records and the report, {vouchers} vouchers for {closed} reconciled dates");
     if !exact {
         println!("check FAILED: payout documents");

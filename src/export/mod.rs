@@ -164,6 +164,8 @@ pub enum Kind {
     /// The Vipps settlement report (SettlementReport-3.0 XML) of the payouts whose last
     /// ledger date is in the range: one document, a settlement per payout.
     SettlementXml,
+    /// The same report as the CSV Vipps delivered beside the XML.
+    SettlementCsv,
     /// The journal's vouchers as GBAT10 (Tripletex, Visma eAccounting, PowerOffice Go,
     /// 24SevenOffice), numbered once and for good.
     Gbat10,
@@ -196,8 +198,8 @@ pub async fn export(
         write_output(output, |out| Ok(out.write_all(&xml)?))?;
         return Ok(n);
     }
-    if kind == Kind::SettlementXml {
-        let (xml, n) = settlement_report(pool, filter).await?;
+    if matches!(kind, Kind::SettlementXml | Kind::SettlementCsv) {
+        let (xml, n) = settlement_report(pool, filter, kind == Kind::SettlementCsv).await?;
         write_output(output, |out| Ok(out.write_all(&xml)?))?;
         return Ok(n);
     }
@@ -224,8 +226,13 @@ pub async fn export(
     Ok(n)
 }
 
-/// The settlement report of the payouts in `filter`, and how many payouts it holds.
-async fn settlement_report(pool: &PgPool, filter: &ExportFilter) -> anyhow::Result<(Vec<u8>, u64)> {
+/// The settlement report of the payouts in `filter` (XML, or `csv`), and how many payouts it
+/// holds.
+async fn settlement_report(
+    pool: &PgPool,
+    filter: &ExportFilter,
+    csv: bool,
+) -> anyhow::Result<(Vec<u8>, u64)> {
     let payouts = rows::payouts(pool, filter).await?;
     let mut by_ledger: Vec<(String, Vec<rows::PayoutRow>)> = Vec::new();
     for p in payouts {
@@ -255,7 +262,12 @@ async fn settlement_report(pool: &PgPool, filter: &ExportFilter) -> anyhow::Resu
         )
         .collect();
     let n = ledgers.iter().map(|l| l.payouts.len() as u64).sum();
-    Ok((settlement::write(&ledgers)?, n))
+    let document = if csv {
+        settlement::write_csv(&ledgers)?
+    } else {
+        settlement::write(&ledgers)?
+    };
+    Ok((document, n))
 }
 
 /// A temporary file in the directory of `path`, to be renamed onto it.
@@ -356,7 +368,7 @@ async fn write_all<W: Write>(
                 n += 1;
             }
         }
-        Kind::Camt053 | Kind::SettlementXml | Kind::Gbat10 => {
+        Kind::Camt053 | Kind::SettlementXml | Kind::SettlementCsv | Kind::Gbat10 => {
             unreachable!("handled before the sink")
         }
     }

@@ -1,5 +1,6 @@
 //! The Vipps settlement report (`SettlementReport-3.0`), rebuilt from the Report API's
-//! payouts, for bookkeeping systems that import it (Tripletex's "Vipps" import reads the XML).
+//! payouts, for bookkeeping systems that import it (Tripletex's "Vipps" import reads the XML),
+//! as XML ([`write`]) and as the CSV Vipps delivered beside it ([`write_csv`]).
 //! One `SettlementDetailsInfo` per ledger, one `SettlementInfo` per payout, one
 //! `TransactionInfo` per transaction the payout settles (`payout_transactions`). Every
 //! document is validated against the official schema before it is returned.
@@ -182,10 +183,7 @@ fn settlement(out: &mut Xml, l: &LedgerPayouts<'_>, p: &PayoutRow) -> Result<(),
         .iter()
         .filter(|t| t.payout_reference == p.payout_reference)
     {
-        let other = t.other.0;
-        let capture = t.captured.0 + other.max(0);
-        let refund = t.refunded.0 + other.min(0);
-        let fee = -t.fees.0;
+        let (capture, refund, fee) = amounts(t);
         let gross = capture + refund;
         out.open(&["TransactionInfo"])?;
         out.text(&["TransactionTime"], &oslo_time(t.first_time))?;
@@ -216,6 +214,180 @@ fn settlement(out: &mut Xml, l: &LedgerPayouts<'_>, p: &PayoutRow) -> Result<(),
     out.text(&["SettledAmount"], &decimal(p.paid_out.0, c))?;
     out.close(&["SettlementInfo"])?;
     Ok(())
+}
+
+/// A transaction's capture (≥ 0), refund (≤ 0) and fee (positive when charged), as both
+/// formats show them: disputes and adjustments count as a refund when negative and as a
+/// capture when positive.
+fn amounts(t: &PayoutTransactionRow) -> (i128, i128, i128) {
+    let other = t.other.0;
+    (
+        t.captured.0 + other.max(0),
+        t.refunded.0 + other.min(0),
+        -t.fees.0,
+    )
+}
+
+/// The settlement report as CSV, in the sections of the official example
+/// (`settlement-report.csv`): the merchant, Vipps MobilePay, then per ledger a
+/// `SettlementInfo` line per payout and a `TransactionInfo` line per transaction. Amounts with
+/// `.` as the decimal point (the example writes one total with a `,`, which splits the field);
+/// dates `DD.MM.YYYY`; `Net` is `Gross + Fee + Refund`, what the transaction added to the
+/// payout (the example's refund line says `0.00`).
+pub fn write_csv(ledgers: &[LedgerPayouts<'_>]) -> Result<Vec<u8>, SettlementError> {
+    if ledgers.iter().all(|l| l.payouts.is_empty()) {
+        return Err(SettlementError::NoPayout);
+    }
+    let mut out = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(Vec::new());
+    let mut row = |cells: &[&str]| out.write_record(cells).map_err(std::io::Error::other);
+    for l in ledgers.iter().filter(|l| !l.payouts.is_empty()) {
+        let units = l.party.sales_units.as_array().cloned().unwrap_or_default();
+        let unit = |handle: Option<&str>| -> (String, String) {
+            let found = units
+                .iter()
+                .find(|u| handle.is_some() && u["recipientHandle"].as_str() == handle)
+                .or_else(|| units.first());
+            let name = found
+                .and_then(|u| u["name"].as_str())
+                .unwrap_or(l.ledger_id)
+                .to_owned();
+            let serial = found
+                .and_then(|u| u["recipientHandle"].as_str())
+                .map(|h| h.rsplit(':').next().unwrap_or(h).to_owned())
+                .unwrap_or_default();
+            (name, serial)
+        };
+        let (merchant, serial) = unit(None);
+        row(&["OrganizationNumber", "MerchantName"])?;
+        row(&[l.party.owner_id.as_deref().unwrap_or_default(), &merchant])?;
+        row(&[
+            "Name",
+            "VisitingAddress",
+            "Postbox",
+            "Zipno",
+            "Place",
+            "Country",
+            "CompanyNumber",
+        ])?;
+        row(&[
+            "Vipps MobilePay AS",
+            "Dronning Eufemias gate 42",
+            "",
+            "0191",
+            "Oslo",
+            "Norway",
+            "918713867",
+        ])?;
+        row(&[
+            "SettlementInfo",
+            "SalesUnitName",
+            "SaleUnitNumber",
+            "SettlementDate",
+            "SettlementID",
+            "SettlementAccount",
+            "Gross",
+            "Currency",
+            "Fee",
+            "Refund",
+            "Net",
+            "NumberOfTransactions",
+        ])?;
+        let mut sections = Vec::new();
+        for p in l.payouts {
+            let c = p.currency.as_str();
+            let id = p
+                .payout_reference
+                .rsplit('-')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let date = p
+                .last_ledger_date
+                .map(|d| d.format("%d.%m.%Y").to_string())
+                .unwrap_or_default();
+            let mine: Vec<&PayoutTransactionRow> = l
+                .transactions
+                .iter()
+                .filter(|t| t.payout_reference == p.payout_reference)
+                .collect();
+            let (mut gross, mut fee, mut refund) = (0i128, 0i128, 0i128);
+            let mut lines = Vec::new();
+            for t in &mine {
+                let (capture, refunded, charged) = amounts(t);
+                gross += capture;
+                refund += refunded;
+                fee -= charged;
+                let (name, number) = unit(t.recipient_handle.as_deref());
+                let sold = t
+                    .first_time
+                    .with_timezone(&chrono_tz::Europe::Oslo)
+                    .format("%d.%m.%Y")
+                    .to_string();
+                lines.push(vec![
+                    "TransactionInfo".to_owned(),
+                    sold,
+                    name,
+                    number,
+                    t.psp_reference.clone(),
+                    id.clone(),
+                    t.reference.clone().unwrap_or_default(),
+                    date.clone(),
+                    decimal(capture, c),
+                    c.to_owned(),
+                    decimal(-charged, c),
+                    decimal(refunded, c),
+                    decimal(capture - charged + refunded, c),
+                ]);
+            }
+            row(&[
+                "SettlementInfo",
+                &merchant,
+                &serial,
+                &date,
+                &id,
+                p.bank_account_id.as_deref().unwrap_or_default(),
+                &decimal(gross, c),
+                c,
+                &decimal(fee, c),
+                &decimal(refund, c),
+                &decimal(p.paid_out.0, c),
+                &mine.len().to_string(),
+            ])?;
+            sections.push(lines);
+        }
+        row(&[
+            "FeeInfo",
+            "SettlementDate",
+            "SaleUnitName",
+            "SaleUnitNumber",
+            "FeeAccount",
+            "Fee",
+            "Currency",
+        ])?;
+        row(&[
+            "TransactionInfo",
+            "SalesDate",
+            "SaleUnitName",
+            "SaleUnitNumber",
+            "TransactionId",
+            "SettlementId",
+            "OrderID",
+            "SettlementDate",
+            "Gross",
+            "Currency",
+            "Fee",
+            "Refund",
+            "Net",
+        ])?;
+        for line in sections.iter().flatten() {
+            let cells: Vec<&str> = line.iter().map(String::as_str).collect();
+            row(&cells)?;
+        }
+    }
+    out.into_inner()
+        .map_err(|e| SettlementError::Write(std::io::Error::other(e.to_string())))
 }
 
 fn vipps_info(out: &mut Xml) -> Io {

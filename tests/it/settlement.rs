@@ -302,3 +302,76 @@ async fn invoiced_fees_of_gross_settlement_merchants_are_booked_once() {
     };
     assert_eq!(fees(&skipped), fees(&booked));
 }
+
+#[tokio::test]
+async fn the_settlement_csv_has_the_official_sections_and_settles_what_each_payout_paid_out() {
+    let app = TestApp::spawn(small()).await;
+    app.sim.grow(2);
+    assert!(app.sync_once().await.success());
+    let filter = ExportFilter {
+        ledgers: Vec::new(),
+        partner: None,
+        topic: None,
+        from: "2026-01-01".parse().unwrap(),
+        to: "2026-12-31".parse().unwrap(),
+    };
+    let out = tempfile::NamedTempFile::new().unwrap();
+    export::export(
+        &app.db.pool,
+        &filter,
+        Kind::SettlementCsv,
+        Format::Csv,
+        Default::default(),
+        &Default::default(),
+        Some(out.path()),
+    )
+    .await
+    .unwrap();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_path(out.path())
+        .unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    // Each ledger's section starts with the merchant's header line; data lines are those
+    // that are not a section's column names.
+    let (mut section, mut settlements, mut transactions) = (0, Vec::new(), Vec::new());
+    for r in &rows {
+        match (&r[0], &r[1]) {
+            ("OrganizationNumber", _) => section += 1,
+            ("SettlementInfo", "SalesUnitName") | ("TransactionInfo", "SalesDate") => {}
+            ("SettlementInfo", _) => settlements.push((section, r.clone())),
+            ("TransactionInfo", _) => transactions.push((section, r.clone())),
+            _ => {}
+        }
+    }
+    let paid: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT split_part(payout_reference, '-', 2), paid_out::bigint, transactions
+         FROM payout_totals ORDER BY ledger_id, last_seq",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(settlements.len(), paid.len());
+    assert!(settlements.iter().all(|(_, s)| s.len() == 12));
+    assert!(transactions.iter().all(|(_, t)| t.len() == 13));
+    for ((section, s), (id, paid_out, count)) in settlements.iter().zip(&paid) {
+        assert_eq!(&s[4], id);
+        assert_eq!(minor(&s[10]), *paid_out, "settlement {id}");
+        assert_eq!(s[11].parse::<i64>().unwrap(), *count);
+        let mine: Vec<_> = transactions
+            .iter()
+            .filter(|(at, t)| at == section && &t[5] == id)
+            .map(|(_, t)| t)
+            .collect();
+        assert_eq!(mine.len() as i64, *count);
+        let sum = |i: usize| -> i64 { mine.iter().map(|t| minor(&t[i])).sum() };
+        assert_eq!(
+            (sum(8), sum(10), sum(9 + 2)),
+            (minor(&s[6]), minor(&s[8]), minor(&s[9]))
+        );
+        for t in &mine {
+            assert_eq!(minor(&t[12]), minor(&t[8]) + minor(&t[10]) + minor(&t[11]));
+        }
+    }
+}
