@@ -383,26 +383,26 @@ async fn run_exporter(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The accounts `export --kind journal` books on.
+/// The accounts `export --kind journal|gbat10` books on: those of the exporter that books on
+/// accounts (journal or GBAT10), or the built-in chart.
 fn journal_accounts(
     settings: &Settings,
     name: Option<&str>,
 ) -> Result<crate::config::Accounts, String> {
-    use crate::config::ExporterKind;
     let journals: Vec<_> = settings
         .exporters
         .iter()
-        .filter(|e| e.kind == ExporterKind::Journal)
+        .filter(|e| e.kind.books())
         .collect();
     match name {
         Some(name) => journals
             .iter()
             .find(|e| e.name == name)
             .map(|e| e.accounts.clone())
-            .ok_or_else(|| format!("--accounts {name}: no journal exporter has that name")),
+            .ok_or_else(|| format!("--accounts {name}: no journal or gbat10 exporter has that name")),
         None if journals.len() == 1 => Ok(journals[0].accounts.clone()),
         None if journals.is_empty() => Ok(crate::config::Accounts::default()),
-        None => Err("several journal exporters are configured: choose whose accounts to book on with --accounts NAME".to_owned()),
+        None => Err("several journal or gbat10 exporters are configured: choose whose accounts to book on with --accounts NAME".to_owned()),
     }
 }
 

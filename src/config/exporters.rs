@@ -73,17 +73,26 @@ pub enum ExporterKind {
     Journal,
     /// One file per (ledger, date): an ISO 20022 camt.053.001.02 statement of the funds feed.
     Camt053,
+    /// One file per (ledger, date): its journal voucher as GBAT10, numbered once and for good.
+    Gbat10,
     /// One signed POST per (ledger, date) of its summary and entries as JSON.
     Webhook,
 }
 
 impl ExporterKind {
+    /// Books on accounts (journal vouchers, GBAT10): `accounts`, `booking`, `fees_invoiced`,
+    /// `departments` and `projects` apply.
+    pub fn books(self) -> bool {
+        matches!(self, ExporterKind::Journal | ExporterKind::Gbat10)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ExporterKind::Entries => "entries",
             ExporterKind::Summary => "summary",
             ExporterKind::Journal => "journal",
             ExporterKind::Camt053 => "camt053",
+            ExporterKind::Gbat10 => "gbat10",
             ExporterKind::Webhook => "webhook",
         }
     }
@@ -353,13 +362,13 @@ pub(super) fn resolve(
                 )
             })?),
         };
-        if e.accounts.is_some() && e.kind != ExporterKind::Journal {
+        if e.accounts.is_some() && !e.kind.books() {
             return Err(ConfigError::key(
                 &format!("{at}.accounts"),
-                "only a journal exporter has accounts",
+                "only a journal or gbat10 exporter has accounts",
             ));
         }
-        if (e.booking.is_some() || e.fees_invoiced.is_some()) && e.kind != ExporterKind::Journal {
+        if (e.booking.is_some() || e.fees_invoiced.is_some()) && !e.kind.books() {
             let key = if e.booking.is_some() {
                 "booking"
             } else {
@@ -367,10 +376,10 @@ pub(super) fn resolve(
             };
             return Err(ConfigError::key(
                 &format!("{at}.{key}"),
-                "only a journal exporter books on accounts",
+                "only a journal or gbat10 exporter books on accounts",
             ));
         }
-        if (e.departments.is_some() || e.projects.is_some()) && e.kind != ExporterKind::Journal {
+        if (e.departments.is_some() || e.projects.is_some()) && !e.kind.books() {
             let key = if e.departments.is_some() {
                 "departments"
             } else {
@@ -378,7 +387,7 @@ pub(super) fn resolve(
             };
             return Err(ConfigError::key(
                 &format!("{at}.{key}"),
-                "only a journal exporter has departments and projects",
+                "only a journal or gbat10 exporter has departments and projects",
             ));
         }
         // GBAT10 takes departments of at most 4 digits and projects of at most 6.
@@ -461,15 +470,17 @@ pub(super) fn resolve(
             let Some(path) = e.directory else {
                 return Err(ConfigError::key(&format!("{at}.directory"), "is missing"));
             };
-            if e.kind == ExporterKind::Camt053 && e.format.is_some() {
+            if matches!(e.kind, ExporterKind::Camt053 | ExporterKind::Gbat10) && e.format.is_some()
+            {
                 return Err(ConfigError::key(
                     &format!("{at}.format"),
-                    "camt053 is always XML",
+                    "camt053 is always XML and gbat10 always GBAT10",
                 ));
             }
             let format = e.format.unwrap_or(Format::Csv);
             if e.csv_formulas.is_some()
-                && (format != Format::Csv || e.kind == ExporterKind::Camt053)
+                && (format != Format::Csv
+                    || matches!(e.kind, ExporterKind::Camt053 | ExporterKind::Gbat10))
             {
                 return Err(ConfigError::key(
                     &format!("{at}.csv_formulas"),

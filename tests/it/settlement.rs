@@ -375,3 +375,75 @@ async fn the_settlement_csv_has_the_official_sections_and_settles_what_each_payo
         }
     }
 }
+
+#[tokio::test]
+async fn a_scheduled_gbat10_exporter_delivers_each_voucher_once_under_the_number_it_keeps() {
+    use tokio_util::sync::CancellationToken;
+    use vipps_ledger_sync::config::ExporterKind;
+    use vipps_ledger_sync::export::scheduled::{self, Selection};
+    let app = crate::common::exports::reconciled(small()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = crate::common::exports::with_exporter(
+        &app,
+        crate::common::directory_exporter(
+            "vouchers",
+            ExporterKind::Gbat10,
+            dir.path(),
+            Format::Csv,
+        ),
+    );
+    let closed = crate::common::exports::closed_dates(&app.db.pool).await;
+    let pass = |selection: Selection| {
+        let settings = settings.clone();
+        let pool = app.db.pool.clone();
+        async move {
+            scheduled::run(
+                &pool,
+                &settings,
+                &settings.exporters[0],
+                &selection,
+                &Default::default(),
+                &CancellationToken::new(),
+            )
+            .await
+        }
+    };
+    let first = pass(Selection::default()).await;
+    assert_eq!(first.exported, closed.len(), "{first:?}");
+    assert_eq!(
+        pass(Selection::default()).await.exported,
+        0,
+        "each date once"
+    );
+    let number_of = |ledger: &str, date| -> String {
+        let name = scheduled::file_name(ledger, date, ExporterKind::Gbat10, Format::Csv);
+        assert!(name.ends_with("_gbat10.txt"), "{name}");
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        let numbers: std::collections::BTreeSet<String> = text
+            .lines()
+            .map(|l| l.split(';').nth(1).unwrap().to_owned())
+            .collect();
+        assert_eq!(numbers.len(), 1, "one voucher per file");
+        numbers.into_iter().next().unwrap()
+    };
+    let numbers: std::collections::BTreeSet<String> =
+        closed.iter().map(|(l, d)| number_of(l, *d)).collect();
+    assert_eq!(
+        numbers.len(),
+        closed.len(),
+        "no two vouchers share a number"
+    );
+    // Delivered again (--force): the same number.
+    let (ledger, date) = closed[2].clone();
+    let before = number_of(&ledger, date);
+    let forced = pass(Selection {
+        ledgers: vec![ledger.clone()],
+        from: Some(date),
+        to: Some(date),
+        force: true,
+        now: true,
+    })
+    .await;
+    assert_eq!(forced.exported, 1);
+    assert_eq!(number_of(&ledger, date), before);
+}

@@ -71,6 +71,7 @@ pub fn file_name(ledger_id: &str, date: NaiveDate, kind: ExporterKind, format: F
     };
     let ext = match (kind, format) {
         (ExporterKind::Camt053, _) => "xml",
+        (ExporterKind::Gbat10, _) => "txt",
         (_, Format::Csv) => "csv",
         (_, Format::Jsonl) => "jsonl",
     };

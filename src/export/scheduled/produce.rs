@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::config::{CsvFormulas, ExporterKind, ExporterSettings, ExporterTarget};
-use crate::export::{camt, journal, EntryRecord, Format, Sink, SummaryRecord};
+use crate::export::{camt, gbat10, journal, EntryRecord, Format, Sink, SummaryRecord};
 use crate::store::export_log::DueDate;
 use crate::store::export_rows::ExportEntryRow;
 
@@ -98,6 +98,25 @@ pub(super) async fn produce(
                 journal::voucher(&date.ledger_id, date.ledger_date, &rows, &exporter.accounts)
                     .map_err(|e| unrepresentable(e.to_string()))?;
             write_records((format, csv_formulas), lines)?
+        }
+        ExporterKind::Gbat10 => {
+            let lines =
+                journal::voucher(&date.ledger_id, date.ledger_date, &rows, &exporter.accounts)
+                    .map_err(|e| unrepresentable(e.to_string()))?;
+            if lines.is_empty() {
+                Vec::new()
+            } else {
+                let number = crate::store::export_rows::voucher_number(
+                    pool,
+                    &date.ledger_id,
+                    date.ledger_date,
+                )
+                .await
+                .context("numbering the voucher")?;
+                gbat10::voucher(number, date.ledger_date, &date.ledger_id, &lines)
+                    .map_err(|e| unrepresentable(e.to_string()))?
+                    .into_bytes()
+            }
         }
         ExporterKind::Camt053 => {
             match statement(pool, &date.ledger_id, date.ledger_date, &rows).await {
