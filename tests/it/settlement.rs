@@ -4,8 +4,8 @@
 //! numbered once and for good).
 
 use vipps_ledger_sync::export::{self, Format, Kind};
-use vipps_ledger_sync::store::export_rows::ExportFilter;
 
+use crate::common::exports::{export_text, history_to};
 use crate::common::{small, TestApp};
 
 /// The text of every `<name>…</name>` in `xml`, in order.
@@ -28,30 +28,18 @@ async fn settlement_reports_validate_and_settle_exactly_what_each_payout_paid_ou
     let app = TestApp::spawn(small()).await;
     app.sim.grow(2);
     assert!(app.sync_once().await.success());
-    let filter = ExportFilter {
-        ledgers: Vec::new(),
-        partner: None,
-        topic: None,
-        from: "2026-01-01".parse().unwrap(),
-        to: "2026-12-31".parse().unwrap(),
-    };
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let n = export::export(
-        &app.db.pool,
-        &filter,
+    let (xml, n) = export_text(
+        &app,
+        &history_to("2026-12-31"),
         Kind::SettlementXml,
         Format::Csv,
-        Default::default(),
         &Default::default(),
-        Some(out.path()),
     )
-    .await
-    .unwrap();
-    let xml = std::fs::read_to_string(out.path()).unwrap();
+    .await;
     export::xsd::settlement_report()
         .validate(xml.as_bytes())
         .unwrap();
-    if let Some(verdict) = xmllint(out.path()) {
+    if let Some(verdict) = xmllint(&xml) {
         verdict.unwrap();
     }
 
@@ -106,8 +94,11 @@ async fn settlement_reports_validate_and_settle_exactly_what_each_payout_paid_ou
     }
 }
 
-/// xmllint's verdict on the file against the official schema, where xmllint is installed.
-fn xmllint(path: &std::path::Path) -> Option<Result<(), String>> {
+/// xmllint's verdict on the document against the official schema, where xmllint is installed.
+fn xmllint(xml: &str) -> Option<Result<(), String>> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), xml).unwrap();
+    let path = file.path();
     if std::env::var_os("VLS_NO_XMLLINT").is_some() {
         return None;
     }
@@ -138,26 +129,14 @@ async fn sync_and_reconcile(app: &TestApp) {
 
 /// `export --kind gbat10` of the history up to `to`, as (voucher number, ledger, date, amounts).
 async fn gbat10(app: &TestApp, to: &str) -> Vec<(i64, String, Vec<i64>)> {
-    let filter = ExportFilter {
-        ledgers: Vec::new(),
-        partner: None,
-        topic: None,
-        from: "2026-01-01".parse().unwrap(),
-        to: to.parse().unwrap(),
-    };
-    let out = tempfile::NamedTempFile::new().unwrap();
-    export::export(
-        &app.db.pool,
-        &filter,
+    let (text, _) = export_text(
+        app,
+        &history_to(to),
         Kind::Gbat10,
         Format::Csv,
-        Default::default(),
         &Default::default(),
-        Some(out.path()),
     )
-    .await
-    .unwrap();
-    let text = std::fs::read_to_string(out.path()).unwrap();
+    .await;
     let mut vouchers: Vec<(i64, String, Vec<i64>)> = Vec::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split(';').collect();
@@ -240,30 +219,17 @@ async fn invoiced_fees_of_gross_settlement_merchants_are_booked_once() {
     app.sim.grow(7);
     assert!(app.sync_once().await.success());
     let journal = |accounts: vipps_ledger_sync::config::Accounts| {
-        let pool = app.db.pool.clone();
+        let app = &app;
         async move {
-            let filter = ExportFilter {
-                ledgers: Vec::new(),
-                partner: None,
-                topic: None,
-                from: "2026-01-01".parse().unwrap(),
-                to: "2026-12-31".parse().unwrap(),
-            };
-            let out = tempfile::NamedTempFile::new().unwrap();
-            export::export(
-                &pool,
-                &filter,
+            let (text, _) = export_text(
+                app,
+                &history_to("2026-12-31"),
                 Kind::Journal,
                 Format::Jsonl,
-                Default::default(),
                 &accounts,
-                Some(out.path()),
             )
-            .await
-            .unwrap();
-            std::fs::read_to_string(out.path())
-                .unwrap()
-                .lines()
+            .await;
+            text.lines()
                 .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
                 .collect::<Vec<_>>()
         }
@@ -308,30 +274,18 @@ async fn the_settlement_csv_has_the_official_sections_and_settles_what_each_payo
     let app = TestApp::spawn(small()).await;
     app.sim.grow(2);
     assert!(app.sync_once().await.success());
-    let filter = ExportFilter {
-        ledgers: Vec::new(),
-        partner: None,
-        topic: None,
-        from: "2026-01-01".parse().unwrap(),
-        to: "2026-12-31".parse().unwrap(),
-    };
-    let out = tempfile::NamedTempFile::new().unwrap();
-    export::export(
-        &app.db.pool,
-        &filter,
+    let (text, _) = export_text(
+        &app,
+        &history_to("2026-12-31"),
         Kind::SettlementCsv,
         Format::Csv,
-        Default::default(),
         &Default::default(),
-        Some(out.path()),
     )
-    .await
-    .unwrap();
+    .await;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_path(out.path())
-        .unwrap();
+        .from_reader(text.as_bytes());
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
     // Each ledger's section starts with the merchant's header line; data lines are those
     // that are not a section's column names.

@@ -58,3 +58,38 @@ pub async fn serve_on_loopback(router: axum::Router) -> std::net::SocketAddr {
     tokio::spawn(async move { axum::serve(listener, router).await });
     addr
 }
+
+/// Every ledger, every partner's view, ledger dates of 2026 up to `to`.
+pub fn history_to(to: &str) -> vipps_ledger_sync::store::export_rows::ExportFilter {
+    vipps_ledger_sync::store::export_rows::ExportFilter {
+        ledgers: Vec::new(),
+        partner: None,
+        topic: None,
+        from: "2026-01-01".parse().unwrap(),
+        to: to.parse().unwrap(),
+    }
+}
+
+/// `export` of `filter` as `kind` (`format`, built-in accounts unless given) into a file;
+/// returns what it wrote and the count it reported.
+pub async fn export_text(
+    app: &TestApp,
+    filter: &vipps_ledger_sync::store::export_rows::ExportFilter,
+    kind: vipps_ledger_sync::export::Kind,
+    format: vipps_ledger_sync::export::Format,
+    accounts: &vipps_ledger_sync::config::Accounts,
+) -> (String, u64) {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let n = vipps_ledger_sync::export::export(
+        &app.db.pool,
+        filter,
+        kind,
+        format,
+        Default::default(),
+        accounts,
+        Some(out.path()),
+    )
+    .await
+    .unwrap();
+    (std::fs::read_to_string(out.path()).unwrap(), n)
+}
