@@ -63,7 +63,7 @@ impl std::fmt::Debug for WebhookUrl {
 
 /// What an exporter produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum ExporterKind {
     /// One file per (ledger, date): its entries, CSV or JSON lines.
     Entries,
@@ -77,6 +77,18 @@ pub enum ExporterKind {
     Gbat10,
     /// One signed POST per (ledger, date) of its summary and entries as JSON.
     Webhook,
+    /// One file per payout, once every ledger date it covers closed: its transactions (gross,
+    /// fees charged, net), its fees retained and other movements, and the payout; CSV or JSON
+    /// lines.
+    Payouts,
+    /// One Vipps settlement report (SettlementReport-3.0 XML) per payout, once every ledger
+    /// date it covers closed.
+    SettlementXml,
+    /// The same settlement report as the CSV Vipps delivered beside the XML, per payout.
+    SettlementCsv,
+    /// One signed POST per payout, once every ledger date it covers closed: the payout and
+    /// its lines as JSON.
+    PayoutWebhook,
 }
 
 impl ExporterKind {
@@ -84,6 +96,33 @@ impl ExporterKind {
     /// `departments` and `projects` apply.
     pub fn books(self) -> bool {
         matches!(self, ExporterKind::Journal | ExporterKind::Gbat10)
+    }
+
+    /// Delivers per payout rather than per ledger date.
+    pub fn per_payout(self) -> bool {
+        matches!(
+            self,
+            ExporterKind::Payouts
+                | ExporterKind::SettlementXml
+                | ExporterKind::SettlementCsv
+                | ExporterKind::PayoutWebhook
+        )
+    }
+
+    /// Posts to a URL rather than writing files.
+    pub fn is_webhook(self) -> bool {
+        matches!(self, ExporterKind::Webhook | ExporterKind::PayoutWebhook)
+    }
+
+    /// Writes its own format (XML, GBAT10, the settlement CSV): `format` does not apply.
+    pub fn has_own_format(self) -> bool {
+        matches!(
+            self,
+            ExporterKind::Camt053
+                | ExporterKind::Gbat10
+                | ExporterKind::SettlementXml
+                | ExporterKind::SettlementCsv
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +133,10 @@ impl ExporterKind {
             ExporterKind::Camt053 => "camt053",
             ExporterKind::Gbat10 => "gbat10",
             ExporterKind::Webhook => "webhook",
+            ExporterKind::Payouts => "payouts",
+            ExporterKind::SettlementXml => "settlement-xml",
+            ExporterKind::SettlementCsv => "settlement-csv",
+            ExporterKind::PayoutWebhook => "payout-webhook",
         }
     }
 }
@@ -428,7 +471,7 @@ pub(super) fn resolve(
                 ));
             }
         }
-        let target = if e.kind == ExporterKind::Webhook {
+        let target = if e.kind.is_webhook() {
             if e.directory.is_some() || e.format.is_some() || e.csv_formulas.is_some() {
                 return Err(ConfigError::key(
                     &format!("{at}.directory"),
@@ -470,18 +513,19 @@ pub(super) fn resolve(
             let Some(path) = e.directory else {
                 return Err(ConfigError::key(&format!("{at}.directory"), "is missing"));
             };
-            if matches!(e.kind, ExporterKind::Camt053 | ExporterKind::Gbat10) && e.format.is_some()
-            {
+            if e.kind.has_own_format() && e.format.is_some() {
                 return Err(ConfigError::key(
                     &format!("{at}.format"),
-                    "camt053 is always XML and gbat10 always GBAT10",
+                    "camt053 and settlement-xml are always XML, gbat10 always GBAT10, \
+                     settlement-csv always the settlement report's CSV",
                 ));
             }
             let format = e.format.unwrap_or(Format::Csv);
-            if e.csv_formulas.is_some()
-                && (format != Format::Csv
-                    || matches!(e.kind, ExporterKind::Camt053 | ExporterKind::Gbat10))
-            {
+            let writes_csv = match e.kind {
+                ExporterKind::SettlementCsv => true,
+                kind => format == Format::Csv && !kind.has_own_format(),
+            };
+            if e.csv_formulas.is_some() && !writes_csv {
                 return Err(ConfigError::key(
                     &format!("{at}.csv_formulas"),
                     "applies to CSV output only",

@@ -199,7 +199,8 @@ pub async fn export(
         return Ok(n);
     }
     if matches!(kind, Kind::SettlementXml | Kind::SettlementCsv) {
-        let (xml, n) = settlement_report(pool, filter, kind == Kind::SettlementCsv).await?;
+        let csv = (kind == Kind::SettlementCsv).then_some(csv_formulas);
+        let (xml, n) = settlement_report(pool, filter, csv).await?;
         write_output(output, |out| Ok(out.write_all(&xml)?))?;
         return Ok(n);
     }
@@ -231,9 +232,20 @@ pub async fn export(
 async fn settlement_report(
     pool: &PgPool,
     filter: &ExportFilter,
-    csv: bool,
+    csv: Option<CsvFormulas>,
 ) -> anyhow::Result<(Vec<u8>, u64)> {
     let payouts = rows::payouts(pool, filter).await?;
+    settlement_document(pool, payouts, csv).await
+}
+
+/// The settlement report (XML, or CSV with `csv` saying what becomes of formula-like cells)
+/// of `payouts` (by ledger), and how many settlements it holds. A payout the report cannot
+/// hold is a [`settlement::SettlementError`] in the error's chain.
+pub(crate) async fn settlement_document(
+    pool: &PgPool,
+    payouts: Vec<rows::PayoutRow>,
+    csv: Option<CsvFormulas>,
+) -> anyhow::Result<(Vec<u8>, u64)> {
     let mut by_ledger: Vec<(String, Vec<rows::PayoutRow>)> = Vec::new();
     for p in payouts {
         match by_ledger.last_mut() {
@@ -262,10 +274,9 @@ async fn settlement_report(
         )
         .collect();
     let n = ledgers.iter().map(|l| l.payouts.len() as u64).sum();
-    let document = if csv {
-        settlement::write_csv(&ledgers)?
-    } else {
-        settlement::write(&ledgers)?
+    let document = match csv {
+        Some(formulas) => settlement::write_csv(&ledgers, formulas)?,
+        None => settlement::write(&ledgers)?,
     };
     Ok((document, n))
 }

@@ -35,6 +35,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::decimal;
 use super::xml::{Io, Xml};
 use super::xsd;
+use crate::config::CsvFormulas;
 use crate::store::export_rows::{LedgerParty, PayoutRow, PayoutTransactionRow};
 
 pub const NAMESPACE: &str = "http://vipps.no/xmlschema/SettlementReport-3.0.xsd";
@@ -234,14 +235,26 @@ fn amounts(t: &PayoutTransactionRow) -> (i128, i128, i128) {
 /// `.` as the decimal point (the example writes one total with a `,`, which splits the field);
 /// dates `DD.MM.YYYY`; `Net` is `Gross + Fee + Refund`, what the transaction added to the
 /// payout (the example's refund line says `0.00`).
-pub fn write_csv(ledgers: &[LedgerPayouts<'_>]) -> Result<Vec<u8>, SettlementError> {
+///
+/// Names and order references come from the API: a cell a spreadsheet would run as a formula
+/// gets a leading `'` unless `formulas` is [`CsvFormulas::Raw`] (README, "Exporting").
+pub fn write_csv(
+    ledgers: &[LedgerPayouts<'_>],
+    formulas: CsvFormulas,
+) -> Result<Vec<u8>, SettlementError> {
     if ledgers.iter().all(|l| l.payouts.is_empty()) {
         return Err(SettlementError::NoPayout);
     }
     let mut out = csv::WriterBuilder::new()
         .flexible(true)
         .from_writer(Vec::new());
-    let mut row = |cells: &[&str]| out.write_record(cells).map_err(std::io::Error::other);
+    let mut row = |cells: &[&str]| {
+        let cells = cells.iter().map(|c| match formulas {
+            CsvFormulas::Neutralise => super::neutralise(c).into_owned(),
+            CsvFormulas::Raw => (*c).to_owned(),
+        });
+        out.write_record(cells).map_err(std::io::Error::other)
+    };
     for l in ledgers.iter().filter(|l| !l.payouts.is_empty()) {
         let units = l.party.sales_units.as_array().cloned().unwrap_or_default();
         let unit = |handle: Option<&str>| -> (String, String) {

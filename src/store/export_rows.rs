@@ -184,7 +184,12 @@ pub struct PayoutRow {
 /// within one of the partner's grant periods, the consent rule).
 pub async fn payouts(pool: &PgPool, filter: &ExportFilter) -> sqlx::Result<Vec<PayoutRow>> {
     sqlx::query_as(concat!(
-        "SELECT t.ledger_id, t.payout_reference, t.bank_reference, t.time, t.currency,
+        // Totals first, then consent (see `payout`).
+        "WITH t AS MATERIALIZED (
+             SELECT * FROM payout_totals
+             WHERE (cardinality($1::text[]) = 0 OR ledger_id = ANY($1))
+               AND last_ledger_date BETWEEN $3 AND $4)
+         SELECT t.ledger_id, t.payout_reference, t.bank_reference, t.time, t.currency,
                 t.first_ledger_date, t.last_ledger_date, t.entries, t.bank_account_scheme,
                 t.bank_account_id, t.paid_out::text AS paid_out, t.transactions,
                 t.captured::text AS captured, t.refunded::text AS refunded,
@@ -192,14 +197,12 @@ pub async fn payouts(pool: &PgPool, filter: &ExportFilter) -> sqlx::Result<Vec<P
                 t.transactions_gross::text AS transactions_gross,
                 t.fees_charged::text AS fees_charged, t.fees_retained::text AS fees_retained,
                 t.ledger_other::text AS ledger_other
-         FROM payout_totals t
+         FROM t
          JOIN entries ON entries.ledger_id = t.ledger_id AND entries.topic = 'funds'
                      AND entries.seq = t.last_seq
-         WHERE (cardinality($1::text[]) = 0 OR t.ledger_id = ANY($1))
-           AND ($2::text IS NULL OR ",
+         WHERE ($2::text IS NULL OR ",
         consented!("$2", "entries", "synced_at"),
         ")
-           AND t.last_ledger_date BETWEEN $3 AND $4
          ORDER BY t.ledger_id, t.last_seq",
     ))
     .bind(&filter.ledgers)
@@ -207,6 +210,43 @@ pub async fn payouts(pool: &PgPool, filter: &ExportFilter) -> sqlx::Result<Vec<P
     .bind(filter.from)
     .bind(filter.to)
     .fetch_all(pool)
+    .await
+}
+
+/// One payout of a ledger, by its reference, if the partner (if any) may see it. The
+/// payout's totals are computed once, first (`MATERIALIZED`), then checked for consent: left
+/// to itself, the planner may join first and compute them once per funds entry of the ledger
+/// (seconds a payout on a table not yet analysed, where this takes milliseconds).
+pub async fn payout(
+    pool: &PgPool,
+    ledger_id: &str,
+    reference: &str,
+    partner: Option<&str>,
+) -> sqlx::Result<Option<PayoutRow>> {
+    sqlx::query_as(concat!(
+        "WITH t AS MATERIALIZED (
+             SELECT * FROM payout_totals WHERE ledger_id = $1 AND payout_reference = $2)
+         SELECT t.ledger_id, t.payout_reference, t.bank_reference, t.time, t.currency,
+                t.first_ledger_date, t.last_ledger_date, t.entries, t.bank_account_scheme,
+                t.bank_account_id, t.paid_out::text AS paid_out, t.transactions,
+                t.captured::text AS captured, t.refunded::text AS refunded,
+                t.transactions_other::text AS transactions_other,
+                t.transactions_gross::text AS transactions_gross,
+                t.fees_charged::text AS fees_charged, t.fees_retained::text AS fees_retained,
+                t.ledger_other::text AS ledger_other
+         FROM t
+         JOIN entries ON entries.ledger_id = t.ledger_id AND entries.topic = 'funds'
+                     AND entries.seq = t.last_seq
+         WHERE ($3::text IS NULL OR ",
+        consented!("$3", "entries", "synced_at"),
+        ")
+         ORDER BY t.last_seq
+         LIMIT 1",
+    ))
+    .bind(ledger_id)
+    .bind(reference)
+    .bind(partner)
+    .fetch_optional(pool)
     .await
 }
 

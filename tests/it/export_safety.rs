@@ -251,6 +251,7 @@ fn key(ledger: &str, date: chrono::NaiveDate) -> vipps_ledger_sync::store::expor
         exporter: "files",
         ledger_id: ledger,
         ledger_date: date,
+        payout: "",
         kind: "entries",
         partner: None,
     }

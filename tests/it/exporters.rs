@@ -4,7 +4,7 @@
 //! dates whose reconciliation failed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +25,7 @@ use vipps_ledger_sync::store::export_log::{self, DueAfter, DueDate, Scope};
 use vipps_ledger_sync::store::export_rows::ExportFilter;
 
 use crate::common::exports::{
-    closed_dates, files_in, reconciled, serve_on_loopback, with_exporter,
+    closed_dates, files_in, reconciled, serve_on_loopback, take_files, with_exporter,
 };
 use crate::common::{directory_exporter, small, TestApp};
 
@@ -524,19 +524,6 @@ async fn a_webhook_failing_twice_gets_every_date_exactly_once_with_a_valid_signa
 /// filesystem), as importers do, counting each name. (An importer that deletes files instead
 /// can get a date a second time if the exporter dies between publishing a file and logging
 /// it: README, "Exporting".)
-fn take_files(dir: &Path, taken: &mut BTreeMap<String, usize>) {
-    let archive = dir.with_file_name("archive");
-    std::fs::create_dir_all(&archive).unwrap();
-    for name in files_in(dir) {
-        if name.starts_with('.') {
-            continue;
-        }
-        let n = taken.entry(name.clone()).or_default();
-        *n += 1;
-        std::fs::rename(dir.join(&name), archive.join(format!("{name}.{n}"))).unwrap();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_run_never_exports_a_date_twice_and_never_skips_one() {
     let app = reconciled(SimulatorConfig {

@@ -47,35 +47,66 @@ const ENCODED_PREFIX_MAX: usize = 40;
 /// holds `~`, so two ledger ids never give one name: `acme.1` and `acme_1` become
 /// `acme_1~…` with different hashes.
 pub fn file_name(ledger_id: &str, date: NaiveDate, kind: ExporterKind, format: Format) -> String {
-    let plain = ledger_id.len() <= PLAIN_ID_MAX
-        && !ledger_id.is_empty()
-        && ledger_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    let ledger = if plain {
-        ledger_id.to_owned()
-    } else {
-        let readable: String = ledger_id
-            .chars()
-            .take(ENCODED_PREFIX_MAX)
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let hash = crate::text::hex(&Sha256::digest(ledger_id.as_bytes()));
-        format!("{readable}~{}", &hash[..16])
-    };
-    let ext = match (kind, format) {
-        (ExporterKind::Camt053, _) => "xml",
+    format!(
+        "{}_{date}_{}.{}",
+        name_part(ledger_id),
+        kind.as_str(),
+        extension(kind, format)
+    )
+}
+
+/// `<ledger>_<date>_<payout>_<kind>.<ext>` for the per-payout exporters: `date` is the
+/// payout's last ledger date, and the payout's reference is written like a ledger id (as it
+/// is if plain, else encoded), so two payouts never share a name either.
+pub fn payout_file_name(
+    ledger_id: &str,
+    date: NaiveDate,
+    payout_reference: &str,
+    kind: ExporterKind,
+    format: Format,
+) -> String {
+    format!(
+        "{}_{date}_{}_{}.{}",
+        name_part(ledger_id),
+        name_part(payout_reference),
+        kind.as_str(),
+        extension(kind, format)
+    )
+}
+
+fn extension(kind: ExporterKind, format: Format) -> &'static str {
+    match (kind, format) {
+        (ExporterKind::Camt053 | ExporterKind::SettlementXml, _) => "xml",
         (ExporterKind::Gbat10, _) => "txt",
+        (ExporterKind::SettlementCsv, _) => "csv",
         (_, Format::Csv) => "csv",
         (_, Format::Jsonl) => "jsonl",
-    };
-    format!("{ledger}_{date}_{}.{ext}", kind.as_str())
+    }
+}
+
+/// An identifier from the API as part of a file name (or of a webhook's idempotency key):
+/// as it is if plain (letters, digits, `-`; 1 to 64 characters), else encoded (see
+/// [`file_name`]).
+pub(super) fn name_part(id: &str) -> String {
+    let plain = id.len() <= PLAIN_ID_MAX
+        && !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if plain {
+        return id.to_owned();
+    }
+    let readable: String = id
+        .chars()
+        .take(ENCODED_PREFIX_MAX)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let hash = crate::text::hex(&Sha256::digest(id.as_bytes()));
+    format!("{readable}~{}", &hash[..16])
 }
 
 /// Checks the export directory before a pass writes into it (creating it, owner-only, if it
@@ -122,12 +153,16 @@ pub(super) async fn deliver_file(
     format: Format,
     force: bool,
 ) -> anyhow::Result<()> {
-    let target = dir.join(file_name(
-        &date.ledger_id,
-        date.ledger_date,
-        exporter.kind,
-        format,
-    ));
+    let target = dir.join(match &date.payout {
+        None => file_name(&date.ledger_id, date.ledger_date, exporter.kind, format),
+        Some(payout) => payout_file_name(
+            &date.ledger_id,
+            date.ledger_date,
+            payout,
+            exporter.kind,
+            format,
+        ),
+    });
     let partial = partial_path(&target);
     let existing = log::get(pool, key).await?;
     // A delivery under way when a run stopped (`writing`) or failed part-way (`failed`, with
@@ -141,10 +176,12 @@ pub(super) async fn deliver_file(
             log::exported(pool, key, false).await?;
             remove_quietly(&partial);
             tracing::info!(exporter = %exporter.name, ledger = %date.ledger_id, date = %date.ledger_date,
+                payout = date.payout.as_deref(),
                 file = %target.display(), "finished a delivery an earlier run had started");
             return Ok(());
         }
         tracing::warn!(exporter = %exporter.name, ledger = %date.ledger_id, date = %date.ledger_date,
+            payout = date.payout.as_deref(),
             file = %target.display(), status = %row.status,
             "an unfinished delivery left neither its temporary file nor its final one: producing it again");
     }
@@ -168,6 +205,7 @@ pub(super) async fn deliver_file(
     log::exported(pool, key, force).await?;
     remove_quietly(&partial);
     tracing::info!(exporter = %exporter.name, ledger = %date.ledger_id, date = %date.ledger_date,
+        payout = date.payout.as_deref(),
         file = %target.display(), entries, %checksum, "exported");
     Ok(())
 }
@@ -271,6 +309,7 @@ pub(super) async fn deliver_webhook(
     .map_err(|e| anyhow::anyhow!(e))?;
     log::exported(pool, key, force).await?;
     tracing::info!(exporter = %exporter.name, ledger = %date.ledger_id, date = %date.ledger_date,
+        payout = date.payout.as_deref(),
         %url, key = %delivery.key, attempts, entries, "delivered to the webhook");
     Ok(())
 }
@@ -359,5 +398,15 @@ mod tests {
             assert!(!n.starts_with('.'), "{n}");
         }
         assert!(name("acme.1").starts_with("acme_1~"));
+        let payout = |id: &str| {
+            payout_file_name("100001", date, id, ExporterKind::SettlementXml, Format::Csv)
+        };
+        assert_eq!(
+            payout("2000123456"),
+            "100001_2026-11-20_2000123456_settlement-xml.xml"
+        );
+        let payouts: std::collections::BTreeSet<String> = ids.iter().map(|id| payout(id)).collect();
+        assert_eq!(payouts.len(), ids.len(), "{payouts:?}");
+        assert!(payouts.iter().all(|n| n.len() < 140 && !n.contains('/')));
     }
 }

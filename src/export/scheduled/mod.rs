@@ -1,6 +1,8 @@
 //! Scheduled exporters (`[[exporters]]`): after each reconciliation pass of `run` (and on
 //! `export --exporter NAME`), every closed, cleanly reconciled ledger date that an exporter has
-//! not delivered yet is delivered once.
+//! not delivered yet is delivered once; for the per-payout kinds (`payouts`, `settlement-xml`,
+//! `settlement-csv`, `payout-webhook`), every payout whose ledger dates have all closed
+//! cleanly (`store::export_log::due_payouts`), by the same protocol, one document each.
 //!
 //! Exactly once, across crashes and instances:
 //! - one instance at a time runs an exporter (a PostgreSQL advisory lock held for the pass);
@@ -38,8 +40,8 @@ use crate::store::export_log::{self as log, DueAfter, DueDate, Key, Scope, DUE_P
 
 mod deliver;
 mod produce;
-pub use deliver::file_name;
 use deliver::{check_directory, deliver_file, deliver_webhook};
+pub use deliver::{file_name, payout_file_name};
 pub use produce::{statement, summarize, DeliveryKey, Unrepresentable};
 
 /// What to export beyond the due dates (for `export --exporter`).
@@ -247,9 +249,15 @@ async fn pass(
     };
     let mut after = DueAfter::start();
     loop {
-        let page = log::due(pool, &scope, &after, DUE_PAGE)
-            .await
-            .context("finding the dates to export")?;
+        let page = if exporter.kind.per_payout() {
+            log::due_payouts(pool, &scope, &after, DUE_PAGE)
+                .await
+                .context("finding the payouts to export")?
+        } else {
+            log::due(pool, &scope, &after, DUE_PAGE)
+                .await
+                .context("finding the dates to export")?
+        };
         let Some(last) = page.last() else {
             return Ok(());
         };
@@ -259,7 +267,8 @@ async fn pass(
             if cancel.is_cancelled() {
                 return Ok(());
             }
-            if waiting.contains(&date.ledger_id) {
+            // A payout waits for the dates it covers to close; a ledger, for its pause.
+            if date.waiting || waiting.contains(&date.ledger_id) {
                 continue;
             }
             if !target.export(date, report).await? {
@@ -305,6 +314,7 @@ impl Target<'_> {
             exporter: &exporter.name,
             ledger_id: &date.ledger_id,
             ledger_date: date.ledger_date,
+            payout: date.payout.as_deref().unwrap_or_default(),
             kind: exporter.kind.as_str(),
             partner: exporter.partner.as_deref(),
         };
@@ -315,12 +325,11 @@ impl Target<'_> {
                 exporter = %exporter.name,
                 ledger = %date.ledger_id,
                 date = %date.ledger_date,
+                payout = date.payout.as_deref(),
                 reconciliation = %date.reconciliation,
-                "ledger date held back: its reconciliation found differences"
+                "held back: the reconciliation of its ledger date found differences"
             );
-            report
-                .held
-                .push(format!("{} {}", date.ledger_id, date.ledger_date));
+            report.held.push(date.label());
             return Ok(true);
         }
         let delivered = match &self.via {
@@ -362,21 +371,18 @@ impl Target<'_> {
             let reason = why.to_string();
             log::hold(pool, &key, &reason).await?;
             tracing::warn!(exporter = %exporter.name, ledger = %date.ledger_id,
-                date = %date.ledger_date, reason, "ledger date held back: it cannot be written");
-            report
-                .held
-                .push(format!("{} {}", date.ledger_id, date.ledger_date));
+                date = %date.ledger_date, payout = date.payout.as_deref(), reason,
+                "held back: it cannot be written");
+            report.held.push(date.label());
             return Ok(true);
         }
         self.metrics.export_done(&exporter.name, false);
         let error = crate::text::error_text(&format!("{error:#}"));
         log::failed(pool, &key, &error).await?;
         tracing::error!(exporter = %exporter.name, ledger = %date.ledger_id,
-            date = %date.ledger_date, error,
+            date = %date.ledger_date, payout = date.payout.as_deref(), error,
             "delivery failed; this ledger's later dates wait for its retry, the others go on");
-        report
-            .failed
-            .push(format!("{} {}: {error}", date.ledger_id, date.ledger_date));
+        report.failed.push(format!("{}: {error}", date.label()));
         Ok(false)
     }
 }

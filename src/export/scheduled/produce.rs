@@ -1,4 +1,4 @@
-//! The bytes each kind of exporter delivers for one ledger date.
+//! The bytes each kind of exporter delivers for one ledger date, or for one payout.
 
 use anyhow::Context as _;
 use chrono::NaiveDate;
@@ -6,9 +6,10 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::config::{CsvFormulas, ExporterKind, ExporterSettings, ExporterTarget};
-use crate::export::{camt, gbat10, journal, EntryRecord, Format, Sink, SummaryRecord};
+use crate::export::payouts::{self, PayoutLineRecord, PayoutRecord};
+use crate::export::{camt, gbat10, journal, settlement, EntryRecord, Format, Sink, SummaryRecord};
 use crate::store::export_log::DueDate;
-use crate::store::export_rows::ExportEntryRow;
+use crate::store::export_rows::{self, ExportEntryRow};
 
 /// The webhook's body.
 #[derive(Serialize)]
@@ -37,8 +38,14 @@ pub struct DeliveryKey {
 }
 
 impl DeliveryKey {
+    /// For a payout, `<exporter>:<ledger>:<date>:<payout>`, the payout's reference written as
+    /// in file names (as it is if plain, else encoded), so that no reference can make two
+    /// keys equal or look like a revision.
     pub fn new(exporter: &ExporterSettings, date: &DueDate, revision: i32) -> Self {
-        let base = format!("{}:{}:{}", exporter.name, date.ledger_id, date.ledger_date);
+        let mut base = format!("{}:{}:{}", exporter.name, date.ledger_id, date.ledger_date);
+        if let Some(payout) = &date.payout {
+            base = format!("{base}:{}", super::deliver::name_part(payout));
+        }
         let of = |revision: i32| match revision {
             0 => base.clone(),
             n => format!("{base}:r{n}"),
@@ -61,8 +68,20 @@ pub struct Unrepresentable {
     pub reason: String,
 }
 
-/// The bytes to deliver for a date, and how many entries they hold; a webhook's body carries
-/// its delivery key.
+/// The webhook's body for a payout (`payout-webhook`).
+#[derive(Serialize)]
+struct PayoutWebhookBody<'a> {
+    exporter: &'a str,
+    idempotency_key: &'a str,
+    revision: i32,
+    revises: Option<&'a str>,
+    ledger_id: &'a str,
+    payout: PayoutRecord,
+    lines: Vec<PayoutLineRecord>,
+}
+
+/// The bytes to deliver for a date (or a payout), and how many entries they hold; a
+/// webhook's body carries its delivery key.
 pub(super) async fn produce(
     pool: &PgPool,
     exporter: &ExporterSettings,
@@ -70,6 +89,9 @@ pub(super) async fn produce(
     format: Format,
     delivery: Option<&DeliveryKey>,
 ) -> anyhow::Result<(Vec<u8>, i32)> {
+    if let Some(payout) = &date.payout {
+        return produce_payout(pool, exporter, date, payout, format, delivery).await;
+    }
     let unrepresentable = |reason: String| Unrepresentable {
         kind: exporter.kind.as_str(),
         reason,
@@ -142,6 +164,85 @@ pub(super) async fn produce(
                 entries: rows.into_iter().map(EntryRecord::from).collect(),
             })?
         }
+        ExporterKind::Payouts
+        | ExporterKind::SettlementXml
+        | ExporterKind::SettlementCsv
+        | ExporterKind::PayoutWebhook => {
+            anyhow::bail!(
+                "a {} exporter delivers payouts, not dates",
+                exporter.kind.as_str()
+            )
+        }
+    };
+    Ok((bytes, n))
+}
+
+/// The bytes to deliver for one payout, and how many funds entries it covers.
+async fn produce_payout(
+    pool: &PgPool,
+    exporter: &ExporterSettings,
+    date: &DueDate,
+    reference: &str,
+    format: Format,
+    delivery: Option<&DeliveryKey>,
+) -> anyhow::Result<(Vec<u8>, i32)> {
+    let payout = export_rows::payout(
+        pool,
+        &date.ledger_id,
+        reference,
+        exporter.partner.as_deref(),
+    )
+    .await
+    .context("reading the payout")?
+    .with_context(|| format!("payout {reference} is no longer in the database"))?;
+    let n = i32::try_from(payout.entries).unwrap_or(i32::MAX);
+    let csv_formulas = match &exporter.target {
+        ExporterTarget::Directory { csv_formulas, .. } => *csv_formulas,
+        ExporterTarget::Webhook { .. } => CsvFormulas::default(),
+    };
+    let bytes = match exporter.kind {
+        ExporterKind::SettlementXml | ExporterKind::SettlementCsv => {
+            let csv = (exporter.kind == ExporterKind::SettlementCsv).then_some(csv_formulas);
+            match crate::export::settlement_document(pool, vec![payout], csv).await {
+                Ok((document, _)) => document,
+                Err(e) => {
+                    return Err(match e.downcast::<settlement::SettlementError>() {
+                        Ok(settlement::SettlementError::Write(io)) => io.into(),
+                        Ok(data) => Unrepresentable {
+                            kind: exporter.kind.as_str(),
+                            reason: data.to_string(),
+                        }
+                        .into(),
+                        Err(other) => other,
+                    })
+                }
+            }
+        }
+        ExporterKind::Payouts | ExporterKind::PayoutWebhook => {
+            let transactions = export_rows::payout_transactions(
+                pool,
+                &date.ledger_id,
+                std::slice::from_ref(&payout.payout_reference),
+            )
+            .await
+            .context("reading the payout's transactions")?;
+            let lines = payouts::lines(&payout, &transactions);
+            if exporter.kind == ExporterKind::Payouts {
+                write_records((format, csv_formulas), lines)?
+            } else {
+                let delivery = delivery.context("a webhook body needs its delivery key")?;
+                serde_json::to_vec(&PayoutWebhookBody {
+                    exporter: &exporter.name,
+                    idempotency_key: &delivery.key,
+                    revision: delivery.revision,
+                    revises: delivery.revises.as_deref(),
+                    ledger_id: &date.ledger_id,
+                    payout: PayoutRecord::from(payout),
+                    lines,
+                })?
+            }
+        }
+        other => anyhow::bail!("a {} exporter delivers dates, not payouts", other.as_str()),
     };
     Ok((bytes, n))
 }

@@ -93,3 +93,18 @@ pub async fn export_text(
     .unwrap();
     (std::fs::read_to_string(out.path()).unwrap(), n)
 }
+
+/// Takes every published file out of `dir` as an importer would (into `archive` beside it),
+/// counting how many times each name was delivered.
+pub fn take_files(dir: &Path, taken: &mut std::collections::BTreeMap<String, usize>) {
+    let archive = dir.with_file_name("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    for name in files_in(dir) {
+        if name.starts_with('.') {
+            continue;
+        }
+        let n = taken.entry(name.clone()).or_default();
+        *n += 1;
+        std::fs::rename(dir.join(&name), archive.join(format!("{name}.{n}"))).unwrap();
+    }
+}
