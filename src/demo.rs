@@ -60,12 +60,15 @@ pub async fn run(server_url: &str) -> anyhow::Result<bool> {
         client_id: DEMO_CLIENT_ID.to_owned(),
         client_secret: SecretString::from(DEMO_CLIENT_SECRET),
     }];
-    // Two scheduled exporters, writing into a fresh directory under the system's temp dir.
+    // Scheduled exporters, per ledger date and per payout, writing into a fresh directory
+    // under the system's temp dir.
     let exports = std::env::temp_dir().join("vipps-ledger-sync-demo-exports");
     let _ = std::fs::remove_dir_all(&exports);
     settings.exporters = [
         (ExporterKind::Journal, Format::Csv),
         (ExporterKind::Camt053, Format::Csv),
+        (ExporterKind::Payouts, Format::Csv),
+        (ExporterKind::SettlementXml, Format::Csv),
     ]
     .into_iter()
     .map(|(kind, format)| ExporterSettings {
@@ -109,28 +112,39 @@ pub async fn run(server_url: &str) -> anyhow::Result<bool> {
     ok &= verified.clean();
 
     println!(
-        "\n== exporters: each closed, reconciled ledger date once (journal vouchers, camt.053)"
+        "\n== exporters: each closed, reconciled ledger date once (journal vouchers, camt.053), \
+         each payout whose dates all reconciled once (payout lines, settlement reports)"
     );
     let closed = crate::store::reconcile::reconciled_dates(&ctx.pool).await?;
+    let payouts = crate::store::reconcile::reconciled_payouts(&ctx.pool).await?;
     for report in scheduled::run_all(&ctx.pool, &ctx.settings, &ctx.metrics, &cancel).await {
         let dir = exports.join(&report.exporter);
         let files = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        let per_payout = ctx
+            .settings
+            .exporters
+            .iter()
+            .any(|e| e.name == report.exporter && e.kind.per_payout());
+        let (due, unit) = if per_payout {
+            (payouts, "payouts")
+        } else {
+            (closed, "ledger dates")
+        };
         println!(
-            "{}: {} ledger dates exported, {files} files in {}",
+            "{}: {} {unit} exported, {files} files in {}",
             report.exporter,
             report.exported,
             dir.display()
         );
-        let exact =
-            report.error.is_none() && report.exported as i64 == closed && files as i64 == closed;
+        let exact = report.error.is_none() && report.exported as i64 == due && files as i64 == due;
         if !exact {
-            println!("check FAILED: {closed} closed dates, {report:?}");
+            println!("check FAILED: {due} {unit} due, {report:?}");
         }
         ok &= exact;
     }
     let again = scheduled::run_all(&ctx.pool, &ctx.settings, &ctx.metrics, &cancel).await;
     let repeated: usize = again.iter().map(|r| r.exported).sum();
-    println!("check: a second pass exports nothing again ({repeated} dates)");
+    println!("check: a second pass exports nothing again ({repeated} dates or payouts)");
     ok &= repeated == 0;
 
     println!("\n== payout documents: payouts, the Vipps settlement report, GBAT10 vouchers");

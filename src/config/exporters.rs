@@ -335,7 +335,9 @@ impl Accounts {
 pub(super) struct RawExporter {
     #[serde(default)]
     name: String,
-    kind: ExporterKind,
+    /// Parsed in [`resolve`], so that a mistake lists the kinds there are.
+    #[serde(default)]
+    kind: String,
     #[serde(default)]
     partner: Option<String>,
     #[serde(default)]
@@ -366,6 +368,26 @@ pub(super) struct RawExporter {
     fees_invoiced: Option<FeesInvoiced>,
 }
 
+/// `kind`, or an error naming the key and listing the kinds there are.
+fn parse_kind(at: &str, text: &str) -> Result<ExporterKind, ConfigError> {
+    use clap::ValueEnum as _;
+    ExporterKind::from_str(text.trim(), false).map_err(|_| {
+        let kinds: Vec<&str> = ExporterKind::value_variants()
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        let what = if text.trim().is_empty() {
+            "is missing".to_owned()
+        } else {
+            format!("{text:?} is not a kind of exporter")
+        };
+        ConfigError::key(
+            &format!("{at}.kind"),
+            format!("{what}: use one of {}", kinds.join(", ")),
+        )
+    })
+}
+
 pub(super) fn resolve(
     raw: Vec<RawExporter>,
     credentials: Option<&Path>,
@@ -387,6 +409,7 @@ pub(super) fn resolve(
             ));
         }
         let at = format!("{at} ({name})");
+        let kind = parse_kind(&at, &e.kind)?;
         if out.iter().any(|x| x.name == name) {
             return Err(ConfigError::key(&format!("{at}.name"), "is used twice"));
         }
@@ -405,13 +428,13 @@ pub(super) fn resolve(
                 )
             })?),
         };
-        if e.accounts.is_some() && !e.kind.books() {
+        if e.accounts.is_some() && !kind.books() {
             return Err(ConfigError::key(
                 &format!("{at}.accounts"),
                 "only a journal or gbat10 exporter has accounts",
             ));
         }
-        if (e.booking.is_some() || e.fees_invoiced.is_some()) && !e.kind.books() {
+        if (e.booking.is_some() || e.fees_invoiced.is_some()) && !kind.books() {
             let key = if e.booking.is_some() {
                 "booking"
             } else {
@@ -422,7 +445,7 @@ pub(super) fn resolve(
                 "only a journal or gbat10 exporter books on accounts",
             ));
         }
-        if (e.departments.is_some() || e.projects.is_some()) && !e.kind.books() {
+        if (e.departments.is_some() || e.projects.is_some()) && !kind.books() {
             let key = if e.departments.is_some() {
                 "departments"
             } else {
@@ -471,7 +494,7 @@ pub(super) fn resolve(
                 ));
             }
         }
-        let target = if e.kind.is_webhook() {
+        let target = if kind.is_webhook() {
             if e.directory.is_some() || e.format.is_some() || e.csv_formulas.is_some() {
                 return Err(ConfigError::key(
                     &format!("{at}.directory"),
@@ -513,7 +536,7 @@ pub(super) fn resolve(
             let Some(path) = e.directory else {
                 return Err(ConfigError::key(&format!("{at}.directory"), "is missing"));
             };
-            if e.kind.has_own_format() && e.format.is_some() {
+            if kind.has_own_format() && e.format.is_some() {
                 return Err(ConfigError::key(
                     &format!("{at}.format"),
                     "camt053 and settlement-xml are always XML, gbat10 always GBAT10, \
@@ -521,7 +544,7 @@ pub(super) fn resolve(
                 ));
             }
             let format = e.format.unwrap_or(Format::Csv);
-            let writes_csv = match e.kind {
+            let writes_csv = match kind {
                 ExporterKind::SettlementCsv => true,
                 kind => format == Format::Csv && !kind.has_own_format(),
             };
@@ -539,7 +562,7 @@ pub(super) fn resolve(
         };
         out.push(ExporterSettings {
             name,
-            kind: e.kind,
+            kind,
             partner: e.partner,
             ledgers: e.ledgers,
             from,

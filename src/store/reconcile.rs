@@ -72,6 +72,23 @@ pub async fn reconciled_dates(pool: &PgPool) -> sqlx::Result<i64> {
         .await
 }
 
+/// How many payouts have every ledger date they cover (the dates of their funds entries)
+/// reconciled cleanly on every topic: what a per-payout exporter delivers (the demo checks it).
+pub async fn reconciled_payouts(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM payouts p
+         WHERE NOT EXISTS (
+             SELECT 1 FROM entries e
+             WHERE e.ledger_id = p.ledger_id AND e.topic = 'funds'
+               AND e.seq BETWEEN p.first_seq AND p.last_seq
+               AND NOT EXISTS (SELECT 1 FROM reconciliation_status s
+                               WHERE s.ledger_id = e.ledger_id
+                                 AND s.ledger_date = e.ledger_date AND s.reconciled))",
+    )
+    .fetch_one(pool)
+    .await
+}
+
 /// The stored entries of one ledger date.
 pub async fn stored_on(
     pool: &PgPool,

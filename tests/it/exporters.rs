@@ -625,6 +625,12 @@ fn exporter_mistakes_are_refused_naming_their_key() {
         ("[[exporters]]\nname = \"x\"\nkind = \"journal\"\ndirectory = \"/tmp\"\n[exporters.accounts]\nclearing = \"\"\n", "exporters[0] (x).accounts.clearing"),
         ("[[exporters]]\nname = \"x\"\nkind = \"journal\"\ndirectory = \"/tmp\"\n[exporters.departments]\n\"api:1\" = \"sales\"\n", "exporters[0] (x).departments.api:1"),
         ("[[exporters]]\nname = \"x\"\nkind = \"entries\"\ndirectory = \"/tmp\"\n[exporters.projects]\n\"api:1\" = \"12\"\n", "exporters[0] (x).projects"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"settlement-xml\"\ndirectory = \"/tmp\"\nformat = \"jsonl\"\n", "exporters[0] (x).format"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"payout-webhook\"\ndirectory = \"/tmp\"\n", "exporters[0] (x).directory"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"payout-webhook\"\nurl = \"https://erp.example.com/h\"\n", "exporters[0] (x).secret"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"settlement-csv\"\n", "exporters[0] (x).directory"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"payouts\"\ndirectory = \"/tmp\"\nbooking = \"gross\"\n", "exporters[0] (x).booking"),
+        ("[[exporters]]\nname = \"x\"\nkind = \"settlement\"\ndirectory = \"/tmp\"\n", "settlement-xml"),
     ];
     for (toml, key) in cases {
         let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
