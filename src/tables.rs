@@ -51,6 +51,8 @@ pub struct StatusReport {
     pub feeds: Vec<entries::FeedSummaryRow>,
     /// The scheduled exporters' dates by status; held and failing ones named.
     pub exports: Vec<crate::store::export_log::StatusCount>,
+    /// The adaptive polling schedule: feeds due, overdue, by interval.
+    pub polling: crate::store::poll_schedule::ScheduleSummary,
 }
 
 /// How far behind the feeds of one topic are: seconds since each feed's newest stored entry.
@@ -93,6 +95,7 @@ pub async fn status_report(pool: &PgPool, settings: &Settings) -> anyhow::Result
         .map(|s| ((*s).to_owned(), 0))
         .collect();
     ledgers_by_state.extend(monitoring::ledger_states(&mut conn, topics).await?);
+    let polling = crate::store::poll_schedule::summary(&mut conn, Utc::now()).await?;
     drop(conn);
     let last_errors = monitoring::recent_errors(pool, LAST_ERRORS).await?;
     let lag = topics
@@ -107,6 +110,7 @@ pub async fn status_report(pool: &PgPool, settings: &Settings) -> anyhow::Result
         next_runs: next_runs(settings, Utc::now()),
         feeds,
         exports: crate::store::export_log::status_counts(pool).await?,
+        polling,
     })
 }
 
@@ -200,6 +204,21 @@ pub fn render_status(r: &StatusReport) -> String {
     line(
         &mut o,
         format_args!("ledgers by state: {}", states.join(", ")),
+    );
+    let p = &r.polling;
+    line(
+        &mut o,
+        format_args!(
+            "polling: {} feeds due ({} overdue); intervals up to 5m {}, 1h {}, 6h {}, longer {}; \
+             {} polled in the last hour",
+            p.due,
+            p.overdue,
+            p.interval_5m,
+            p.interval_1h,
+            p.interval_6h,
+            p.interval_longer,
+            p.polled_last_hour
+        ),
     );
     o.push('\n');
     line(

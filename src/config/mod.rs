@@ -234,6 +234,29 @@ pub struct SyncSettings {
     /// (rolled back, never half-written) and the process exits.
     #[serde(with = "humantime_serde")]
     pub drain_deadline: Duration,
+    /// How `run` chooses the feeds of a pass (README, "Polling").
+    pub polling: Polling,
+    /// Adaptive polling: a feed that just stored entries is polled again after this long
+    /// (at least a minute: Vipps asks for no more than one poll of a feed a minute).
+    #[serde(with = "humantime_serde")]
+    pub min_poll_interval: Duration,
+    /// Adaptive polling: the longest a quiet feed waits between polls.
+    #[serde(with = "humantime_serde")]
+    pub max_poll_interval: Duration,
+    /// Adaptive polling: feeds polled per hour at most, spread evenly over the passes (0: no
+    /// limit).
+    pub polls_per_hour: u32,
+}
+
+/// How `run` chooses the feeds a pass polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Polling {
+    /// Each feed when it is due by its own schedule, busiest first, within
+    /// `polls_per_hour`.
+    Adaptive,
+    /// Every feed at every pass (`schedule`), as before adaptive polling.
+    Fixed,
 }
 
 /// `[log]`.
@@ -421,6 +444,20 @@ impl Settings {
         }
         if raw.sync.topics.is_empty() {
             return Err(ConfigError::key("sync.topics", "name at least one topic"));
+        }
+        if raw.sync.min_poll_interval < Duration::from_secs(60) {
+            return Err(ConfigError::key(
+                "sync.min_poll_interval",
+                "must be at least 1m: Vipps asks for no more than one poll of a feed a minute",
+            ));
+        }
+        if raw.sync.max_poll_interval < raw.sync.min_poll_interval
+            || raw.sync.max_poll_interval > Duration::from_secs(7 * 24 * 3600)
+        {
+            return Err(ConfigError::key(
+                "sync.max_poll_interval",
+                "must be between sync.min_poll_interval and 7 days",
+            ));
         }
         if raw.sync.lease_ttl < Duration::from_secs(1) {
             return Err(ConfigError::key("sync.lease_ttl", "must be at least 1s"));

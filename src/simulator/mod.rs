@@ -205,6 +205,11 @@ impl Simulator {
         self.lock().grow(days);
     }
 
+    /// Appends `days` more ledger dates to one ledger only: a busy ledger among quiet ones.
+    pub fn grow_ledger(&self, ledger_id: &str, days: u32) {
+        self.lock().grow_ledger(ledger_id, days);
+    }
+
     /// The feed as the API currently serves it, in feed order, without the GDPR fields
     /// (and without what a hostile mode adds). Unknown ledgers or topics give an empty list;
     /// in the `hostile-ledger-ids` mode a hostile id gives the entries it serves.

@@ -236,6 +236,13 @@ impl State {
     }
 
     /// Appends `days` ledger dates to every ledger.
+    pub(crate) fn grow_ledger(&mut self, ledger_id: &str, days: u32) {
+        let (seed, cpd) = (self.seed, self.captures_per_day);
+        if let Some(book) = self.ledgers.get_mut(ledger_id) {
+            book.grow(seed, days, cpd);
+        }
+    }
+
     pub(crate) fn grow(&mut self, days: u32) {
         let (seed, cpd) = (self.seed, self.captures_per_day);
         for book in self.ledgers.values_mut() {

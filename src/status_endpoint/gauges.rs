@@ -88,6 +88,43 @@ pub(super) fn gauges(
         failures,
     );
 
+    let p = &s.polling;
+    for (name, help, value) in [
+        (
+            "vls_feeds_due",
+            "Feeds of open grants due for a poll now (adaptive polling)",
+            p.due,
+        ),
+        (
+            "vls_feeds_overdue",
+            "Feeds due for longer than their own interval",
+            p.overdue,
+        ),
+        (
+            "vls_feed_polls_last_hour",
+            "Feeds polled in the last hour, by every instance (bounded by sync.polls_per_hour)",
+            p.polled_last_hour,
+        ),
+    ] {
+        let g = Gauge::<i64>::default();
+        g.set(value);
+        r.register(name, help, g);
+    }
+    let intervals = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
+    for (le, n) in [
+        ("5m", p.interval_5m),
+        ("1h", p.interval_1h),
+        ("6h", p.interval_6h),
+        ("longer", p.interval_longer),
+    ] {
+        intervals.get_or_create(&vec![("up_to", le)]).set(n);
+    }
+    r.register(
+        "vls_feed_poll_interval",
+        "Feeds by their current poll interval: up to 5 minutes, an hour, 6 hours, or longer",
+        intervals,
+    );
+
     let ledgers = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
     for state in monitoring::LEDGER_STATES {
         let n = s

@@ -104,9 +104,15 @@ pub async fn record_seen(
     .bind(owner.map(|o| &o.scheme))
     .bind(owner.map(|o| &o.id))
     .bind(now)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
     Ok(if opened.rows_affected() > 0 {
+        // A new grant: its ledger's feeds are polled at the next pass, whatever their
+        // schedule said (adaptive polling).
+        sqlx::query("UPDATE feed_cursors SET next_poll_at = NULL WHERE ledger_id = $1")
+            .bind(&ledger.ledger_id)
+            .execute(conn)
+            .await?;
         GrantChange::Opened
     } else {
         GrantChange::Outdated

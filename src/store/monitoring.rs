@@ -49,6 +49,8 @@ pub struct MonitoringSnapshot {
     pub ledger_states: Vec<(String, i64)>,
     /// Partners whose last ledger listing failed.
     pub partners_failed: Vec<String>,
+    /// The adaptive polling schedule now.
+    pub polling: super::poll_schedule::ScheduleSummary,
 }
 
 /// `SELECT 1`: whether the database answers at all (`/readyz`).
@@ -148,6 +150,7 @@ pub async fn snapshot(
             feeds: feed_health(&mut tx, topics).await?,
             ledger_states: ledger_states(&mut tx, topics).await?,
             partners_failed: failed_partners(&mut tx).await?,
+            polling: super::poll_schedule::summary(&mut tx, chrono::Utc::now()).await?,
         };
         tx.commit().await?;
         Ok::<_, sqlx::Error>(snapshot)

@@ -9,6 +9,7 @@ mod health;
 pub mod lifecycle;
 pub mod progress;
 mod report;
+pub mod schedule;
 mod unit;
 
 use std::sync::Arc;
@@ -159,6 +160,10 @@ pub async fn sync_feeds(
     cancel: &CancellationToken,
     backoff: Backoff,
 ) -> SyncReport {
+    if backoff == Backoff::Honour && ctx.settings.sync.polling == crate::config::Polling::Adaptive {
+        return sync_due_feeds(ctx, cancel, chrono::Utc::now()).await;
+    }
+    let now = chrono::Utc::now();
     let started = Instant::now();
     let mut report = SyncReport::default();
     let _shown = ctx.progress.start_pass();
@@ -216,7 +221,7 @@ pub async fn sync_feeds(
             for topic in topics {
                 while units.len() >= concurrency {
                     if let Some(joined) = units.join_next().await {
-                        absorb(ctx, &mut report, joined).await;
+                        absorb(ctx, &mut report, joined, now).await;
                     }
                 }
                 let (ctx, cancel) = (Arc::clone(ctx), cancel.clone());
@@ -236,17 +241,144 @@ pub async fn sync_feeds(
         }
     }
     while let Some(joined) = units.join_next().await {
-        absorb(ctx, &mut report, joined).await;
+        absorb(ctx, &mut report, joined, now).await;
     }
     report.elapsed = started.elapsed();
     report
+}
+
+/// A pass of the adaptive schedule at `now` (`sync::schedule`): the feeds due, most likely
+/// to have news first, as many as `sync.polls_per_hour` leaves this pass; each one's next
+/// poll planned from what it showed.
+pub async fn sync_due_feeds(
+    ctx: &Arc<SyncContext>,
+    cancel: &CancellationToken,
+    now: chrono::DateTime<chrono::Utc>,
+) -> SyncReport {
+    let started = Instant::now();
+    let mut report = SyncReport::default();
+    let _shown = ctx.progress.start_pass();
+    purge_personal_data(ctx).await;
+    let fail = |report: &mut SyncReport, error: String| {
+        report.failed_units.push(UnitFailure {
+            ledger_id: "(all)".to_owned(),
+            topic: Topic::Funds,
+            error,
+        });
+    };
+    let limit = match crate::store::poll_schedule::polled_in_last_hour(&ctx.pool, now).await {
+        Ok(polled) => schedule::pass_limit(ctx.settings.sync.polls_per_hour, polled),
+        Err(e) => {
+            fail(
+                &mut report,
+                format!("reading the polls of the last hour: {e}"),
+            );
+            return report;
+        }
+    };
+    let topics: Vec<String> = ctx
+        .settings
+        .sync
+        .topics
+        .iter()
+        .map(|t| t.as_str().to_owned())
+        .collect();
+    let due =
+        match crate::store::poll_schedule::due(&ctx.pool, now, &topics, limit.unwrap_or(i64::MAX))
+            .await
+        {
+            Ok(due) => due,
+            Err(e) => {
+                fail(&mut report, format!("reading the feeds due: {e}"));
+                return report;
+            }
+        };
+    let mut ledgers = std::collections::BTreeSet::new();
+    for feed in &due {
+        if ledgers.insert(feed.ledger_id.clone()) {
+            let first = ctx.health.order(&ctx.partners, &feed.holders);
+            let partner = first
+                .first()
+                .map_or("(no configured partner)", |p| p.name());
+            let units = due.iter().filter(|f| f.ledger_id == feed.ledger_id).count();
+            ctx.progress.ledger_queued(partner, &feed.ledger_id, units);
+        }
+    }
+    report.ledgers = ledgers.len();
+    let concurrency = ctx.settings.sync.concurrency;
+    let mut units = JoinSet::new();
+    for feed in due {
+        let Some(topic) = [Topic::Funds, Topic::Fees]
+            .into_iter()
+            .find(|t| t.as_str() == feed.topic)
+        else {
+            continue;
+        };
+        while units.len() >= concurrency {
+            if let Some(joined) = units.join_next().await {
+                absorb(ctx, &mut report, joined, now).await;
+            }
+        }
+        let (ctx, cancel) = (Arc::clone(ctx), cancel.clone());
+        let span = tracing::info_span!("feed", ledger = %feed.ledger_id, topic = %topic);
+        units.spawn(
+            async move {
+                ctx.progress.unit_started(&feed.ledger_id, topic);
+                let result =
+                    unit::run_unit(&ctx, &feed.ledger_id, topic, &feed.holders, &cancel).await;
+                ctx.progress.unit_finished(&feed.ledger_id, topic);
+                (feed.ledger_id, topic, result)
+            }
+            .instrument(span),
+        );
+    }
+    while let Some(joined) = units.join_next().await {
+        absorb(ctx, &mut report, joined, now).await;
+    }
+    report.elapsed = started.elapsed();
+    report
+}
+
+/// Plans a polled feed's next poll (`sync::schedule`) and records it.
+async fn reschedule(
+    ctx: &SyncContext,
+    ledger_id: &str,
+    topic: Topic,
+    news: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    use crate::store::poll_schedule;
+    let planned = async {
+        let state = poll_schedule::state(&ctx.pool, ledger_id, topic).await?;
+        let plan = schedule::PollPolicy::from(&ctx.settings.sync).plan(&state, news, now);
+        let secs = i32::try_from(plan.interval.as_secs()).unwrap_or(i32::MAX);
+        poll_schedule::record(
+            &ctx.pool,
+            ledger_id,
+            topic,
+            now,
+            secs,
+            plan.next_poll_at,
+            news,
+        )
+        .await
+    };
+    if let Err(e) = planned.await {
+        // The feed stays due, and is polled again at the next pass.
+        tracing::warn!(ledger = %ledger_id, %topic, error = %e, "could not record the feed's next poll");
+    }
 }
 
 /// A unit's task as joined: its ledger, topic and result.
 type Joined = Result<(String, Topic, Result<unit::UnitResult, String>), tokio::task::JoinError>;
 
 /// Adds a finished unit to the report; a failure is recorded for backoff.
-async fn absorb(ctx: &SyncContext, report: &mut SyncReport, joined: Joined) {
+async fn absorb(
+    ctx: &SyncContext,
+    report: &mut SyncReport,
+    joined: Joined,
+    now: chrono::DateTime<chrono::Utc>,
+) {
     ctx.metrics.progressed();
     let (ledger_id, topic, result) = match joined {
         Ok(done) => done,
@@ -273,6 +405,7 @@ async fn absorb(ctx: &SyncContext, report: &mut SyncReport, joined: Joined) {
                 report.held_elsewhere += 1;
             } else if !unit.outcome.interrupted {
                 report.units_ok += 1;
+                reschedule(ctx, &ledger_id, topic, unit.outcome.inserted > 0, now).await;
             }
         }
         Err(error) => {

@@ -17,6 +17,7 @@ mod layers;
 mod lifecycle;
 mod payout_exporters;
 mod personal;
+mod polling;
 mod reconcile;
 mod resilience;
 mod schema;

@@ -1,0 +1,157 @@
+//! Each feed's polling schedule (migration 0018): what the adaptive schedule
+//! (`sync::schedule`) reads before it plans a feed's next poll, and the feeds due.
+//!
+//! Every time here comes from the caller (`now`), not the database's clock, so the schedule
+//! can be tested with a clock of the test's own.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::PgPool;
+
+use crate::config::Topic;
+
+/// What a feed's schedule is planned from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct FeedState {
+    /// The interval planned at its last poll (none before its first).
+    pub poll_interval_secs: Option<i32>,
+    /// The ledger date of its newest stored entry…
+    pub newest_date: Option<NaiveDate>,
+    /// …and whether that date has reconciled (closed).
+    pub newest_date_closed: bool,
+}
+
+pub async fn state(pool: &PgPool, ledger_id: &str, topic: Topic) -> sqlx::Result<FeedState> {
+    let found: Option<FeedState> = sqlx::query_as(
+        "SELECT c.poll_interval_secs, e.ledger_date AS newest_date,
+                EXISTS (SELECT 1 FROM reconciliations r
+                        WHERE r.ledger_id = c.ledger_id AND r.topic = c.topic
+                          AND r.ledger_date = e.ledger_date AND r.status = 'ok')
+                    AS newest_date_closed
+         FROM feed_cursors c
+         LEFT JOIN entries e ON e.ledger_id = c.ledger_id AND e.topic = c.topic
+                            AND e.seq = c.last_seq
+         WHERE c.ledger_id = $1 AND c.topic = $2",
+    )
+    .bind(ledger_id)
+    .bind(topic.as_str())
+    .fetch_optional(pool)
+    .await?;
+    Ok(found.unwrap_or_default())
+}
+
+/// Records a poll at `now` and the next one planned.
+pub async fn record(
+    pool: &PgPool,
+    ledger_id: &str,
+    topic: Topic,
+    now: DateTime<Utc>,
+    interval_secs: i32,
+    next_poll_at: DateTime<Utc>,
+    news: bool,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE feed_cursors SET poll_interval_secs = $3, next_poll_at = $4, polled_at = $5,
+                last_news_at = CASE WHEN $6 THEN $5 ELSE last_news_at END
+         WHERE ledger_id = $1 AND topic = $2",
+    )
+    .bind(ledger_id)
+    .bind(topic.as_str())
+    .bind(interval_secs)
+    .bind(next_poll_at)
+    .bind(now)
+    .bind(news)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A feed due: its ledger, topic, and the partners holding an open grant (oldest first).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DueFeed {
+    pub ledger_id: String,
+    pub topic: String,
+    pub holders: Vec<String>,
+}
+
+/// Up to `limit` feeds of ledgers with an open grant that are due at `now`, most likely to
+/// have news first: feeds never polled (a new grant's), then by their interval (the busiest
+/// have the shortest), then by how long they have been due. Blocked feeds and feeds backing
+/// off after failures are left out.
+pub async fn due(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    topics: &[String],
+    limit: i64,
+) -> sqlx::Result<Vec<DueFeed>> {
+    sqlx::query_as(
+        "WITH open AS (
+             SELECT ledger_id, array_agg(partner ORDER BY granted_seen_at, partner) AS holders
+             FROM grants WHERE revoked_seen_at IS NULL GROUP BY ledger_id)
+         SELECT o.ledger_id, t.topic, o.holders
+         FROM open o CROSS JOIN unnest($2::text[]) t(topic)
+         LEFT JOIN feed_cursors c ON c.ledger_id = o.ledger_id AND c.topic = t.topic
+         WHERE c.ledger_id IS NULL
+            OR ((c.next_poll_at IS NULL OR c.next_poll_at <= $1)
+                AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= $1)
+                AND c.blocked_at IS NULL)
+         ORDER BY c.next_poll_at IS NOT NULL, c.poll_interval_secs NULLS FIRST,
+                  c.next_poll_at, o.ledger_id, t.topic
+         LIMIT $3",
+    )
+    .bind(now)
+    .bind(topics)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Feeds polled in the hour before `now`, by any instance: what `sync.polls_per_hour` has
+/// left.
+pub async fn polled_in_last_hour(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM feed_cursors
+         WHERE polled_at > $1 - interval '1 hour' AND polled_at <= $1",
+    )
+    .bind(now)
+    .fetch_one(pool)
+    .await
+}
+
+/// The schedule at `now`, for `status` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct ScheduleSummary {
+    /// Feeds of open grants due now (or never polled).
+    pub due: i64,
+    /// Of those, due for longer than their own interval.
+    pub overdue: i64,
+    /// Feeds by interval: up to 5 minutes, an hour, 6 hours, longer.
+    pub interval_5m: i64,
+    pub interval_1h: i64,
+    pub interval_6h: i64,
+    pub interval_longer: i64,
+    pub polled_last_hour: i64,
+}
+
+pub async fn summary(
+    conn: &mut sqlx::PgConnection,
+    now: DateTime<Utc>,
+) -> sqlx::Result<ScheduleSummary> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE c.next_poll_at IS NULL OR c.next_poll_at <= $1) AS due,
+                count(*) FILTER (WHERE c.next_poll_at + make_interval(secs => c.poll_interval_secs) <= $1)
+                    AS overdue,
+                count(*) FILTER (WHERE c.poll_interval_secs <= 300) AS interval_5m,
+                count(*) FILTER (WHERE c.poll_interval_secs > 300 AND c.poll_interval_secs <= 3600)
+                    AS interval_1h,
+                count(*) FILTER (WHERE c.poll_interval_secs > 3600 AND c.poll_interval_secs <= 21600)
+                    AS interval_6h,
+                count(*) FILTER (WHERE c.poll_interval_secs > 21600) AS interval_longer,
+                count(*) FILTER (WHERE c.polled_at > $1 - interval '1 hour') AS polled_last_hour
+         FROM feed_cursors c
+         WHERE EXISTS (SELECT 1 FROM grants g
+                       WHERE g.ledger_id = c.ledger_id AND g.revoked_seen_at IS NULL)",
+    )
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
