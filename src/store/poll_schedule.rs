@@ -105,6 +105,20 @@ pub async fn due(
     .await
 }
 
+/// Feeds of ledgers with an open grant left alone at `now` while they back off after
+/// failures (`next_attempt_at`).
+pub async fn backing_off(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM feed_cursors c
+         WHERE c.next_attempt_at > $1
+           AND EXISTS (SELECT 1 FROM grants g
+                       WHERE g.ledger_id = c.ledger_id AND g.revoked_seen_at IS NULL)",
+    )
+    .bind(now)
+    .fetch_one(pool)
+    .await
+}
+
 /// Feeds polled in the hour before `now`, by any instance: what `sync.polls_per_hour` has
 /// left.
 pub async fn polled_in_last_hour(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<i64> {

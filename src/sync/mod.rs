@@ -293,6 +293,10 @@ pub async fn sync_due_feeds(
                 return report;
             }
         };
+    match crate::store::poll_schedule::backing_off(&ctx.pool, now).await {
+        Ok(n) => report.backing_off = usize::try_from(n).unwrap_or(usize::MAX),
+        Err(e) => tracing::warn!(error = %e, "could not count the feeds backing off"),
+    }
     let mut ledgers = std::collections::BTreeSet::new();
     for feed in &due {
         if ledgers.insert(feed.ledger_id.clone()) {

@@ -249,7 +249,8 @@ async fn status_shows_ledgers_by_state_lag_last_errors_and_next_runs() {
             "last_errors",
             "ledgers_by_state",
             "next_runs",
-            "partners"
+            "partners",
+            "polling"
         ]
     );
     assert_eq!(json["ledgers_by_state"]["no_access"], 1);
