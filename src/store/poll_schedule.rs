@@ -73,14 +73,18 @@ pub struct DueFeed {
     pub holders: Vec<String>,
 }
 
-/// Up to `limit` feeds of ledgers with an open grant that are due at `now`, most likely to
-/// have news first: feeds never polled (a new grant's), then by their interval (the busiest
-/// have the shortest), then by how long they have been due. Blocked feeds and feeds backing
-/// off after failures are left out.
+/// Up to `limit` feeds of ledgers with an open grant that are due at `now`, in this order:
+/// feeds never polled (a new grant's); feeds whose last poll is `max_wait` or more ago (so no
+/// feed waits much longer than the maximum interval, however busy the others are, as long as
+/// the budget covers every feed once per `max_wait`); then the most overdue relative to
+/// their own interval (a busy feed two minutes late before a quiet one two minutes late),
+/// then the shortest interval. Blocked feeds and feeds backing off after failures are left
+/// out.
 pub async fn due(
     pool: &PgPool,
     now: DateTime<Utc>,
     topics: &[String],
+    max_wait: std::time::Duration,
     limit: i64,
 ) -> sqlx::Result<Vec<DueFeed>> {
     sqlx::query_as(
@@ -94,13 +98,17 @@ pub async fn due(
             OR ((c.next_poll_at IS NULL OR c.next_poll_at <= $1)
                 AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= $1)
                 AND c.blocked_at IS NULL)
-         ORDER BY c.next_poll_at IS NOT NULL, c.poll_interval_secs NULLS FIRST,
-                  c.next_poll_at, o.ledger_id, t.topic
+         ORDER BY c.next_poll_at IS NOT NULL,
+                  coalesce(c.polled_at <= $1 - make_interval(secs => $4), true) DESC,
+                  extract(epoch FROM $1 - c.next_poll_at)
+                      / coalesce(c.poll_interval_secs, 1) DESC,
+                  c.poll_interval_secs, o.ledger_id, t.topic
          LIMIT $3",
     )
     .bind(now)
     .bind(topics)
     .bind(limit)
+    .bind(max_wait.as_secs_f64())
     .fetch_all(pool)
     .await
 }

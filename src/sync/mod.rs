@@ -283,16 +283,22 @@ pub async fn sync_due_feeds(
         .iter()
         .map(|t| t.as_str().to_owned())
         .collect();
-    let due =
-        match crate::store::poll_schedule::due(&ctx.pool, now, &topics, limit.unwrap_or(i64::MAX))
-            .await
-        {
-            Ok(due) => due,
-            Err(e) => {
-                fail(&mut report, format!("reading the feeds due: {e}"));
-                return report;
-            }
-        };
+    let max_wait = ctx.settings.sync.max_poll_interval;
+    let due = match crate::store::poll_schedule::due(
+        &ctx.pool,
+        now,
+        &topics,
+        max_wait,
+        limit.unwrap_or(i64::MAX),
+    )
+    .await
+    {
+        Ok(due) => due,
+        Err(e) => {
+            fail(&mut report, format!("reading the feeds due: {e}"));
+            return report;
+        }
+    };
     match crate::store::poll_schedule::backing_off(&ctx.pool, now).await {
         Ok(n) => report.backing_off = usize::try_from(n).unwrap_or(usize::MAX),
         Err(e) => tracing::warn!(error = %e, "could not count the feeds backing off"),

@@ -171,3 +171,52 @@ async fn the_hourly_budget_is_never_exceeded_and_a_pass_takes_a_sixtieth_of_it()
     let polled: usize = pass(&ctx, t0 + Duration::minutes(62)).await;
     assert_eq!(polled, 2, "a sixtieth of 120");
 }
+
+#[tokio::test]
+async fn busy_feeds_cannot_starve_quiet_ones_past_the_maximum_interval_under_a_tight_budget() {
+    let mut app = TestApp::spawn(small()).await;
+    app.settings.sync.polls_per_hour = 120; // two a pass
+    app.settings.sync.min_poll_interval = std::time::Duration::from_secs(60);
+    app.settings.sync.max_poll_interval = std::time::Duration::from_secs(600);
+    let ctx = app.context();
+    discovery::discover(&ctx, &CancellationToken::new()).await;
+    let busy = app.sim.ledger_ids()[0].clone();
+    let t0 = Utc::now();
+    let mut last = requests(&app);
+    let mut polled: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
+    for minute in 0..90 {
+        app.sim.grow_ledger(&busy, 1);
+        pass(&ctx, t0 + Duration::minutes(minute)).await;
+        let now = requests(&app);
+        for (feed, n) in &now {
+            if last.get(feed) != Some(n) {
+                polled.entry(feed.clone()).or_default().push(minute);
+            }
+        }
+        last = now;
+    }
+    assert_eq!(polled.len(), 8, "every feed polled: {polled:?}");
+    for (feed, minutes) in &polled {
+        // The gaps between polls, and from the last one to the end.
+        let longest = minutes
+            .iter()
+            .chain([&90])
+            .collect::<Vec<_>>()
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap();
+        // Six quiet feeds at most ten minutes apart need three passes of two polls once they
+        // fall due together: a wait of 10 minutes plus at most 2 more.
+        assert!(
+            longest <= 12,
+            "{feed:?} waited {longest} minutes: {minutes:?}"
+        );
+        if feed.0 == busy {
+            assert!(
+                minutes.len() >= 30,
+                "the busy feeds keep most of the budget: {minutes:?}"
+            );
+        }
+    }
+}
