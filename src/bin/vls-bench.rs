@@ -9,6 +9,7 @@
 //! target/release/vls-bench --preload 1000000 ...                               # into a big table
 //! target/release/vls-bench --exporter-due --ledgers 5000 --days 1095          # exporters' dates due
 //! target/release/vls-bench --hostile huge-page --hostile-param megabytes=300    # peak RSS under attack
+//! target/release/vls-bench --freshness --ledgers 10000                          # fixed vs adaptive polling
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,9 @@ use clap::Parser;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions as _, PgPool};
 use vipps_ledger_sync::store;
+
+#[path = "vls-bench/freshness.rs"]
+mod freshness;
 
 /// Measure an initial sync (or a caught-up pass) against the simulator.
 #[derive(Debug, Parser)]
@@ -60,6 +64,29 @@ struct Args {
     /// A parameter of the hostile mode (`simulate --hostile-param`), repeatable.
     #[arg(long, value_name = "KEY=VALUE")]
     hostile_param: Vec<String>,
+    /// Measure polling instead: a simulated day of `--ledgers` ledgers, some busy, most
+    /// quiet, under the fixed hourly schedule and the adaptive one (requests per hour, delay
+    /// from an entry's appearance to its storage).
+    #[arg(long)]
+    freshness: bool,
+    /// `--freshness`: percent of the ledgers that are busy.
+    #[arg(long, default_value_t = 3.0)]
+    busy_percent: f64,
+    /// `--freshness`: a busy ledger's mean minutes between new entries.
+    #[arg(long, default_value_t = 5.0)]
+    busy_every_minutes: f64,
+    /// `--freshness`: a quiet ledger's mean new entries a day.
+    #[arg(long, default_value_t = 3.0)]
+    quiet_per_day: f64,
+    /// `--freshness`: simulated hours.
+    #[arg(long, default_value_t = 24)]
+    hours: u32,
+    /// `--freshness`: the adaptive schedule's `sync.polls_per_hour`.
+    #[arg(long, default_value_t = 4000)]
+    polls_per_hour: u32,
+    /// `--freshness`: the adaptive schedule's `sync.max_poll_interval`.
+    #[arg(long, default_value = "6h", value_parser = humantime_serde::re::humantime::parse_duration)]
+    max_poll_interval: Duration,
     /// PostgreSQL server; the benchmark (re)creates its own database `vls_bench` there.
     #[arg(
         long,
@@ -74,6 +101,19 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin = sibling("vipps-ledger-sync")?;
     let server = PgConnectOptions::from_str(&args.database_url).context("--database-url")?;
+    if args.freshness {
+        let day = freshness::Day {
+            ledgers: args.ledgers,
+            busy_percent: args.busy_percent,
+            busy_every_minutes: args.busy_every_minutes,
+            quiet_per_day: args.quiet_per_day,
+            hours: args.hours,
+            polls_per_hour: args.polls_per_hour,
+            max_poll_interval: args.max_poll_interval,
+            concurrency: args.concurrency,
+        };
+        return freshness::run(&day, &server).await;
+    }
     let db = server.clone().database("vls_bench");
     store::recreate_database(&mut server.connect().await?, "vls_bench").await?;
     let pool = sqlx::postgres::PgPoolOptions::new()
