@@ -10,10 +10,14 @@ use sqlx::PgPool;
 use crate::config::Topic;
 
 /// What a feed's schedule is planned from.
-#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
 pub struct FeedState {
     /// The interval planned at its last poll (none before its first).
     pub poll_interval_secs: Option<i32>,
+    /// How long the feed takes to get news (none until two polls stored entries).
+    pub news_gap_secs: Option<f64>,
+    /// When a poll last stored entries.
+    pub last_news_at: Option<DateTime<Utc>>,
     /// The ledger date of its newest stored entry…
     pub newest_date: Option<NaiveDate>,
     /// …and whether that date has reconciled (closed).
@@ -22,7 +26,8 @@ pub struct FeedState {
 
 pub async fn state(pool: &PgPool, ledger_id: &str, topic: Topic) -> sqlx::Result<FeedState> {
     let found: Option<FeedState> = sqlx::query_as(
-        "SELECT c.poll_interval_secs, e.ledger_date AS newest_date,
+        "SELECT c.poll_interval_secs, c.news_gap_secs, c.last_news_at,
+                e.ledger_date AS newest_date,
                 EXISTS (SELECT 1 FROM reconciliations r
                         WHERE r.ledger_id = c.ledger_id AND r.topic = c.topic
                           AND r.ledger_date = e.ledger_date AND r.status = 'ok')
@@ -39,27 +44,33 @@ pub async fn state(pool: &PgPool, ledger_id: &str, topic: Topic) -> sqlx::Result
     Ok(found.unwrap_or_default())
 }
 
-/// Records a poll at `now` and the next one planned.
-pub async fn record(
-    pool: &PgPool,
-    ledger_id: &str,
-    topic: Topic,
-    now: DateTime<Utc>,
-    interval_secs: i32,
-    next_poll_at: DateTime<Utc>,
-    news: bool,
-) -> sqlx::Result<()> {
+/// A poll at `now` and the next one planned.
+#[derive(Debug, Clone, Copy)]
+pub struct Polled<'a> {
+    pub ledger_id: &'a str,
+    pub topic: Topic,
+    pub now: DateTime<Utc>,
+    /// It stored entries.
+    pub news: bool,
+    pub interval_secs: i32,
+    pub news_gap_secs: Option<f64>,
+    pub next_poll_at: DateTime<Utc>,
+}
+
+/// Records a poll and the next one planned.
+pub async fn record(pool: &PgPool, p: &Polled<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE feed_cursors SET poll_interval_secs = $3, next_poll_at = $4, polled_at = $5,
-                last_news_at = CASE WHEN $6 THEN $5 ELSE last_news_at END
+                last_news_at = CASE WHEN $6 THEN $5 ELSE last_news_at END, news_gap_secs = $7
          WHERE ledger_id = $1 AND topic = $2",
     )
-    .bind(ledger_id)
-    .bind(topic.as_str())
-    .bind(interval_secs)
-    .bind(next_poll_at)
-    .bind(now)
-    .bind(news)
+    .bind(p.ledger_id)
+    .bind(p.topic.as_str())
+    .bind(p.interval_secs)
+    .bind(p.next_poll_at)
+    .bind(p.now)
+    .bind(p.news)
+    .bind(p.news_gap_secs)
     .execute(pool)
     .await?;
     Ok(())

@@ -354,24 +354,23 @@ async fn reschedule(
     ctx: &SyncContext,
     ledger_id: &str,
     topic: Topic,
-    news: bool,
+    stored: u64,
     now: chrono::DateTime<chrono::Utc>,
 ) {
     use crate::store::poll_schedule;
     let planned = async {
         let state = poll_schedule::state(&ctx.pool, ledger_id, topic).await?;
-        let plan = schedule::PollPolicy::from(&ctx.settings.sync).plan(&state, news, now);
-        let secs = i32::try_from(plan.interval.as_secs()).unwrap_or(i32::MAX);
-        poll_schedule::record(
-            &ctx.pool,
+        let plan = schedule::PollPolicy::from(&ctx.settings.sync).plan(&state, stored, now);
+        let polled = poll_schedule::Polled {
             ledger_id,
             topic,
             now,
-            secs,
-            plan.next_poll_at,
-            news,
-        )
-        .await
+            news: stored > 0,
+            interval_secs: i32::try_from(plan.interval.as_secs()).unwrap_or(i32::MAX),
+            news_gap_secs: plan.news_gap.map(|g| g.as_secs_f64()),
+            next_poll_at: plan.next_poll_at,
+        };
+        poll_schedule::record(&ctx.pool, &polled).await
     };
     if let Err(e) = planned.await {
         // The feed stays due, and is polled again at the next pass.
@@ -415,7 +414,7 @@ async fn absorb(
                 report.held_elsewhere += 1;
             } else if !unit.outcome.interrupted {
                 report.units_ok += 1;
-                reschedule(ctx, &ledger_id, topic, unit.outcome.inserted > 0, now).await;
+                reschedule(ctx, &ledger_id, topic, unit.outcome.inserted, now).await;
             }
         }
         Err(error) => {
