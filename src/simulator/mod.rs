@@ -1,8 +1,9 @@
 //! A fake Vipps MobilePay Report API for tests and demos ("the simulator").
 //!
 //! This module owns a local, deterministic stand-in for the accounting-partner side of the
-//! Report API (see `shared/report-api.md`): the MIAMI client-credentials token endpoint, the
-//! ledger list, the `funds`/`fees` feeds and the per-date reports, with realistic, seeded data
+//! Report API (see `shared/report-api.md`): the MIAMI client-credentials token endpoint (and,
+//! for merchant keys, the standard `/accesstoken/get` with subscription keys, `merchant.rs`),
+//! the ledger list, the `funds`/`fees` feeds and the per-date reports, with realistic, seeded data
 //! (balance chains, capture fees sharing a `pspReference`, disputes, unknown entry types and
 //! fields, two payout spellings, two `time` spellings). Test controls (page size, token
 //! lifetime, overlapping or repeated pages, growth, grants, expired tokens) and request
