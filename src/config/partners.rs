@@ -157,29 +157,44 @@ pub(super) fn resolve_partners(
                 }
                 KeyKind::Accounting
             }
-            RawKind::Merchant => KeyKind::Merchant(MerchantKeys {
-                msn: check_msn(&at, p.msn)?,
-                subscription_key: subscription_key(
-                    &at,
-                    "subscription_key",
-                    p.subscription_key,
-                    p.subscription_key_file,
-                    credentials,
-                )?,
-                secondary_subscription_key: match (
-                    p.secondary_subscription_key,
-                    p.secondary_subscription_key_file,
-                ) {
-                    (None, None) => None,
-                    (inline, file) => Some(subscription_key(
+            RawKind::Merchant => {
+                // Merchant keys travel as headers: a character no header may hold fails here,
+                // naming the key, rather than on the first token request.
+                for (key, value) in [
+                    ("client_id", p.client_id.as_str()),
+                    ("client_secret", client_secret.expose_secret()),
+                ] {
+                    if value.bytes().any(|b| b.is_ascii_control()) {
+                        return Err(ConfigError::key(
+                            &format!("{at}.{key}"),
+                            "must not hold control characters (merchant keys send it as a header)",
+                        ));
+                    }
+                }
+                KeyKind::Merchant(MerchantKeys {
+                    msn: check_msn(&at, p.msn)?,
+                    subscription_key: subscription_key(
                         &at,
-                        "secondary_subscription_key",
-                        inline,
-                        file,
+                        "subscription_key",
+                        p.subscription_key,
+                        p.subscription_key_file,
                         credentials,
-                    )?),
-                },
-            }),
+                    )?,
+                    secondary_subscription_key: match (
+                        p.secondary_subscription_key,
+                        p.secondary_subscription_key_file,
+                    ) {
+                        (None, None) => None,
+                        (inline, file) => Some(subscription_key(
+                            &at,
+                            "secondary_subscription_key",
+                            inline,
+                            file,
+                            credentials,
+                        )?),
+                    },
+                })
+            }
         };
         partners.push(PartnerSettings {
             name: p.name,

@@ -63,7 +63,8 @@ pub(crate) fn query_params(query: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// A header's value, if it is sent and is text.
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

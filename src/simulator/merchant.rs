@@ -22,6 +22,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::faults::InFlight;
+use super::http::header;
 use super::state::{ApiError, State};
 use super::Simulator;
 
@@ -50,10 +51,6 @@ pub(crate) enum MerchantTokenError {
     MissingCredentials,
     /// 401: unknown client, wrong secret, or accounting keys.
     BadCredentials,
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// API Management's answer to a missing or wrong subscription key.

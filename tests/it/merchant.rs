@@ -230,6 +230,15 @@ fn merchant_keys_are_checked_at_start_and_errors_name_the_key() {
             "{extra}: the key is quoted: {err}"
         );
     }
+    let err = load(
+        "[[partners]]\nname = \"shop\"\nkind = \"merchant\"\nclient_id = \"id\"\nclient_secret = \"SENTINEL\\u0001\"\nmsn = \"123456\"\nsubscription_key = \"k\"\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("partners[0] (shop).client_secret: must not hold control characters"),
+        "{err}"
+    );
+    assert!(!err.contains("SENTINEL"), "{err}");
     // A merchant's keys with the secondary in a file; both held as secrets.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("secondary"), "SENTINEL-from-file\n").unwrap();
