@@ -1,5 +1,6 @@
 //! `demo`: the daemon against the built-in simulator on a local PostgreSQL, checked against
-//! the simulator after every pass.
+//! the simulator after every pass; with accounting keys granted every ledger, or (`demo
+//! --merchant`) with a merchant's own keys, which read the ledgers of one MSN only.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -12,7 +13,8 @@ use sqlx::{ConnectOptions as _, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
-    Accounts, ExporterKind, ExporterSettings, ExporterTarget, PartnerSettings, Settings, Topic,
+    Accounts, ExporterKind, ExporterSettings, ExporterTarget, KeyKind, MerchantKeys,
+    PartnerSettings, Settings, Topic,
 };
 use crate::export::{scheduled, Format};
 use crate::simulator::{Simulator, SimulatorConfig};
@@ -28,9 +30,15 @@ pub const DEMO_DATABASE: &str = "vipps_ledger_sync_demo";
 
 const DEMO_CLIENT_ID: &str = "demo-client";
 const DEMO_CLIENT_SECRET: &str = "demo-secret";
+/// The merchant keys of `demo --merchant` (and `simulate --merchant-msn`).
+pub const DEMO_MERCHANT_ID: &str = "demo-merchant";
+pub const DEMO_MERCHANT_SECRET: &str = "demo-merchant-secret";
+pub const DEMO_SUBSCRIPTION_KEYS: [&str; 2] =
+    ["demo-subscription-primary", "demo-subscription-secondary"];
 
-/// Runs the demo; true when every check passed.
-pub async fn run(server_url: &str) -> anyhow::Result<bool> {
+/// Runs the demo, with accounting keys or (`merchant`) a merchant's own keys; true when
+/// every check passed.
+pub async fn run(server_url: &str, merchant: bool) -> anyhow::Result<bool> {
     let server = PgConnectOptions::from_str(server_url)
         .map_err(|_| anyhow::anyhow!("--database-url / DATABASE_URL is not a PostgreSQL URL"))?;
     let demo_db = server.clone().database(DEMO_DATABASE);
@@ -39,6 +47,23 @@ pub async fn run(server_url: &str) -> anyhow::Result<bool> {
     let shutdown = CancellationToken::new();
     let sim = Simulator::new(SimulatorConfig::demo());
     sim.add_partner_with_all_ledgers(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET);
+    // The merchant's sales unit: the first MSN that settles into a ledger.
+    let (msn, merchant_ledgers) = sim
+        .merchant_serial_numbers()
+        .into_iter()
+        .find(|(_, ledgers)| !ledgers.is_empty())
+        .context("the simulated data has no sales unit with an MSN")?;
+    sim.add_merchant(
+        DEMO_MERCHANT_ID,
+        DEMO_MERCHANT_SECRET,
+        &msn,
+        &DEMO_SUBSCRIPTION_KEYS,
+    );
+    let readable = if merchant {
+        merchant_ledgers
+    } else {
+        sim.ledger_ids()
+    };
     let addr = Arc::clone(&sim)
         .spawn(([127, 0, 0, 1], 0).into(), shutdown.clone())
         .await
@@ -55,10 +80,25 @@ pub async fn run(server_url: &str) -> anyhow::Result<bool> {
     ]);
     // The user's file is not read: the demo needs nothing but these two addresses.
     let mut settings = Settings::load_with_env(None, env)?;
-    settings.partners = vec![PartnerSettings {
-        name: "demo-partner".to_owned(),
-        client_id: DEMO_CLIENT_ID.to_owned(),
-        client_secret: SecretString::from(DEMO_CLIENT_SECRET),
+    settings.partners = vec![if merchant {
+        println!(
+            "merchant keys of sales unit {msn}: its {} ledger(s) of {} ({})",
+            readable.len(),
+            sim.ledger_ids().len(),
+            readable.join(", ")
+        );
+        PartnerSettings {
+            name: "demo-merchant".to_owned(),
+            client_id: DEMO_MERCHANT_ID.to_owned(),
+            client_secret: SecretString::from(DEMO_MERCHANT_SECRET),
+            keys: KeyKind::Merchant(MerchantKeys {
+                msn: msn.clone(),
+                subscription_key: SecretString::from(DEMO_SUBSCRIPTION_KEYS[0]),
+                secondary_subscription_key: Some(SecretString::from(DEMO_SUBSCRIPTION_KEYS[1])),
+            }),
+        }
+    } else {
+        PartnerSettings::accounting("demo-partner", DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
     }];
     // Scheduled exporters, per ledger date and per payout, writing into a fresh directory
     // under the system's temp dir.
@@ -92,19 +132,19 @@ pub async fn run(server_url: &str) -> anyhow::Result<bool> {
     println!("\n== first sync: the whole history");
     let first = sync::sync_once(&ctx, &cancel).await;
     print!("{first}");
-    let mut ok = first.success() & report_comparison(&ctx.pool, &sim).await?;
+    let mut ok = first.success() & report_comparison(&ctx.pool, &sim, &readable).await?;
 
     println!("\n== a day later: the feeds grew by one ledger date");
     sim.grow(1);
     let second = sync::sync_once(&ctx, &cancel).await;
     print!("{second}");
-    ok &= second.success() & report_comparison(&ctx.pool, &sim).await?;
+    ok &= second.success() & report_comparison(&ctx.pool, &sim, &readable).await?;
 
     println!("\n== once more with nothing new: one request per feed, nothing stored");
     let third = sync::sync_once(&ctx, &cancel).await;
     print!("{third}");
     ok &= third.success() && third.inserted == 0;
-    ok &= report_comparison(&ctx.pool, &sim).await?;
+    ok &= report_comparison(&ctx.pool, &sim, &readable).await?;
 
     println!("\n== reconciliation: every closed ledger date against the API's daily report");
     let verified = crate::reconcile::verify(&ctx, &cancel).await?;
@@ -149,6 +189,20 @@ pub async fn run(server_url: &str) -> anyhow::Result<bool> {
 
     println!("\n== payout documents: payouts, the Vipps settlement report, GBAT10 vouchers");
     ok &= payout_documents(&ctx, &exports).await?;
+
+    let stats = sim.stats();
+    let headers_ok = stats.missing_system_headers == 0
+        && stats.subscription_key_sent == 0
+        && stats.merchant_headers_missing == 0;
+    println!(
+        "check: every call sent the headers its keys require ({} with merchant keys, {} token requests)",
+        stats.merchant_requests,
+        stats.token_requests + stats.merchant_token_requests
+    );
+    if !headers_ok {
+        println!("check FAILED: {stats:?}");
+    }
+    ok &= headers_ok;
 
     println!();
     tables::print_status(&ctx.pool, &ctx.settings, false).await?;
@@ -229,16 +283,25 @@ async fn recreate_database(server: &PgConnectOptions) -> anyhow::Result<()> {
     store::recreate_database(&mut conn, DEMO_DATABASE).await
 }
 
-/// Compares the database with the simulator's feeds, prints the verdict, returns it.
-async fn report_comparison(pool: &PgPool, sim: &Simulator) -> anyhow::Result<bool> {
+/// Compares the database with the simulator's feeds (nothing stored of a ledger the keys may
+/// not read), prints the verdict, returns it.
+async fn report_comparison(
+    pool: &PgPool,
+    sim: &Simulator,
+    readable: &[String],
+) -> anyhow::Result<bool> {
     let mut feeds = 0;
     let mut total = 0;
     let mut problems = Vec::new();
     for ledger in sim.ledger_ids() {
         for topic in Topic::ALL {
-            let expected = sim.expected_entries(&ledger, topic.as_str());
+            let expected = if readable.contains(&ledger) {
+                sim.expected_entries(&ledger, topic.as_str())
+            } else {
+                Vec::new()
+            };
             let stored = entries::feed_entries(pool, &ledger, topic).await?;
-            feeds += 1;
+            feeds += usize::from(readable.contains(&ledger));
             total += stored.len();
             if stored.len() != expected.len() {
                 problems.push(format!(

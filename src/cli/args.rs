@@ -130,6 +130,10 @@ pub enum Command {
         /// (`--help` never shows the environment's value: it may hold a password.)
         #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = demo::DEFAULT_SERVER)]
         database_url: String,
+        /// Run it with a merchant's own keys (kind = "merchant") for one sales unit, which
+        /// read only that MSN's ledgers, instead of accounting keys.
+        #[arg(long)]
+        merchant: bool,
     },
     /// Serve the simulated Report API alone.
     Simulate {
@@ -160,6 +164,15 @@ pub enum Command {
         client_id: String,
         #[arg(long, default_value = "demo-secret")]
         client_secret: String,
+        /// Also accept merchant keys for this sales unit: client id `demo-merchant`, secret
+        /// `demo-merchant-secret`, subscription keys `demo-subscription-primary` and
+        /// `demo-subscription-secondary`; the token lists this MSN's ledgers only.
+        #[arg(long, value_name = "MSN")]
+        merchant_msn: Option<String>,
+        /// With --merchant-msn: the primary subscription key was regenerated, so it is
+        /// refused and only the secondary works (the `primary-key-regenerated` behaviour).
+        #[arg(long, requires = "merchant_msn")]
+        primary_key_regenerated: bool,
         /// Misbehave from the start in this hostile mode (README, "The simulator"); change
         /// it later with `POST /_sim/hostile`.
         #[arg(long, value_name = "MODE", value_parser = clap::builder::PossibleValuesParser::new(Hostile::NAMES))]

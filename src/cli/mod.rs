@@ -257,8 +257,11 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { database_url } => {
-            let ok = demo::run(&database_url).await?;
+        Command::Demo {
+            database_url,
+            merchant,
+        } => {
+            let ok = demo::run(&database_url, merchant).await?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
@@ -276,6 +279,8 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
             formula_references,
             client_id,
             client_secret,
+            merchant_msn,
+            primary_key_regenerated,
             hostile,
             hostile_ledger,
             hostile_param,
@@ -303,6 +308,42 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCo
                 ..SimulatorConfig::default()
             });
             sim.add_partner_with_all_ledgers(&client_id, &client_secret);
+            if let Some(msn) = &merchant_msn {
+                sim.add_merchant(
+                    demo::DEMO_MERCHANT_ID,
+                    demo::DEMO_MERCHANT_SECRET,
+                    msn,
+                    &demo::DEMO_SUBSCRIPTION_KEYS,
+                );
+                if primary_key_regenerated {
+                    sim.regenerate_subscription_key(
+                        demo::DEMO_MERCHANT_ID,
+                        demo::DEMO_SUBSCRIPTION_KEYS[0],
+                    );
+                }
+                let ledgers = sim
+                    .merchant_serial_numbers()
+                    .into_iter()
+                    .find(|(m, _)| m == msn)
+                    .map(|(_, l)| l)
+                    .unwrap_or_default();
+                println!(
+                    "merchant keys {} / {} for MSN {msn} (subscription keys {}{}), ledgers: {}",
+                    demo::DEMO_MERCHANT_ID,
+                    demo::DEMO_MERCHANT_SECRET,
+                    demo::DEMO_SUBSCRIPTION_KEYS.join(" / "),
+                    if primary_key_regenerated {
+                        "; the primary is refused"
+                    } else {
+                        ""
+                    },
+                    if ledgers.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        ledgers.join(", ")
+                    }
+                );
+            }
             if let Some(h) = &hostile {
                 println!("hostile mode: {}", h.to_json());
             }

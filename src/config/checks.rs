@@ -1,6 +1,6 @@
 //! The checks values must pass, each failing with the key it is about: URLs, cron
-//! expressions, the status endpoint's address, partners and their secrets (inline, in a file,
-//! or a systemd credential).
+//! expressions, the status endpoint's address, secrets (inline, in a file, or a systemd
+//! credential).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use super::{ConfigError, PartnerSettings, RawPartner};
+use super::ConfigError;
 
 /// Parses a cron expression with seconds exactly as tokio-cron-scheduler will.
 pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
@@ -49,43 +49,6 @@ pub(super) fn is_loopback(url: &Url) -> bool {
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
         None => false,
     }
-}
-
-pub(super) fn resolve_partners(
-    raw: Vec<RawPartner>,
-    credentials: Option<&Path>,
-) -> Result<Vec<PartnerSettings>, ConfigError> {
-    let mut partners: Vec<PartnerSettings> = Vec::with_capacity(raw.len());
-    for (i, p) in raw.into_iter().enumerate() {
-        let at = format!("partners[{i}]");
-        if p.name.trim().is_empty() {
-            return Err(ConfigError::key(&format!("{at}.name"), "is missing"));
-        }
-        let at = format!("{at} ({})", p.name);
-        if partners.iter().any(|q| q.name == p.name) {
-            return Err(ConfigError::key(&format!("{at}.name"), "is used twice"));
-        }
-        if p.client_id.trim().is_empty() {
-            return Err(ConfigError::key(&format!("{at}.client_id"), "is missing"));
-        }
-        let client_secret = inline_or_file(
-            &at,
-            "client_secret",
-            p.client_secret,
-            p.client_secret_file,
-            credentials,
-            "is missing (or set client_secret_file)",
-        )?;
-        if client_secret.expose_secret().is_empty() {
-            return Err(ConfigError::key(&format!("{at}.client_secret"), "is empty"));
-        }
-        partners.push(PartnerSettings {
-            name: p.name,
-            client_id: p.client_id,
-            client_secret,
-        });
-    }
-    Ok(partners)
 }
 
 /// Where a `*_file` setting points: a relative path names a systemd credential, found in

@@ -11,9 +11,9 @@ use std::time::Duration;
 mod checks;
 mod exporters;
 mod http;
+mod partners;
 use checks::{
-    check_database_transport, check_url, describe, inline_or_file, read_credential,
-    resolve_partners, syntax_error,
+    check_database_transport, check_url, describe, inline_or_file, read_credential, syntax_error,
 };
 pub use checks::{parse_cron, redact_url, scrub, without_userinfo};
 pub use exporters::{
@@ -21,6 +21,8 @@ pub use exporters::{
     Format, WebhookUrl,
 };
 pub use http::{HttpSettings, MAX_CONNECTIONS_LIMIT, MIN_TOKEN_LEN};
+use partners::{resolve_partners, RawPartner};
+pub use partners::{KeyKind, MerchantKeys, PartnerSettings};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -152,27 +154,6 @@ pub struct LimitsSettings {
     pub max_report_bytes_per_date: u64,
     /// Invalid items of one ledger listing before it is given up.
     pub max_invalid_ledgers: usize,
-}
-
-/// One `[[partners]]` table: a set of accounting keys, secret resolved.
-#[derive(Debug, Clone)]
-pub struct PartnerSettings {
-    /// Our name for these keys; recorded on every grant.
-    pub name: String,
-    pub client_id: String,
-    pub client_secret: SecretString,
-}
-
-/// `[[partners]]` as written in the file, before the secret is resolved.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPartner {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    client_id: String,
-    client_secret: Option<SecretString>,
-    client_secret_file: Option<PathBuf>,
 }
 
 /// A feed of a ledger: what the account it mirrors holds.

@@ -11,8 +11,9 @@ const MAX_BODY_QUOTE: usize = 300;
 /// What went wrong talking to the API.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// The token endpoint refused the keys (wrong client id or secret, or revoked keys).
-    #[error("the token endpoint refused the accounting keys (HTTP {status}): {body}; check client_id and client_secret")]
+    /// The token endpoint refused the keys (wrong client id or secret, a wrong subscription
+    /// key, or revoked keys).
+    #[error("the token endpoint refused the keys (HTTP {status}): {body}; check client_id and client_secret (merchant keys: also subscription_key)")]
     TokenRejected { status: u16, body: String },
     /// A data call answered 401 even with a freshly fetched token.
     #[error("unauthorized (HTTP 401) even with a fresh token: {body}")]

@@ -1,10 +1,12 @@
 //! The Vipps boundary: the only place that speaks HTTP to the Report API. One
 //! [`ReportApiClient`] per process (one connection pool, timeouts, the `Vipps-System-*`
-//! headers), and one [`PartnerClient`] per set of accounting keys with its own token cache.
+//! headers), and one [`PartnerClient`] per set of keys (accounting or merchant) with its own
+//! token cache; what each kind sends is decided in `keys.rs` alone.
 //! Responses are parsed into [`models`]; failures are classified in [`ApiError`].
 
 mod error;
 mod gate;
+mod keys;
 pub mod models;
 pub mod parse;
 mod token;
@@ -16,13 +18,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use chrono::NaiveDate;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use secrecy::ExposeSecret;
 use url::Url;
 
 pub use error::ApiError;
 pub use gate::Gate;
 pub use models::{DatesPage, Entry, FeedPage, Ledger, LedgerPage};
-pub use token::{TokenCache, TokenHealth};
+pub use token::{Bearer, TokenCache, TokenHealth};
 
 use crate::config::{join, LimitsSettings, PartnerSettings, Settings, Topic};
 use crate::metrics::{Endpoint, Metrics};
@@ -86,14 +87,14 @@ impl ReportApiClient {
         }))
     }
 
-    /// A client for one set of accounting keys, with its own token cache.
+    /// A client for one set of keys, with its own token cache.
     pub fn partner(self: &Arc<Self>, partner: &PartnerSettings) -> PartnerClient {
         PartnerClient {
             api: Arc::clone(self),
             name: partner.name.clone(),
             tokens: TokenCache::new(
                 self.http.clone(),
-                self.token_url.clone(),
+                (&self.base_url, &self.token_url),
                 partner,
                 self.token_refresh_margin,
                 self.retry.clone(),
@@ -261,14 +262,12 @@ impl PartnerClient {
         let mut refreshed = false;
         loop {
             let token = self.tokens.get().await?;
+            let request =
+                self.tokens
+                    .keys()
+                    .call(self.api.http.get(url.clone()), &token.token, token.key)?;
             let permit = self.api.gate.enter().await;
-            let result = self
-                .api
-                .http
-                .get(url.clone())
-                .bearer_auth(token.expose_secret())
-                .send()
-                .await;
+            let result = request.send().await;
             self.api
                 .metrics
                 .api_request(endpoint, result.as_ref().ok().map(|r| r.status().as_u16()));

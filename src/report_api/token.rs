@@ -1,8 +1,10 @@
-//! The access token of one set of accounting keys: fetched with the client-credentials flow,
+//! The access token of one set of keys: fetched as the kind of keys requires (`keys.rs`),
 //! cached, replaced a margin before it expires, one fetch at a time (concurrent callers wait
-//! for the fetch in flight instead of stampeding the token endpoint).
+//! for the fetch in flight instead of stampeding the token endpoint). For merchant keys it
+//! also holds which subscription key is in use: when the token endpoint refuses one, the
+//! other (primary or secondary) is tried, and kept while it works.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -13,6 +15,7 @@ use url::Url;
 
 use super::error::{quote, ApiError};
 use super::gate::Gate;
+use super::keys::Keys;
 use crate::config::LimitsSettings;
 use crate::metrics::{Endpoint, Metrics};
 use crate::retry::{self, RetryPolicy};
@@ -32,16 +35,26 @@ const MAX_TOKEN_BODY: u64 = 64 * 1024;
 /// A cached token and when it stops being valid.
 struct Token {
     value: SecretString,
+    /// The subscription key it was fetched with (merchant keys; 0 otherwise).
+    key: usize,
     /// When to stop using it: expiry less the refresh margin.
     refresh_at: Instant,
+}
+
+/// A token to call with, and the subscription key to send beside it.
+#[derive(Clone)]
+pub struct Bearer {
+    pub(crate) token: SecretString,
+    pub(crate) key: usize,
 }
 
 /// The token cache of one partner.
 pub struct TokenCache {
     http: reqwest::Client,
     url: Url,
-    client_id: String,
-    client_secret: SecretString,
+    keys: Keys,
+    /// The subscription key the next token is fetched with (merchant keys).
+    active_key: AtomicUsize,
     margin: Duration,
     retry: RetryPolicy,
     limits: LimitsSettings,
@@ -80,7 +93,7 @@ impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCache")
             .field("url", &self.url.as_str())
-            .field("client_id", &self.client_id)
+            .field("keys", &self.keys)
             .field("fetches", &self.fetches.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -108,7 +121,7 @@ impl TokenCache {
     #[allow(clippy::too_many_arguments)] // each is one of the client's parts, none optional
     pub(crate) fn new(
         http: reqwest::Client,
-        url: Url,
+        urls: (&Url, &Url),
         partner: &crate::config::PartnerSettings,
         margin: Duration,
         retry: RetryPolicy,
@@ -116,11 +129,12 @@ impl TokenCache {
         gate: std::sync::Arc<Gate>,
         metrics: std::sync::Arc<Metrics>,
     ) -> TokenCache {
+        let keys = Keys::new(partner);
         TokenCache {
             http,
-            url,
-            client_id: partner.client_id.clone(),
-            client_secret: partner.client_secret.clone(),
+            url: keys.token_url(urls.0, urls.1),
+            keys,
+            active_key: AtomicUsize::new(0),
             margin,
             retry,
             limits,
@@ -161,39 +175,76 @@ impl TokenCache {
         self.fetches.load(Ordering::Relaxed)
     }
 
+    /// The keys, which say what each call sends.
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
     /// A valid token: the cached one, or a new one if it is missing or about to expire.
-    pub async fn get(&self) -> Result<SecretString, ApiError> {
+    pub async fn get(&self) -> Result<Bearer, ApiError> {
         let mut slot = self.slot.lock().await;
         if let Some(token) = slot.as_ref() {
             if Instant::now() < token.refresh_at {
-                return Ok(token.value.clone());
+                return Ok(Bearer {
+                    token: token.value.clone(),
+                    key: token.key,
+                });
             }
         }
         let token = self.fetch().await?;
-        let value = token.value.clone();
+        let bearer = Bearer {
+            token: token.value.clone(),
+            key: token.key,
+        };
         *slot = Some(token);
-        Ok(value)
+        Ok(bearer)
     }
 
     /// Forgets `used` after the API refused it, unless another caller has already replaced it.
-    pub async fn invalidate(&self, used: &SecretString) {
+    pub async fn invalidate(&self, used: &Bearer) {
         let mut slot = self.slot.lock().await;
         if slot
             .as_ref()
-            .is_some_and(|t| t.value.expose_secret() == used.expose_secret())
+            .is_some_and(|t| t.value.expose_secret() == used.token.expose_secret())
         {
             *slot = None;
         }
     }
 
+    /// A new token with the subscription key in use; if the token endpoint refuses the keys
+    /// and there is another subscription key, once more with that one, which stays in use
+    /// if it works (the refused one may have been regenerated in the portal).
     async fn fetch(&self) -> Result<Token, ApiError> {
+        let active = self.active_key.load(Ordering::Relaxed);
+        let mut fetched = self.fetch_with(active).await;
+        let count = self.keys.subscription_keys();
+        if count > 1 && matches!(fetched, Err(ApiError::TokenRejected { .. })) {
+            let other = (active + 1) % count;
+            tracing::warn!(
+                partner = %self.partner,
+                refused = Keys::key_label(active),
+                trying = Keys::key_label(other),
+                "the token endpoint refused the keys with the {} subscription key; trying the {}",
+                Keys::key_label(active),
+                Keys::key_label(other),
+            );
+            fetched = self.fetch_with(other).await;
+            if fetched.is_ok() {
+                self.active_key.store(other, Ordering::Relaxed);
+            }
+        }
+        fetched
+    }
+
+    /// [`TokenCache::fetch`] with subscription key `key`, under the retry policy.
+    async fn fetch_with(&self, key: usize) -> Result<Token, ApiError> {
         let fetched = self
             .retry
             .run(
                 self.limits.max_retry_after,
                 "token request",
                 || self.metrics.api_retry(Endpoint::Token),
-                || self.fetch_once(),
+                || self.fetch_once(key),
             )
             .await;
         match fetched {
@@ -211,21 +262,12 @@ impl TokenCache {
     }
 
     /// One token request: the token and when it expires.
-    async fn fetch_once(&self) -> Result<(Token, Instant), ApiError> {
+    async fn fetch_once(&self, key: usize) -> Result<(Token, Instant), ApiError> {
+        let request = self.keys.token_request(&self.http, &self.url, key)?;
         let _permit = self.gate.enter().await;
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let response = self
-            .http
-            .post(self.url.clone())
-            .basic_auth(&self.client_id, Some(self.client_secret.expose_secret()))
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded; charset=utf-8",
-            )
-            .body("grant_type=client_credentials")
-            .send()
-            .await;
+        let response = request.send().await;
         self.metrics.api_request(
             Endpoint::Token,
             response.as_ref().ok().map(|r| r.status().as_u16()),
@@ -270,6 +312,7 @@ impl TokenCache {
         Ok((
             Token {
                 value,
+                key,
                 refresh_at: started + (lifetime - margin),
             },
             started + lifetime,

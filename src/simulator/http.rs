@@ -43,6 +43,7 @@ const SYSTEM_HEADERS: [&str; 4] = [
 pub(crate) fn router(sim: Arc<Simulator>) -> Router {
     Router::new()
         .route("/miami/v1/token", post(token))
+        .route("/accesstoken/get", post(super::merchant::token))
         .route("/settlement/v1/ledgers", get(ledgers))
         .route("/report/v2/ledgers/{ledger_id}/{topic}/feed", get(feed))
         .route(
@@ -62,7 +63,8 @@ pub(crate) fn query_params(query: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// A header's value, if it is sent and is text.
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -72,12 +74,18 @@ fn request_line(method: &Method, uri: &Uri) -> String {
     format!("{method} {target}")
 }
 
-/// Counts missing `Vipps-System-*` headers and a stray subscription key; true if one was sent.
-fn note_headers(st: &mut State, headers: &HeaderMap) -> bool {
+/// Counts a call without all four `Vipps-System-*` headers.
+pub(crate) fn note_system_headers(st: &mut State, headers: &HeaderMap) {
     if !SYSTEM_HEADERS.iter().all(|h| headers.contains_key(*h)) {
         st.stats.missing_system_headers += 1;
     }
-    let key_sent = headers.contains_key("ocp-apim-subscription-key");
+}
+
+/// Counts missing `Vipps-System-*` headers and a stray subscription key on the MIAMI token
+/// endpoint; true if one was sent.
+fn note_headers(st: &mut State, headers: &HeaderMap) -> bool {
+    note_system_headers(st, headers);
+    let key_sent = headers.contains_key(super::merchant::SUBSCRIPTION_KEY);
     if key_sent {
         st.stats.subscription_key_sent += 1;
     }
@@ -120,12 +128,6 @@ pub(crate) fn api_error(e: ApiError) -> Response {
         )
             .into_response(),
     }
-}
-
-/// Counts a refused data request in the stats and answers it.
-fn refuse(st: &mut State, e: ApiError) -> Response {
-    let _ = st.record::<()>(Err(e.clone()));
-    api_error(e)
 }
 
 fn include_gdpr(params: &HashMap<String, String>) -> bool {
@@ -203,10 +205,10 @@ async fn ledgers(
     let injected = {
         let mut st = sim.lock();
         st.stats.ledger_list_requests += 1;
-        note_headers(&mut st, &headers);
-        let client = match st.authenticate(header(&headers, AUTHORIZATION.as_str())) {
+        note_system_headers(&mut st, &headers);
+        let client = match st.authorize(&headers) {
             Ok(client) => client,
-            Err(e) => return refuse(&mut st, e),
+            Err(refused) => return refused.response(),
         };
         let line = request_line(&method, &uri);
         let cursor = params.get("cursor").map(String::as_str);
@@ -258,11 +260,11 @@ async fn feed(
             .feed_requests
             .entry((ledger_id.clone(), topic.clone()))
             .or_default() += 1;
-        note_headers(&mut st, &headers);
+        note_system_headers(&mut st, &headers);
         let page_size = st.feed_page_size.max(1);
-        let client = match st.authenticate(header(&headers, AUTHORIZATION.as_str())) {
+        let client = match st.authorize(&headers) {
             Ok(client) => client,
-            Err(e) => return refuse(&mut st, e),
+            Err(refused) => return refused.response(),
         };
         if st.not_found_once.remove(&ledger_id) {
             return api_error(ApiError::NotFound);
@@ -328,11 +330,11 @@ async fn dates(
     let injected = {
         let mut st = sim.lock();
         st.stats.dates_requests += 1;
-        note_headers(&mut st, &headers);
+        note_system_headers(&mut st, &headers);
         let page_size = st.feed_page_size.max(1);
-        let client = match st.authenticate(header(&headers, AUTHORIZATION.as_str())) {
+        let client = match st.authorize(&headers) {
             Ok(client) => client,
-            Err(e) => return refuse(&mut st, e),
+            Err(refused) => return refused.response(),
         };
         let line = request_line(&method, &uri);
         let req = DataRequest {

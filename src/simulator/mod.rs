@@ -1,8 +1,9 @@
 //! A fake Vipps MobilePay Report API for tests and demos ("the simulator").
 //!
 //! This module owns a local, deterministic stand-in for the accounting-partner side of the
-//! Report API (see `shared/report-api.md`): the MIAMI client-credentials token endpoint, the
-//! ledger list, the `funds`/`fees` feeds and the per-date reports, with realistic, seeded data
+//! Report API (see `shared/report-api.md`): the MIAMI client-credentials token endpoint (and,
+//! for merchant keys, the standard `/accesstoken/get` with subscription keys, `merchant.rs`),
+//! the ledger list, the `funds`/`fees` feeds and the per-date reports, with realistic, seeded data
 //! (balance chains, capture fees sharing a `pspReference`, disputes, unknown entry types and
 //! fields, two payout spellings, two `time` spellings). Test controls (page size, token
 //! lifetime, overlapping or repeated pages, growth, grants, expired tokens) and request
@@ -35,6 +36,7 @@ mod hostile_pages;
 mod hostile_wire;
 mod http;
 mod inject;
+mod merchant;
 mod pages;
 mod profile;
 mod schema_random;
@@ -177,6 +179,64 @@ impl Simulator {
         if let Some(p) = st.partners.get_mut(client_id) {
             p.grants.extend(ids);
         }
+    }
+
+    /// Adds a merchant's own keys for the sales unit `msn`: a token from `/accesstoken/get`
+    /// with one of `subscription_keys` (primary, then secondary) lists exactly the ledgers
+    /// with a sales unit `api:<msn>`, and every call must carry one of those keys.
+    pub fn add_merchant(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        msn: &str,
+        subscription_keys: &[&str],
+    ) {
+        let mut st = self.lock();
+        let grants = st.ledgers_of_msn(msn).into_iter().collect();
+        st.partners.insert(
+            client_id.to_owned(),
+            state::Partner {
+                secret: client_secret.to_owned(),
+                grants,
+                merchant: Some(merchant::MerchantAccess {
+                    msn: msn.to_owned(),
+                    subscription_keys: subscription_keys.iter().map(|k| (*k).to_owned()).collect(),
+                }),
+            },
+        );
+    }
+
+    /// The merchant regenerates `key` in the portal: from now on it is refused (401 from
+    /// `/accesstoken/get` and on every call) while its other key still works.
+    pub fn regenerate_subscription_key(&self, client_id: &str, key: &str) {
+        let mut st = self.lock();
+        if let Some(m) = st
+            .partners
+            .get_mut(client_id)
+            .and_then(|p| p.merchant.as_mut())
+        {
+            m.subscription_keys.retain(|k| k != key);
+        }
+    }
+
+    /// Every Merchant Serial Number (sales units `api:<MSN>`) with the ledgers it settles
+    /// into, sorted by MSN: what a merchant's keys would list.
+    pub fn merchant_serial_numbers(&self) -> Vec<(String, Vec<String>)> {
+        let st = self.lock();
+        let mut msns: Vec<String> = st
+            .ledgers
+            .values()
+            .flat_map(|b| b.profile.sales_units.iter())
+            .filter_map(|u| u.handle.strip_prefix("api:").map(str::to_owned))
+            .collect();
+        msns.sort();
+        msns.dedup();
+        msns.into_iter()
+            .map(|msn| {
+                let ledgers = st.ledgers_of_msn(&msn);
+                (msn, ledgers)
+            })
+            .collect()
     }
 
     /// A merchant grants `ledger_id` to the partner; unknown partners or ledgers are ignored

@@ -45,11 +45,14 @@ pub(crate) struct IssuedToken {
     pub expires_in_secs: u64,
 }
 
-/// An accounting partner: its secret and the ledgers merchants have granted it.
+/// A set of keys: an accounting partner's (its secret and the ledgers merchants have granted
+/// it) or, with `merchant` set, a merchant's own (the ledgers of its MSN).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Partner {
     pub secret: String,
     pub grants: BTreeSet<String>,
+    /// Set for merchant keys: they log in at `/accesstoken/get`, never at `/miami/v1/token`.
+    pub merchant: Option<super::merchant::MerchantAccess>,
 }
 
 #[derive(Clone, Debug)]
@@ -135,12 +138,18 @@ impl State {
             .and_then(parse_basic)
             .ok_or(TokenError::BadCredentials)?;
         match self.partners.get(&id) {
-            Some(p) if p.secret == secret => {}
+            // Merchant keys are not accounting keys: the MIAMI endpoint does not know them.
+            Some(p) if p.secret == secret && p.merchant.is_none() => {}
             _ => return Err(TokenError::BadCredentials),
         }
         if grant_type != Some("client_credentials") {
             return Err(TokenError::BadRequest);
         }
+        Ok(self.new_token(id))
+    }
+
+    /// Issues a token to `id` (whose keys were checked), valid for `token_ttl`.
+    pub(crate) fn new_token(&mut self, id: String) -> IssuedToken {
         let now = Instant::now();
         self.tokens.retain(|_, t| t.expires_at > now);
         let mut bytes = [0u8; 32];
@@ -157,10 +166,10 @@ impl State {
                     .unwrap_or(now),
             },
         );
-        Ok(IssuedToken {
+        IssuedToken {
             access_token,
             expires_in_secs: self.token_ttl.as_secs(),
-        })
+        }
     }
 
     /// The tokens issued and still valid.

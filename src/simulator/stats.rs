@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 /// Request counters, as a snapshot.
 #[derive(Clone, Debug, Default)]
 pub struct SimStats {
-    /// Calls to `POST /miami/v1/token`.
+    /// Calls to `POST /miami/v1/token` (accounting keys).
     pub token_requests: u64,
     /// Token calls refused (bad credentials, bad request, subscription key).
     pub token_failures: u64,
@@ -26,8 +26,19 @@ pub struct SimStats {
     pub not_found: u64,
     /// Token or data calls without all four `Vipps-System-*` headers.
     pub missing_system_headers: u64,
-    /// Calls that carried `Ocp-Apim-Subscription-Key` (an accounting partner never should).
+    /// Calls that carried `Ocp-Apim-Subscription-Key` without a merchant's token: to
+    /// `/miami/v1/token`, or with accounting keys' token (an accounting partner never should).
     pub subscription_key_sent: u64,
+    /// Calls to `POST /accesstoken/get` (merchant keys).
+    pub merchant_token_requests: u64,
+    /// Data calls made with a merchant's token.
+    pub merchant_requests: u64,
+    /// Merchant token or data calls without `Ocp-Apim-Subscription-Key` or
+    /// `Merchant-Serial-Number` (merchant keys always send both).
+    pub merchant_headers_missing: u64,
+    /// Merchant token or data calls refused for a missing, wrong or regenerated
+    /// subscription key.
+    pub subscription_key_refused: u64,
     /// Injected faults by kind (`"429"`, `"500"`, `"502"`, `"truncated"`, `"invalid_json"`,
     /// `"html"`, `"wrong_types"`, `"missing_cursor"`, `"invalid_entry"`, `"overlap"`,
     /// `"no_progress"`, `"stall"`); kinds never injected are absent.
@@ -75,6 +86,10 @@ impl SimStats {
             "not_found": self.not_found,
             "missing_system_headers": self.missing_system_headers,
             "subscription_key_sent": self.subscription_key_sent,
+            "merchant_token_requests": self.merchant_token_requests,
+            "merchant_requests": self.merchant_requests,
+            "merchant_headers_missing": self.merchant_headers_missing,
+            "subscription_key_refused": self.subscription_key_refused,
             "faults_injected": self.faults_injected,
             "total_faults": self.total_faults(),
             "hostile_sent": self.hostile_sent,

@@ -15,6 +15,7 @@ mod hostile;
 mod http;
 mod layers;
 mod lifecycle;
+mod merchant;
 mod payout_exporters;
 mod personal;
 mod polling;

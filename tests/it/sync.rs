@@ -210,7 +210,7 @@ async fn a_wrong_secret_gives_a_clear_error_and_stores_nothing() {
     assert!(!report.success());
     let (partner, error) = &report.failed_partners[0];
     assert_eq!(partner, "test-partner");
-    assert!(error.contains("refused the accounting keys"), "{error}");
+    assert!(error.contains("refused the keys"), "{error}");
     assert!(
         !error.contains("not-the-secret-9f3a"),
         "the secret is not in the error"

@@ -139,11 +139,11 @@ async fn one_schedule(
         ),
     ]);
     let mut settings = Settings::load_with_env(None, env)?;
-    settings.partners = vec![PartnerSettings {
-        name: "bench".to_owned(),
-        client_id: "bench-client".to_owned(),
-        client_secret: "bench-secret".to_owned().into(),
-    }];
+    settings.partners = vec![PartnerSettings::accounting(
+        "bench",
+        "bench-client",
+        "bench-secret",
+    )];
     settings.api.max_requests_per_second = 0;
     settings.sync.concurrency = day.concurrency;
     settings.sync.polling = polling;

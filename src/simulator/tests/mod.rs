@@ -7,6 +7,7 @@ mod hostile_data;
 mod hostile_list;
 mod http;
 mod http_reports;
+mod merchant;
 mod paging;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -8,7 +8,6 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use secrecy::SecretString;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool, Row};
 use tokio::sync::OnceCell;
@@ -360,11 +359,7 @@ pub fn test_settings(base_url: &str, db_url: &str, partners: &[(&str, &str, &str
     let mut settings = Settings::load_with_env(None, env).unwrap();
     settings.partners = partners
         .iter()
-        .map(|(name, id, secret)| PartnerSettings {
-            name: (*name).to_owned(),
-            client_id: (*id).to_owned(),
-            client_secret: SecretString::from(*secret),
-        })
+        .map(|(name, id, secret)| PartnerSettings::accounting(name, id, secret))
         .collect();
     settings
 }
