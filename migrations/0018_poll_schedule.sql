@@ -9,8 +9,7 @@
 --                       news while none comes
 --   next_poll_at        when `run` polls it next; null: at once (a new grant's feeds)
 --   last_news_at        when a poll last stored entries
---   polled_at           when it was last polled (a pass counts the polls of the last hour
---                       against `sync.polls_per_hour`, across every instance)
+--   polled_at           when it was last polled
 ALTER TABLE feed_cursors
     ADD COLUMN poll_interval_secs integer CHECK (poll_interval_secs > 0),
     ADD COLUMN news_gap_secs double precision CHECK (news_gap_secs >= 0),
@@ -20,3 +19,9 @@ ALTER TABLE feed_cursors
 GRANT UPDATE (poll_interval_secs, news_gap_secs, next_poll_at, last_news_at, polled_at)
     ON feed_cursors TO vls_writer;
 CREATE INDEX feed_cursors_polled ON feed_cursors (polled_at);
+
+-- Every poll of the last two hours, by any instance: a pass counts the last hour's against
+-- `sync.polls_per_hour` (a feed polled ten times is ten polls), and prunes the older ones.
+CREATE TABLE feed_polls (polled_at timestamptz NOT NULL);
+CREATE INDEX feed_polls_at ON feed_polls (polled_at);
+GRANT SELECT, INSERT, DELETE ON feed_polls TO vls_writer;

@@ -59,6 +59,10 @@ pub struct Polled<'a> {
 
 /// Records a poll and the next one planned.
 pub async fn record(pool: &PgPool, p: &Polled<'_>) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO feed_polls (polled_at) VALUES ($1)")
+        .bind(p.now)
+        .execute(pool)
+        .await?;
     sqlx::query(
         "UPDATE feed_cursors SET poll_interval_secs = $3, next_poll_at = $4, polled_at = $5,
                 last_news_at = CASE WHEN $6 THEN $5 ELSE last_news_at END, news_gap_secs = $7
@@ -138,11 +142,15 @@ pub async fn backing_off(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<i64>
     .await
 }
 
-/// Feeds polled in the hour before `now`, by any instance: what `sync.polls_per_hour` has
-/// left.
+/// Polls in the hour before `now`, by any instance (a feed polled twice counts twice): what
+/// `sync.polls_per_hour` has left. Polls older than two hours are pruned on the way.
 pub async fn polled_in_last_hour(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<i64> {
+    sqlx::query("DELETE FROM feed_polls WHERE polled_at < $1 - interval '2 hours'")
+        .bind(now)
+        .execute(pool)
+        .await?;
     sqlx::query_scalar(
-        "SELECT count(*) FROM feed_cursors
+        "SELECT count(*) FROM feed_polls
          WHERE polled_at > $1 - interval '1 hour' AND polled_at <= $1",
     )
     .bind(now)
@@ -179,7 +187,8 @@ pub async fn summary(
                 count(*) FILTER (WHERE c.poll_interval_secs > 3600 AND c.poll_interval_secs <= 21600)
                     AS interval_6h,
                 count(*) FILTER (WHERE c.poll_interval_secs > 21600) AS interval_longer,
-                count(*) FILTER (WHERE c.polled_at > $1 - interval '1 hour') AS polled_last_hour
+                (SELECT count(*) FROM feed_polls
+                 WHERE polled_at > $1 - interval '1 hour' AND polled_at <= $1) AS polled_last_hour
          FROM feed_cursors c
          WHERE EXISTS (SELECT 1 FROM grants g
                        WHERE g.ledger_id = c.ledger_id AND g.revoked_seen_at IS NULL)",

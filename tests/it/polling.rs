@@ -220,3 +220,25 @@ async fn busy_feeds_cannot_starve_quiet_ones_past_the_maximum_interval_under_a_t
         }
     }
 }
+
+#[tokio::test]
+async fn a_feed_polled_again_within_the_hour_counts_again_against_the_budget() {
+    let mut app = TestApp::spawn(small()).await;
+    app.settings.sync.polls_per_hour = 12; // one a pass, twelve an hour
+    app.settings.sync.min_poll_interval = std::time::Duration::from_secs(60);
+    let ctx = app.context();
+    discovery::discover(&ctx, &CancellationToken::new()).await;
+    let busy = app.sim.ledger_ids()[0].clone();
+    let t0 = Utc::now();
+    let before: u64 = requests(&app).values().sum();
+    let mut polls = 0;
+    for minute in 0..30 {
+        app.sim.grow_ledger(&busy, 1);
+        polls += pass(&ctx, t0 + Duration::minutes(minute)).await;
+    }
+    let after: u64 = requests(&app).values().sum();
+    // Eight feeds, the busy ones due every minute or two: without counting repeats the
+    // passes would go on polling one a minute.
+    assert_eq!(polls, 12, "twelve polls in the hour, however many feeds");
+    assert!(after - before >= 12);
+}
