@@ -42,7 +42,7 @@ fn the_built_in_defaults_load_without_any_file() {
         "https://api.vipps.no/miami/v1/token"
     );
     assert_eq!(s.sync.topics, [Topic::Funds, Topic::Fees]);
-    assert_eq!(s.sync.schedule, "20 * * * * *");
+    assert_eq!(s.sync.schedule, "0 17 * * * *");
     assert!(s.partners.is_empty());
     assert!(s
         .require_partners()

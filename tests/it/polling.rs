@@ -242,3 +242,20 @@ async fn a_feed_polled_again_within_the_hour_counts_again_against_the_budget() {
     assert_eq!(polls, 12, "twelve polls in the hour, however many feeds");
     assert!(after - before >= 12);
 }
+
+#[tokio::test]
+async fn run_polls_by_the_schedule_only_when_polling_is_adaptive() {
+    use vipps_ledger_sync::config::Polling;
+    use vipps_ledger_sync::sync::{sync_feeds, Backoff};
+    let mut app = TestApp::spawn(small()).await;
+    let cancel = CancellationToken::new();
+    for (polling, second_pass) in [(Polling::Fixed, 8), (Polling::Adaptive, 0)] {
+        app.settings.sync.polling = polling;
+        let ctx = app.context();
+        discovery::discover(&ctx, &cancel).await;
+        sync_feeds(&ctx, &cancel, Backoff::Honour).await;
+        // Just polled: the fixed schedule polls every feed again, the adaptive one none.
+        let again = sync_feeds(&ctx, &cancel, Backoff::Honour).await;
+        assert_eq!(again.units_ok, second_pass, "{polling:?}: {again}");
+    }
+}
