@@ -142,13 +142,20 @@ pub async fn backing_off(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<i64>
     .await
 }
 
-/// Polls in the hour before `now`, by any instance (a feed polled twice counts twice): what
-/// `sync.polls_per_hour` has left. Polls older than two hours are pruned on the way.
-pub async fn polled_in_last_hour(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<i64> {
+/// Forgets the polls older than two hours (every pass does it, whatever its polling, so
+/// `feed_polls` holds at most two hours of polls).
+pub async fn prune(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM feed_polls WHERE polled_at < $1 - interval '2 hours'")
         .bind(now)
         .execute(pool)
         .await?;
+    Ok(())
+}
+
+/// Polls in the hour before `now`, by any instance (a feed polled twice counts twice): what
+/// `sync.polls_per_hour` has left. Polls older than two hours are pruned on the way.
+pub async fn polled_in_last_hour(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Result<i64> {
+    prune(pool, now).await?;
     sqlx::query_scalar(
         "SELECT count(*) FROM feed_polls
          WHERE polled_at > $1 - interval '1 hour' AND polled_at <= $1",

@@ -168,6 +168,9 @@ pub async fn sync_feeds(
     let mut report = SyncReport::default();
     let _shown = ctx.progress.start_pass();
     purge_personal_data(ctx).await;
+    if let Err(e) = crate::store::poll_schedule::prune(&ctx.pool, now).await {
+        tracing::warn!(error = %e, "could not prune the polls older than two hours");
+    }
     let skip = match backoff {
         Backoff::Honour => feed_health::backing_off(&ctx.pool)
             .await

@@ -258,4 +258,16 @@ async fn run_polls_by_the_schedule_only_when_polling_is_adaptive() {
         let again = sync_feeds(&ctx, &cancel, Backoff::Honour).await;
         assert_eq!(again.units_ok, second_pass, "{polling:?}: {again}");
     }
+    // Whatever the polling, a pass keeps no more than two hours of polls for the budget.
+    sqlx::query("UPDATE feed_polls SET polled_at = polled_at - interval '3 hours'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    app.settings.sync.polling = Polling::Fixed;
+    sync_feeds(&app.context(), &cancel, Backoff::Honour).await;
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM feed_polls")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 8, "the old polls pruned, this pass's kept");
 }
