@@ -85,6 +85,32 @@ impl DueAfter {
     }
 }
 
+/// Per (ledger, date), over its `reconciliations` rows `r`: `all_ok`, `held` (a mismatch),
+/// `reconciliation` (per topic, for people), `topics` and `checked_at`. With
+/// [`date_complete`], the one rule of when a date has closed, for dates and payouts alike.
+macro_rules! date_reconciliation {
+    () => {
+        "bool_and(r.status = 'ok') AS all_ok,
+         bool_or(r.status = 'mismatch') AS held,
+         string_agg(r.topic || ': ' || r.status, ', ' ORDER BY r.topic) AS reconciliation,
+         array_agg(r.topic) AS topics,
+         max(r.checked_at) AS checked_at"
+    };
+}
+
+/// A date `d` (a [`date_reconciliation`] row) holds every entry of every synced topic (`$6`):
+/// each topic not reconciled for it was read to its end after the date was checked.
+macro_rules! date_complete {
+    () => {
+        "NOT EXISTS (
+             SELECT 1 FROM unnest($6::text[]) t(topic)
+             WHERE NOT t.topic = ANY(d.topics)
+               AND NOT EXISTS (SELECT 1 FROM feed_cursors f
+                   WHERE f.ledger_id = d.ledger_id AND f.topic = t.topic
+                     AND f.caught_up_at > d.checked_at))"
+    };
+}
+
 /// Up to `limit` closed dates in `scope` after `after` not yet exported (or all closed ones,
 /// with `include_exported`), by ledger and date: a pass reads them page by page, so a new
 /// exporter over years of history holds one page in memory, not the whole history. A date is
@@ -104,12 +130,9 @@ pub async fn due(
 ) -> sqlx::Result<Vec<DueDate>> {
     sqlx::query_as(concat!(
         "WITH per_date AS (
-             SELECT r.ledger_id, r.ledger_date,
-                    bool_and(r.status = 'ok') AS all_ok,
-                    bool_or(r.status = 'mismatch') AS held,
-                    string_agg(r.topic || ': ' || r.status, ', ' ORDER BY r.topic) AS reconciliation,
-                    array_agg(r.topic) AS topics,
-                    max(r.checked_at) AS checked_at
+             SELECT r.ledger_id, r.ledger_date, ",
+        date_reconciliation!(),
+        "
              FROM reconciliations r
              LEFT JOIN export_log x
                     ON x.ledger_id = r.ledger_id AND x.ledger_date = r.ledger_date
@@ -125,12 +148,9 @@ pub async fn due(
          SELECT d.ledger_id, d.ledger_date, d.held, d.reconciliation
          FROM per_date d
          WHERE (d.all_ok OR d.held)
-           AND (d.held OR NOT EXISTS (
-               SELECT 1 FROM unnest($6::text[]) t(topic)
-               WHERE NOT t.topic = ANY(d.topics)
-                 AND NOT EXISTS (SELECT 1 FROM feed_cursors f
-                     WHERE f.ledger_id = d.ledger_id AND f.topic = t.topic
-                       AND f.caught_up_at > d.checked_at)))
+           AND (d.held OR ",
+        date_complete!(),
+        ")
            AND ($3::text IS NULL OR ",
         // A reconciled date held every entry of it when it was checked: in the partner's
         // scope if checked within one of its grant periods (then it sees all of the date).
@@ -198,12 +218,9 @@ pub async fn due_payouts(
                                   AND e.seq BETWEEN p.first_seq AND p.last_seq
          ),
          per_date AS (
-             SELECT r.ledger_id, r.ledger_date,
-                    bool_and(r.status = 'ok') AS all_ok,
-                    bool_or(r.status = 'mismatch') AS held,
-                    string_agg(r.topic || ': ' || r.status, ', ' ORDER BY r.topic) AS reconciliation,
-                    array_agg(r.topic) AS topics,
-                    max(r.checked_at) AS checked_at
+             SELECT r.ledger_id, r.ledger_date, ",
+        date_reconciliation!(),
+        "
              FROM reconciliations r
              WHERE (r.ledger_id, r.ledger_date) IN (SELECT ledger_id, ledger_date FROM covered)
              GROUP BY r.ledger_id, r.ledger_date
@@ -211,12 +228,9 @@ pub async fn due_payouts(
          state AS (
              SELECT c.ledger_id, c.last_seq, c.ledger_date, d.reconciliation,
                     coalesce(d.held, false) AS held,
-                    coalesce(d.all_ok AND NOT EXISTS (
-                        SELECT 1 FROM unnest($6::text[]) t(topic)
-                        WHERE NOT t.topic = ANY(d.topics)
-                          AND NOT EXISTS (SELECT 1 FROM feed_cursors f
-                              WHERE f.ledger_id = d.ledger_id AND f.topic = t.topic
-                                AND f.caught_up_at > d.checked_at)), false) AS closed
+                    coalesce(d.all_ok AND ",
+        date_complete!(),
+        ", false) AS closed
              FROM covered c LEFT JOIN per_date d USING (ledger_id, ledger_date)
          )
          SELECT p.ledger_id, p.last_ledger_date AS ledger_date, p.payout_reference AS payout,

@@ -147,6 +147,24 @@ where
         .fetch(pool)
 }
 
+/// The [`PayoutRow`] columns of `t` (`payout_totals` rows, computed first in a CTE `t`), with
+/// the payout's entry joined as `entries` for the consent check.
+macro_rules! payout_columns {
+    () => {
+        "SELECT t.ledger_id, t.payout_reference, t.bank_reference, t.time, t.currency,
+                t.first_ledger_date, t.last_ledger_date, t.entries, t.bank_account_scheme,
+                t.bank_account_id, t.paid_out::text AS paid_out, t.transactions,
+                t.captured::text AS captured, t.refunded::text AS refunded,
+                t.transactions_other::text AS transactions_other,
+                t.transactions_gross::text AS transactions_gross,
+                t.fees_charged::text AS fees_charged, t.fees_retained::text AS fees_retained,
+                t.ledger_other::text AS ledger_other
+         FROM t
+         JOIN entries ON entries.ledger_id = t.ledger_id AND entries.topic = 'funds'
+                     AND entries.seq = t.last_seq"
+    };
+}
+
 /// A `payout_totals` row (migration 0015): one payout, what it settles and where it went.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PayoutRow {
@@ -188,18 +206,9 @@ pub async fn payouts(pool: &PgPool, filter: &ExportFilter) -> sqlx::Result<Vec<P
         "WITH t AS MATERIALIZED (
              SELECT * FROM payout_totals
              WHERE (cardinality($1::text[]) = 0 OR ledger_id = ANY($1))
-               AND last_ledger_date BETWEEN $3 AND $4)
-         SELECT t.ledger_id, t.payout_reference, t.bank_reference, t.time, t.currency,
-                t.first_ledger_date, t.last_ledger_date, t.entries, t.bank_account_scheme,
-                t.bank_account_id, t.paid_out::text AS paid_out, t.transactions,
-                t.captured::text AS captured, t.refunded::text AS refunded,
-                t.transactions_other::text AS transactions_other,
-                t.transactions_gross::text AS transactions_gross,
-                t.fees_charged::text AS fees_charged, t.fees_retained::text AS fees_retained,
-                t.ledger_other::text AS ledger_other
-         FROM t
-         JOIN entries ON entries.ledger_id = t.ledger_id AND entries.topic = 'funds'
-                     AND entries.seq = t.last_seq
+               AND last_ledger_date BETWEEN $3 AND $4) ",
+        payout_columns!(),
+        "
          WHERE ($2::text IS NULL OR ",
         consented!("$2", "entries", "synced_at"),
         ")
@@ -225,18 +234,9 @@ pub async fn payout(
 ) -> sqlx::Result<Option<PayoutRow>> {
     sqlx::query_as(concat!(
         "WITH t AS MATERIALIZED (
-             SELECT * FROM payout_totals WHERE ledger_id = $1 AND payout_reference = $2)
-         SELECT t.ledger_id, t.payout_reference, t.bank_reference, t.time, t.currency,
-                t.first_ledger_date, t.last_ledger_date, t.entries, t.bank_account_scheme,
-                t.bank_account_id, t.paid_out::text AS paid_out, t.transactions,
-                t.captured::text AS captured, t.refunded::text AS refunded,
-                t.transactions_other::text AS transactions_other,
-                t.transactions_gross::text AS transactions_gross,
-                t.fees_charged::text AS fees_charged, t.fees_retained::text AS fees_retained,
-                t.ledger_other::text AS ledger_other
-         FROM t
-         JOIN entries ON entries.ledger_id = t.ledger_id AND entries.topic = 'funds'
-                     AND entries.seq = t.last_seq
+             SELECT * FROM payout_totals WHERE ledger_id = $1 AND payout_reference = $2) ",
+        payout_columns!(),
+        "
          WHERE ($3::text IS NULL OR ",
         consented!("$3", "entries", "synced_at"),
         ")

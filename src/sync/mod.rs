@@ -178,9 +178,8 @@ pub async fn sync_feeds(
         Backoff::Ignore => Vec::new(),
     };
     let skip: std::collections::HashSet<(String, String)> = skip.into_iter().collect();
-    // At most `concurrency` units exist at a time (not one task per unit up front), so
-    // memory stays flat however many ledgers there are.
-    let concurrency = ctx.settings.sync.concurrency;
+    // At most `sync.concurrency` units exist at a time (not one task per unit up front), so
+    // memory stays flat however many ledgers there are (`make_room`).
     let mut units = JoinSet::new();
     let mut after: Option<String> = None;
     loop {
@@ -222,23 +221,12 @@ pub async fn sync_feeds(
         }
         for (ledger_id, holders, topics) in queued {
             for topic in topics {
-                while units.len() >= concurrency {
-                    if let Some(joined) = units.join_next().await {
-                        absorb(ctx, &mut report, joined, now).await;
-                    }
-                }
-                let (ctx, cancel) = (Arc::clone(ctx), cancel.clone());
-                let (ledger_id, holders) = (ledger_id.clone(), holders.clone());
-                let span = tracing::info_span!("feed", ledger = %ledger_id, topic = %topic);
-                units.spawn(
-                    async move {
-                        ctx.progress.unit_started(&ledger_id, topic);
-                        let result =
-                            unit::run_unit(&ctx, &ledger_id, topic, &holders, &cancel).await;
-                        ctx.progress.unit_finished(&ledger_id, topic);
-                        (ledger_id, topic, result)
-                    }
-                    .instrument(span),
+                make_room(ctx, &mut units, &mut report, now).await;
+                spawn_unit(
+                    ctx,
+                    cancel,
+                    &mut units,
+                    (ledger_id.clone(), topic, holders.clone()),
                 );
             }
         }
@@ -306,19 +294,22 @@ pub async fn sync_due_feeds(
         Ok(n) => report.backing_off = usize::try_from(n).unwrap_or(usize::MAX),
         Err(e) => tracing::warn!(error = %e, "could not count the feeds backing off"),
     }
-    let mut ledgers = std::collections::BTreeSet::new();
+    // Each ledger's feeds in this pass, counted once, for the progress totals.
+    let mut per_ledger: std::collections::BTreeMap<&str, (usize, &[String])> = Default::default();
     for feed in &due {
-        if ledgers.insert(feed.ledger_id.clone()) {
-            let first = ctx.health.order(&ctx.partners, &feed.holders);
-            let partner = first
-                .first()
-                .map_or("(no configured partner)", |p| p.name());
-            let units = due.iter().filter(|f| f.ledger_id == feed.ledger_id).count();
-            ctx.progress.ledger_queued(partner, &feed.ledger_id, units);
-        }
+        per_ledger
+            .entry(feed.ledger_id.as_str())
+            .or_insert((0, &feed.holders))
+            .0 += 1;
     }
-    report.ledgers = ledgers.len();
-    let concurrency = ctx.settings.sync.concurrency;
+    for (ledger_id, (units, holders)) in &per_ledger {
+        let first = ctx.health.order(&ctx.partners, holders);
+        let partner = first
+            .first()
+            .map_or("(no configured partner)", |p| p.name());
+        ctx.progress.ledger_queued(partner, ledger_id, *units);
+    }
+    report.ledgers = per_ledger.len();
     let mut units = JoinSet::new();
     for feed in due {
         let Some(topic) = [Topic::Funds, Topic::Fees]
@@ -327,22 +318,12 @@ pub async fn sync_due_feeds(
         else {
             continue;
         };
-        while units.len() >= concurrency {
-            if let Some(joined) = units.join_next().await {
-                absorb(ctx, &mut report, joined, now).await;
-            }
-        }
-        let (ctx, cancel) = (Arc::clone(ctx), cancel.clone());
-        let span = tracing::info_span!("feed", ledger = %feed.ledger_id, topic = %topic);
-        units.spawn(
-            async move {
-                ctx.progress.unit_started(&feed.ledger_id, topic);
-                let result =
-                    unit::run_unit(&ctx, &feed.ledger_id, topic, &feed.holders, &cancel).await;
-                ctx.progress.unit_finished(&feed.ledger_id, topic);
-                (feed.ledger_id, topic, result)
-            }
-            .instrument(span),
+        make_room(ctx, &mut units, &mut report, now).await;
+        spawn_unit(
+            ctx,
+            cancel,
+            &mut units,
+            (feed.ledger_id, topic, feed.holders),
         );
     }
     while let Some(joined) = units.join_next().await {
@@ -350,6 +331,43 @@ pub async fn sync_due_feeds(
     }
     report.elapsed = started.elapsed();
     report
+}
+
+/// The units of a pass in flight, each giving back its ledger, topic and result.
+type Units = JoinSet<(String, Topic, Result<unit::UnitResult, String>)>;
+
+/// Waits until fewer than `sync.concurrency` units are in flight, absorbing those that end.
+async fn make_room(
+    ctx: &SyncContext,
+    units: &mut Units,
+    report: &mut SyncReport,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    while units.len() >= ctx.settings.sync.concurrency {
+        if let Some(joined) = units.join_next().await {
+            absorb(ctx, report, joined, now).await;
+        }
+    }
+}
+
+/// Starts one unit (ledger, topic, the partners holding a grant) in its own task.
+fn spawn_unit(
+    ctx: &Arc<SyncContext>,
+    cancel: &CancellationToken,
+    units: &mut Units,
+    (ledger_id, topic, holders): (String, Topic, Vec<String>),
+) {
+    let (ctx, cancel) = (Arc::clone(ctx), cancel.clone());
+    let span = tracing::info_span!("feed", ledger = %ledger_id, topic = %topic);
+    units.spawn(
+        async move {
+            ctx.progress.unit_started(&ledger_id, topic);
+            let result = unit::run_unit(&ctx, &ledger_id, topic, &holders, &cancel).await;
+            ctx.progress.unit_finished(&ledger_id, topic);
+            (ledger_id, topic, result)
+        }
+        .instrument(span),
+    );
 }
 
 /// Plans a polled feed's next poll (`sync::schedule`) and records it.

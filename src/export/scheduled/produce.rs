@@ -96,10 +96,7 @@ pub(super) async fn produce(
         kind: exporter.kind.as_str(),
         reason,
     };
-    let csv_formulas = match &exporter.target {
-        ExporterTarget::Directory { csv_formulas, .. } => *csv_formulas,
-        ExporterTarget::Webhook { .. } => CsvFormulas::default(),
-    };
+    let csv_formulas = csv_formulas(exporter);
     let rows = crate::store::export_rows::entries_on(
         pool,
         &date.ledger_id,
@@ -196,10 +193,7 @@ async fn produce_payout(
     .context("reading the payout")?
     .with_context(|| format!("payout {reference} is no longer in the database"))?;
     let n = i32::try_from(payout.entries).unwrap_or(i32::MAX);
-    let csv_formulas = match &exporter.target {
-        ExporterTarget::Directory { csv_formulas, .. } => *csv_formulas,
-        ExporterTarget::Webhook { .. } => CsvFormulas::default(),
-    };
+    let csv_formulas = csv_formulas(exporter);
     let bytes = match exporter.kind {
         ExporterKind::SettlementXml | ExporterKind::SettlementCsv => {
             let csv = (exporter.kind == ExporterKind::SettlementCsv).then_some(csv_formulas);
@@ -321,6 +315,14 @@ pub async fn statement(
         owner,
     })?;
     Ok(xml)
+}
+
+/// What the exporter's CSV does with formula-like cells (webhooks carry JSON: the default).
+fn csv_formulas(exporter: &ExporterSettings) -> CsvFormulas {
+    match &exporter.target {
+        ExporterTarget::Directory { csv_formulas, .. } => *csv_formulas,
+        ExporterTarget::Webhook { .. } => CsvFormulas::default(),
+    }
 }
 
 fn write_records<T: Serialize>(
