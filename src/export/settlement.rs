@@ -541,4 +541,34 @@ mod tests {
         }];
         assert!(matches!(write(&none), Err(SettlementError::NoPayout)));
     }
+
+    #[test]
+    fn formula_like_text_in_the_csv_opens_as_text_unless_raw_is_asked_for() {
+        let party = LedgerParty {
+            sales_units: serde_json::json!([{"name": "=cmd|'/c calc'!A1", "recipientHandle": "api:123456"}]),
+            ..party()
+        };
+        let p = [payout("100001-2000001")];
+        let mut t = transaction("3300000112");
+        t.reference = Some("=HYPERLINK(\"https://evil.example\")".into());
+        let t = [t];
+        let ledgers = [LedgerPayouts {
+            ledger_id: "100001",
+            party: &party,
+            payouts: &p,
+            transactions: &t,
+        }];
+        let safe =
+            String::from_utf8(write_csv(&ledgers, CsvFormulas::Neutralise).unwrap()).unwrap();
+        assert!(safe.contains("'=cmd|"), "{safe}");
+        assert!(safe.contains("\"'=HYPERLINK("), "{safe}");
+        assert!(!safe.contains(",=") && !safe.contains("\"="), "{safe}");
+        // Amounts stay numbers.
+        assert!(
+            safe.contains(",-2.50,") || safe.contains(",97.50"),
+            "{safe}"
+        );
+        let raw = String::from_utf8(write_csv(&ledgers, CsvFormulas::Raw).unwrap()).unwrap();
+        assert!(raw.contains(",=cmd|"), "{raw}");
+    }
 }
