@@ -78,6 +78,9 @@ struct Args {
     /// `--freshness`: a quiet ledger's mean new entries a day.
     #[arg(long, default_value_t = 3.0)]
     quiet_per_day: f64,
+    /// `--freshness`: the schedules to measure: fixed, adaptive or both.
+    #[arg(long, default_value = "both")]
+    schedule: String,
     /// `--freshness`: simulated hours.
     #[arg(long, default_value_t = 24)]
     hours: u32,
@@ -111,6 +114,15 @@ async fn main() -> anyhow::Result<()> {
             polls_per_hour: args.polls_per_hour,
             max_poll_interval: args.max_poll_interval,
             concurrency: args.concurrency,
+            schedules: match args.schedule.as_str() {
+                "fixed" => vec![vipps_ledger_sync::config::Polling::Fixed],
+                "adaptive" => vec![vipps_ledger_sync::config::Polling::Adaptive],
+                "both" => vec![
+                    vipps_ledger_sync::config::Polling::Fixed,
+                    vipps_ledger_sync::config::Polling::Adaptive,
+                ],
+                other => bail!("--schedule {other:?}: expected fixed, adaptive or both"),
+            },
         };
         return freshness::run(&day, &server).await;
     }

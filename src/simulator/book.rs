@@ -3,7 +3,9 @@
 //! This module owns the append-only `funds` and `fees` sequences of a ledger, the index of
 //! which entries belong to which ledger date, and the open-date rule: the last generated date
 //! is still open, so its end-of-date entries (`fees-retained`, payout) are held back until the
-//! ledger grows past it. Everything the HTTP layer serves is a slice of what is visible here.
+//! ledger grows past it. With a clock set (`Simulator::set_clock`), the open date's entries
+//! also appear one by one as their `time` comes, as the real feeds fill during the day.
+//! Everything the HTTP layer serves is a slice of what is visible here.
 
 use std::ops::Range;
 
@@ -26,6 +28,11 @@ pub(crate) struct LedgerBook {
     pub profile: LedgerProfile,
     /// Generation of the cursors handed out; bumping it invalidates all older ones.
     pub cursor_epoch: u32,
+    /// Average captures per ledger date of this ledger.
+    captures_per_day: u32,
+    /// The simulated now (microseconds since the Unix epoch): the open date's entries
+    /// whose time is later are not served yet. `None`: the whole open date is served.
+    clock: Option<i64>,
     start_date: NaiveDate,
     gen: GenState,
     funds: Vec<Entry>,
@@ -37,11 +44,18 @@ pub(crate) struct LedgerBook {
 }
 
 impl LedgerBook {
-    /// An empty ledger whose first ledger date is `start_date`.
-    pub(crate) fn new(profile: LedgerProfile, start_date: NaiveDate) -> LedgerBook {
+    /// An empty ledger whose first ledger date is `start_date`, with about
+    /// `captures_per_day` captures a date.
+    pub(crate) fn new(
+        profile: LedgerProfile,
+        start_date: NaiveDate,
+        captures_per_day: u32,
+    ) -> LedgerBook {
         LedgerBook {
             profile,
             cursor_epoch: 0,
+            captures_per_day,
+            clock: None,
             start_date,
             gen: GenState::default(),
             funds: Vec::new(),
@@ -53,12 +67,12 @@ impl LedgerBook {
     }
 
     /// Generates `n` more ledger dates; the previously open date closes.
-    pub(crate) fn grow(&mut self, seed: u64, n: u32, captures_per_day: u32) {
+    pub(crate) fn grow(&mut self, seed: u64, n: u32) {
         for _ in 0..n {
             let date = self.start_date + TimeDelta::days(self.days.len() as i64);
             let day = self
                 .gen
-                .generate_day(&self.profile, seed, date, captures_per_day);
+                .generate_day(&self.profile, seed, date, self.captures_per_day);
             let funds_start = self.funds.len();
             let fees_start = self.fees.len();
             self.funds.extend(day.funds_body);
@@ -81,10 +95,43 @@ impl LedgerBook {
         }
     }
 
-    /// The feed as currently served, in feed order.
+    /// Sets the simulated now (`None`: no clock, the whole open date is served).
+    pub(crate) fn set_clock(&mut self, unix_micros: Option<i64>) {
+        self.clock = unix_micros;
+    }
+
+    /// The feed as currently served, in feed order: every closed date, and of the open date
+    /// the entries whose time has come (all of them without a clock).
     pub(crate) fn visible(&self, topic: Topic) -> &[Entry] {
         let (all, hidden) = self.all(topic);
-        &all[..all.len() - hidden]
+        let end = all.len() - hidden;
+        let (Some(clock), Some(open)) = (self.clock, self.days.last()) else {
+            return &all[..end];
+        };
+        let start = match topic {
+            Topic::Funds => open.funds.start,
+            Topic::Fees => open.fees.start,
+        }
+        .min(end);
+        // A date's entries are generated in time order.
+        let come = all[start..end].partition_point(|e| e.moment <= clock);
+        &all[..start + come]
+    }
+
+    /// The moments (microseconds since the Unix epoch) of the open date's entries, served or
+    /// not yet, without its end-of-date entries.
+    pub(crate) fn open_date_moments(&self, topic: Topic) -> Vec<i64> {
+        let (all, hidden) = self.all(topic);
+        let end = all.len() - hidden;
+        let Some(open) = self.days.last() else {
+            return Vec::new();
+        };
+        let start = match topic {
+            Topic::Funds => open.funds.start,
+            Topic::Fees => open.fees.start,
+        }
+        .min(end);
+        all[start..end].iter().map(|e| e.moment).collect()
     }
 
     /// The currently served entries of one ledger date (empty for dates without entries).

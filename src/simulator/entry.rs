@@ -49,6 +49,9 @@ pub(crate) struct Entry {
     pub psp_reference: String,
     /// Already rendered in the ledger's `time` spelling.
     pub time: String,
+    /// The same moment as microseconds since the Unix epoch (the simulator's clock compares
+    /// it; never served).
+    pub moment: i64,
     pub ledger_date: NaiveDate,
     pub entry_type: String,
     /// `None` means the field is absent on the wire (some `fees-retained` entries).
@@ -131,9 +134,14 @@ impl TimeStyle {
 
     /// Milliseconds since the Unix epoch of the same moment (for ULID-like references).
     pub fn unix_millis(&self, date: NaiveDate, micros: i64) -> i64 {
+        self.unix_micros(date, micros).div_euclid(1000)
+    }
+
+    /// Microseconds since the Unix epoch of the same moment.
+    pub fn unix_micros(&self, date: NaiveDate, micros: i64) -> i64 {
         let local = NaiveDateTime::new(date, NaiveTime::MIN) + TimeDelta::microseconds(micros);
         let utc = local - TimeDelta::seconds(i64::from(self.utc_offset_secs));
-        utc.and_utc().timestamp_millis()
+        utc.and_utc().timestamp_micros()
     }
 }
 

@@ -91,6 +91,7 @@ impl GenState {
             let stamp = Stamp {
                 date,
                 time: profile.time_style.render(date, ev.at),
+                moment: profile.time_style.unix_micros(date, ev.at),
                 currency,
             };
             let (psp, entry_type, reference, amount, handle, gdpr) = match ev.kind {
@@ -183,6 +184,7 @@ impl GenState {
         let stamp = Stamp {
             date,
             time: style.render(date, DAY_MICROS),
+            moment: style.unix_micros(date, DAY_MICROS),
             currency: profile.country.currency(),
         };
         if profile.gross_settlement {
@@ -216,6 +218,7 @@ impl GenState {
 struct Stamp {
     date: NaiveDate,
     time: String,
+    moment: i64,
     currency: &'static str,
 }
 
@@ -231,6 +234,7 @@ impl Stamp {
         Entry {
             psp_reference: psp.to_string(),
             time: self.time.clone(),
+            moment: self.moment,
             ledger_date: self.date,
             entry_type: entry_type.to_string(),
             reference: reference.map(str::to_string),

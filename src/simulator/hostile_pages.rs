@@ -284,6 +284,7 @@ pub(crate) fn far_future_entry(book: &LedgerBook, topic: Topic) -> Entry {
     Entry {
         psp_reference: format!("20991231{}", profile.ledger_id),
         time: profile.time_style.render(date, FAR_FUTURE_MICROS),
+        moment: profile.time_style.unix_micros(date, FAR_FUTURE_MICROS),
         ledger_date: date,
         entry_type: entry_type.to_string(),
         reference: Some(format!("{}-20991231", profile.order_prefix)),

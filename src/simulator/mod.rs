@@ -78,6 +78,10 @@ pub struct SimulatorConfig {
     pub days: u32,
     /// Average captures per ledger and date; each date varies it by up to ±50 %.
     pub captures_per_day: u32,
+    /// The first `busy_ledgers` ledgers have `busy_captures_per_day` instead (a bureau's few
+    /// busy merchants among many quiet ones).
+    pub busy_ledgers: usize,
+    pub busy_captures_per_day: u32,
     /// The first ledger date.
     pub start_date: NaiveDate,
     /// Most items per feed or dates page (the API's documented maximum is 1000).
@@ -105,6 +109,8 @@ impl Default for SimulatorConfig {
             ledgers: 12,
             days: 10,
             captures_per_day: 20,
+            busy_ledgers: 0,
+            busy_captures_per_day: 0,
             start_date: NaiveDate::from_ymd_opt(2026, 1, 5).unwrap_or_default(),
             feed_page_size: 1000,
             ledger_page_size: 5,
@@ -143,12 +149,17 @@ impl Simulator {
                     profile.ledger_id = id.clone();
                 }
                 profile.formula_references = config.formula_references;
-                let mut book = LedgerBook::new(profile, config.start_date);
-                book.grow(config.seed, config.days, config.captures_per_day);
+                let captures = if i < config.busy_ledgers {
+                    config.busy_captures_per_day
+                } else {
+                    config.captures_per_day
+                };
+                let mut book = LedgerBook::new(profile, config.start_date, captures);
+                book.grow(config.seed, config.days);
                 book
             })
             .collect();
-        let mut st = State::new(config.seed, config.captures_per_day, books);
+        let mut st = State::new(config.seed, books);
         st.feed_page_size = config.feed_page_size.max(1);
         st.ledger_page_size = config.ledger_page_size.max(1);
         st.token_ttl = config.token_ttl;
@@ -268,6 +279,35 @@ impl Simulator {
     /// Appends `days` more ledger dates to one ledger only: a busy ledger among quiet ones.
     pub fn grow_ledger(&self, ledger_id: &str, days: u32) {
         self.lock().grow_ledger(ledger_id, days);
+    }
+
+    /// Sets the simulated now: from then on the open ledger date's entries are served only
+    /// once their `time` has come, as the real feeds fill during the day (`None`, the
+    /// default: the whole open date at once, end-of-date entries still held back until the
+    /// ledger grows).
+    pub fn set_clock(&self, now: Option<chrono::DateTime<chrono::Utc>>) {
+        let micros = now.map(|t| t.timestamp_micros());
+        for book in self.lock().ledgers.values_mut() {
+            book.set_clock(micros);
+        }
+    }
+
+    /// When each entry of a ledger's open date appears (its `time`), served yet or not, in
+    /// feed order, without the end-of-date entries; empty for an unknown ledger or topic.
+    pub fn open_date_times(
+        &self,
+        ledger_id: &str,
+        topic: &str,
+    ) -> Vec<chrono::DateTime<chrono::Utc>> {
+        let st = self.lock();
+        match (st.ledgers.get(ledger_id), Topic::parse(topic)) {
+            (Some(book), Some(t)) => book
+                .open_date_moments(t)
+                .into_iter()
+                .filter_map(chrono::DateTime::from_timestamp_micros)
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// The feed as the API currently serves it, in feed order, without the GDPR fields

@@ -65,7 +65,6 @@ struct TokenInfo {
 #[derive(Debug)]
 pub(crate) struct State {
     pub seed: u64,
-    pub captures_per_day: u32,
     pub feed_page_size: usize,
     pub ledger_page_size: usize,
     pub token_ttl: Duration,
@@ -99,10 +98,9 @@ pub(crate) struct State {
 
 impl State {
     /// A state with the given ledgers and no partners.
-    pub(crate) fn new(seed: u64, captures_per_day: u32, ledgers: Vec<LedgerBook>) -> State {
+    pub(crate) fn new(seed: u64, ledgers: Vec<LedgerBook>) -> State {
         State {
             seed,
-            captures_per_day,
             feed_page_size: 1000,
             ledger_page_size: 5,
             token_ttl: Duration::from_secs(900),
@@ -246,16 +244,16 @@ impl State {
 
     /// Appends `days` ledger dates to every ledger.
     pub(crate) fn grow_ledger(&mut self, ledger_id: &str, days: u32) {
-        let (seed, cpd) = (self.seed, self.captures_per_day);
+        let seed = self.seed;
         if let Some(book) = self.ledgers.get_mut(ledger_id) {
-            book.grow(seed, days, cpd);
+            book.grow(seed, days);
         }
     }
 
     pub(crate) fn grow(&mut self, days: u32) {
-        let (seed, cpd) = (self.seed, self.captures_per_day);
+        let seed = self.seed;
         for book in self.ledgers.values_mut() {
-            book.grow(seed, days, cpd);
+            book.grow(seed, days);
         }
     }
 }

@@ -22,23 +22,50 @@ pub struct FeedState {
     pub newest_date: Option<NaiveDate>,
     /// …and whether that date has reconciled (closed).
     pub newest_date_closed: bool,
+    /// While the time between its news is unknown: of its newest [`HISTORY_ENTRIES`] stored
+    /// entries, how many have a `time` in the week before the poll…
+    pub recent_entries: i64,
+    /// …the earliest of those times…
+    pub recent_since: Option<DateTime<Utc>>,
+    /// …and the time of its newest entry (for a feed quiet all week).
+    pub newest_time: Option<DateTime<Utc>>,
 }
 
-pub async fn state(pool: &PgPool, ledger_id: &str, topic: Topic) -> sqlx::Result<FeedState> {
+/// The stored entries a feed's history is judged by when the time between its news is not
+/// yet known (its first poll under the schedule): the newest ones, by feed order.
+pub const HISTORY_ENTRIES: i64 = 100;
+
+/// A feed's state at `now`, before its poll is planned.
+pub async fn state(
+    pool: &PgPool,
+    ledger_id: &str,
+    topic: Topic,
+    now: DateTime<Utc>,
+) -> sqlx::Result<FeedState> {
     let found: Option<FeedState> = sqlx::query_as(
         "SELECT c.poll_interval_secs, c.news_gap_secs, c.last_news_at,
                 e.ledger_date AS newest_date,
                 EXISTS (SELECT 1 FROM reconciliations r
                         WHERE r.ledger_id = c.ledger_id AND r.topic = c.topic
                           AND r.ledger_date = e.ledger_date AND r.status = 'ok')
-                    AS newest_date_closed
+                    AS newest_date_closed,
+                coalesce(h.recent_entries, 0) AS recent_entries, h.recent_since,
+                e.time AS newest_time
          FROM feed_cursors c
          LEFT JOIN entries e ON e.ledger_id = c.ledger_id AND e.topic = c.topic
                             AND e.seq = c.last_seq
+         LEFT JOIN LATERAL (
+             SELECT count(*) FILTER (WHERE n.time > $3 - interval '7 days') AS recent_entries,
+                    min(n.time) FILTER (WHERE n.time > $3 - interval '7 days') AS recent_since
+             FROM (SELECT time FROM entries
+                   WHERE ledger_id = c.ledger_id AND topic = c.topic
+                   ORDER BY seq DESC LIMIT $4) n) h ON c.news_gap_secs IS NULL
          WHERE c.ledger_id = $1 AND c.topic = $2",
     )
     .bind(ledger_id)
     .bind(topic.as_str())
+    .bind(now)
+    .bind(HISTORY_ENTRIES)
     .fetch_optional(pool)
     .await?;
     Ok(found.unwrap_or_default())
@@ -55,6 +82,7 @@ pub struct Polled<'a> {
     pub interval_secs: i32,
     pub news_gap_secs: Option<f64>,
     pub next_poll_at: DateTime<Utc>,
+    pub wake_at: Option<DateTime<Utc>>,
 }
 
 /// Records a poll and the next one planned.
@@ -65,7 +93,8 @@ pub async fn record(pool: &PgPool, p: &Polled<'_>) -> sqlx::Result<()> {
         .await?;
     sqlx::query(
         "UPDATE feed_cursors SET poll_interval_secs = $3, next_poll_at = $4, polled_at = $5,
-                last_news_at = CASE WHEN $6 THEN $5 ELSE last_news_at END, news_gap_secs = $7
+                last_news_at = CASE WHEN $6 THEN $5 ELSE last_news_at END, news_gap_secs = $7,
+                wake_at = $8
          WHERE ledger_id = $1 AND topic = $2",
     )
     .bind(p.ledger_id)
@@ -75,6 +104,7 @@ pub async fn record(pool: &PgPool, p: &Polled<'_>) -> sqlx::Result<()> {
     .bind(p.now)
     .bind(p.news)
     .bind(p.news_gap_secs)
+    .bind(p.wake_at)
     .execute(pool)
     .await?;
     Ok(())
@@ -88,13 +118,16 @@ pub struct DueFeed {
     pub holders: Vec<String>,
 }
 
-/// Up to `limit` feeds of ledgers with an open grant that are due at `now`, in this order:
-/// feeds never polled (a new grant's); feeds whose last poll is `max_wait` or more ago (so no
-/// feed waits much longer than the maximum interval, however busy the others are, as long as
-/// the budget covers every feed once per `max_wait`); then the most overdue relative to
-/// their own interval (a busy feed two minutes late before a quiet one two minutes late),
-/// then the shortest interval. Blocked feeds and feeds backing off after failures are left
-/// out.
+/// Up to `limit` feeds of ledgers with an open grant that are due at `now` (their regular
+/// poll or their wake-up has come), in this order: feeds never polled (a new grant's); feeds
+/// at their deadline: those whose last poll is `max_wait` or more ago and those at the
+/// maximum interval whose regular poll has come (so no feed waits much longer than the
+/// maximum, however busy the others are, as long as the budget covers every feed once per
+/// `max_wait`); then the most overdue relative to their own interval, counting from the
+/// regular poll or the wake-up, whichever came first (a busy feed two minutes late before a
+/// quiet one two minutes late), then the shortest interval. A wake-up alone never makes a
+/// deadline: after midnight, thousands of woken feeds wait behind the feeds due. Blocked
+/// feeds and feeds backing off after failures are left out.
 pub async fn due(
     pool: &PgPool,
     now: DateTime<Utc>,
@@ -110,12 +143,13 @@ pub async fn due(
          FROM open o CROSS JOIN unnest($2::text[]) t(topic)
          LEFT JOIN feed_cursors c ON c.ledger_id = o.ledger_id AND c.topic = t.topic
          WHERE c.ledger_id IS NULL
-            OR ((c.next_poll_at IS NULL OR c.next_poll_at <= $1)
+            OR ((c.next_poll_at IS NULL OR c.next_poll_at <= $1 OR c.wake_at <= $1)
                 AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= $1)
                 AND c.blocked_at IS NULL)
          ORDER BY c.next_poll_at IS NOT NULL,
-                  coalesce(c.polled_at <= $1 - make_interval(secs => $4), true) DESC,
-                  extract(epoch FROM $1 - c.next_poll_at)
+                  coalesce(c.polled_at <= $1 - make_interval(secs => $4)
+                           OR (c.next_poll_at <= $1 AND c.poll_interval_secs >= $4), true) DESC,
+                  extract(epoch FROM $1 - least(c.next_poll_at, c.wake_at))
                       / coalesce(c.poll_interval_secs, 1) DESC,
                   c.poll_interval_secs, o.ledger_id, t.topic
          LIMIT $3",
@@ -168,7 +202,7 @@ pub async fn polled_in_last_hour(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Res
 /// The schedule at `now`, for `status` and `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct ScheduleSummary {
-    /// Feeds of open grants due now (or never polled).
+    /// Feeds of open grants due now, by their regular poll or a wake-up (or never polled).
     pub due: i64,
     /// Of those, due for longer than their own interval.
     pub overdue: i64,
@@ -185,7 +219,8 @@ pub async fn summary(
     now: DateTime<Utc>,
 ) -> sqlx::Result<ScheduleSummary> {
     sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE c.next_poll_at IS NULL OR c.next_poll_at <= $1) AS due,
+        "SELECT count(*) FILTER (WHERE c.next_poll_at IS NULL OR c.next_poll_at <= $1
+                                       OR c.wake_at <= $1) AS due,
                 count(*) FILTER (WHERE c.next_poll_at + make_interval(secs => c.poll_interval_secs) <= $1)
                     AS overdue,
                 count(*) FILTER (WHERE c.poll_interval_secs <= 300) AS interval_5m,

@@ -116,9 +116,18 @@ impl SyncContext {
 
 /// `sync --once`: discovery, then every consented feed to its current end.
 pub async fn sync_once(ctx: &Arc<SyncContext>, cancel: &CancellationToken) -> SyncReport {
+    sync_once_at(ctx, cancel, chrono::Utc::now()).await
+}
+
+/// [`sync_once`] with the time the feeds' next polls are planned from (a simulated day's).
+pub async fn sync_once_at(
+    ctx: &Arc<SyncContext>,
+    cancel: &CancellationToken,
+    now: chrono::DateTime<chrono::Utc>,
+) -> SyncReport {
     let started = Instant::now();
     let found = discovery::discover(ctx, cancel).await;
-    let mut report = sync_feeds(ctx, cancel, Backoff::Ignore).await;
+    let mut report = sync_feeds_at(ctx, cancel, Backoff::Ignore, now).await;
     report.grants_opened += found.opened;
     report.grants_closed += found.closed;
     report.failed_partners = found.failed_partners;
@@ -160,10 +169,21 @@ pub async fn sync_feeds(
     cancel: &CancellationToken,
     backoff: Backoff,
 ) -> SyncReport {
-    if backoff == Backoff::Honour && ctx.settings.sync.polling == crate::config::Polling::Adaptive {
-        return sync_due_feeds(ctx, cancel, chrono::Utc::now()).await;
-    }
     let now = chrono::Utc::now();
+    if backoff == Backoff::Honour && ctx.settings.sync.polling == crate::config::Polling::Adaptive {
+        return sync_due_feeds(ctx, cancel, now).await;
+    }
+    sync_feeds_at(ctx, cancel, backoff, now).await
+}
+
+/// Every feed, as [`sync_feeds`] under fixed polling, with the time the feeds' next polls are
+/// planned from (a simulated day's).
+pub async fn sync_feeds_at(
+    ctx: &Arc<SyncContext>,
+    cancel: &CancellationToken,
+    backoff: Backoff,
+    now: chrono::DateTime<chrono::Utc>,
+) -> SyncReport {
     let started = Instant::now();
     let mut report = SyncReport::default();
     let _shown = ctx.progress.start_pass();
@@ -221,7 +241,7 @@ pub async fn sync_feeds(
         }
         for (ledger_id, holders, topics) in queued {
             for topic in topics {
-                make_room(ctx, &mut units, &mut report, now).await;
+                make_room(ctx, &mut units, &mut report, (now, Pass::Every)).await;
                 spawn_unit(
                     ctx,
                     cancel,
@@ -232,7 +252,7 @@ pub async fn sync_feeds(
         }
     }
     while let Some(joined) = units.join_next().await {
-        absorb(ctx, &mut report, joined, now).await;
+        absorb(ctx, &mut report, joined, (now, Pass::Every)).await;
     }
     report.elapsed = started.elapsed();
     report
@@ -318,7 +338,7 @@ pub async fn sync_due_feeds(
         else {
             continue;
         };
-        make_room(ctx, &mut units, &mut report, now).await;
+        make_room(ctx, &mut units, &mut report, (now, Pass::Due)).await;
         spawn_unit(
             ctx,
             cancel,
@@ -327,7 +347,7 @@ pub async fn sync_due_feeds(
         );
     }
     while let Some(joined) = units.join_next().await {
-        absorb(ctx, &mut report, joined, now).await;
+        absorb(ctx, &mut report, joined, (now, Pass::Due)).await;
     }
     report.elapsed = started.elapsed();
     report
@@ -341,13 +361,22 @@ async fn make_room(
     ctx: &SyncContext,
     units: &mut Units,
     report: &mut SyncReport,
-    now: chrono::DateTime<chrono::Utc>,
+    (now, pass): (chrono::DateTime<chrono::Utc>, Pass),
 ) {
     while units.len() >= ctx.settings.sync.concurrency {
         if let Some(joined) = units.join_next().await {
-            absorb(ctx, report, joined, now).await;
+            absorb(ctx, report, joined, (now, pass)).await;
         }
     }
+}
+
+/// Which feeds a pass polls, for the timing of their next polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Every feed at once (`sync --once`, a fixed pass): their next polls are spread.
+    Every,
+    /// The feeds due by the adaptive schedule.
+    Due,
 }
 
 /// Starts one unit (ledger, topic, the partners holding a grant) in its own task.
@@ -376,12 +405,12 @@ async fn reschedule(
     ledger_id: &str,
     topic: Topic,
     stored: u64,
-    now: chrono::DateTime<chrono::Utc>,
+    (now, timing): (chrono::DateTime<chrono::Utc>, schedule::Timing),
 ) {
     use crate::store::poll_schedule;
     let planned = async {
-        let state = poll_schedule::state(&ctx.pool, ledger_id, topic).await?;
-        let plan = schedule::PollPolicy::from(&ctx.settings.sync).plan(&state, stored, now);
+        let state = poll_schedule::state(&ctx.pool, ledger_id, topic, now).await?;
+        let plan = schedule::PollPolicy::from(&ctx.settings.sync).plan(&state, stored, now, timing);
         let polled = poll_schedule::Polled {
             ledger_id,
             topic,
@@ -390,6 +419,7 @@ async fn reschedule(
             interval_secs: i32::try_from(plan.interval.as_secs()).unwrap_or(i32::MAX),
             news_gap_secs: plan.news_gap.map(|g| g.as_secs_f64()),
             next_poll_at: plan.next_poll_at,
+            wake_at: plan.wake_at,
         };
         poll_schedule::record(&ctx.pool, &polled).await
     };
@@ -407,7 +437,7 @@ async fn absorb(
     ctx: &SyncContext,
     report: &mut SyncReport,
     joined: Joined,
-    now: chrono::DateTime<chrono::Utc>,
+    (now, pass): (chrono::DateTime<chrono::Utc>, Pass),
 ) {
     ctx.metrics.progressed();
     let (ledger_id, topic, result) = match joined {
@@ -435,7 +465,13 @@ async fn absorb(
                 report.held_elsewhere += 1;
             } else if !unit.outcome.interrupted {
                 report.units_ok += 1;
-                reschedule(ctx, &ledger_id, topic, unit.outcome.inserted, now).await;
+                let timing = match pass {
+                    Pass::Every => {
+                        schedule::Timing::Spread(schedule::spread(&ledger_id, topic.as_str()))
+                    }
+                    Pass::Due => schedule::Timing::Scheduled,
+                };
+                reschedule(ctx, &ledger_id, topic, unit.outcome.inserted, (now, timing)).await;
             }
         }
         Err(error) => {

@@ -3,14 +3,22 @@
 //! - A feed's interval is twice the time between its entries: a moving average of what each
 //!   poll that stored entries saw (the time since the last news over the entries it brought),
 //!   raised to the time since the last news while none comes (so a feed that slows down is
-//!   polled less at once). A feed that gets an entry every five minutes is polled every ten;
-//!   one that gets a few a day stays at the maximum. Until
-//!   two polls have stored entries the time is unknown, and the interval is the minimum after
-//!   news, doubled after each poll without. Always within `sync.min_poll_interval` and
-//!   `sync.max_poll_interval`: no feed waits longer than the maximum.
-//! - A feed whose newest entry is on a ledger date not yet closed is polled once that date has
-//!   ended (midnight in Oslo, plus the minimum interval), whatever its interval: that is when
-//!   the date's last entries and its payout come.
+//!   polled less at once); news four times sooner than expected replaces it (so a dormant
+//!   feed in use again is polled often at once). A feed that gets an entry every five minutes
+//!   is polled every ten; one that gets a few a day stays at the maximum. At a feed's first
+//!   poll under the schedule the time is judged from its history: the newest stored entries'
+//!   `time`s in the week before (so after a first sync, or a switch from fixed polling, busy
+//!   feeds are told from quiet ones at once). Without any history the interval is the
+//!   minimum after news, doubled after each poll without. Always within
+//!   `sync.min_poll_interval` and `sync.max_poll_interval`: no feed waits longer than the
+//!   maximum.
+//! - A pass that polls every feed at once (`sync --once`, a fixed pass) spreads their next
+//!   polls over each one's interval (by a hash of ledger and topic), so that they do not all
+//!   come due in the same minute.
+//! - A feed whose newest entry is on a ledger date not yet closed is woken once that date has
+//!   ended (midnight in Oslo, plus the minimum interval): that is when the date's last
+//!   entries and its payout come. A wake-up is an extra poll, taken when the budget has room
+//!   after the feeds whose regular poll is due; it never makes a deadline.
 //! - A feed never polled (a new grant's) is due at once.
 //! - A pass polls the feeds due, most likely to have news first, at most
 //!   `sync.polls_per_hour` an hour across every instance, and at most a sixtieth of it per
@@ -47,16 +55,57 @@ pub struct Plan {
     pub interval: Duration,
     /// How long the feed takes to get news, as now estimated (none while unknown).
     pub news_gap: Option<Duration>,
+    /// The regular next poll.
     pub next_poll_at: DateTime<Utc>,
+    /// An earlier poll when the feed's newest ledger date ends.
+    pub wake_at: Option<DateTime<Utc>>,
+}
+
+/// How a poll's next one is timed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Timing {
+    /// A pass of the schedule: the next poll one interval on.
+    Scheduled,
+    /// A pass that polled every feed at once: the next poll at this fraction (0, 1] of the
+    /// interval, different for each feed ([`spread`]).
+    Spread(f64),
+}
+
+/// A feed's fraction of its interval after a pass that polled every feed at once: from a
+/// hash of ledger and topic (FNV-1a, stable across builds and instances), in (0, 1].
+pub fn spread(ledger_id: &str, topic: &str) -> f64 {
+    let hash = ledger_id
+        .bytes()
+        .chain(std::iter::once(b'/'))
+        .chain(topic.bytes())
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    (hash % 1000 + 1) as f64 / 1000.0
+}
+
+/// The time between a feed's entries as its history shows it (`state`'s recent entries):
+/// since the earliest of the week's newest entries, over how many there are; for a feed
+/// with none that week, at least the time since its newest entry. `None` without history.
+fn history_gap(state: &FeedState, now: DateTime<Utc>) -> Option<f64> {
+    let secs_since = |t: DateTime<Utc>| (now - t).num_milliseconds().max(0) as f64 / 1000.0;
+    match (state.recent_entries, state.recent_since, state.newest_time) {
+        (n, Some(since), _) if n > 0 => Some(secs_since(since) / n as f64),
+        (_, _, Some(newest)) => Some(secs_since(newest)),
+        _ => None,
+    }
 }
 
 /// Weight of the newest observed gap in the moving average of the time between news.
 const GAP_WEIGHT: f64 = 0.3;
 
+/// News observed this much sooner than the estimate (or more) replaces it.
+const WAKE_UP_RATIO: f64 = 0.25;
+
 impl PollPolicy {
     /// Plans the next poll of a feed polled at `now` that stored `stored` entries, from its
     /// state before the poll.
-    pub fn plan(&self, state: &FeedState, stored: u64, now: DateTime<Utc>) -> Plan {
+    pub fn plan(&self, state: &FeedState, stored: u64, now: DateTime<Utc>, timing: Timing) -> Plan {
         let news = stored > 0;
         let since_news = state
             .last_news_at
@@ -66,12 +115,17 @@ impl PollPolicy {
         // it brought (not the time between our own polls, which would feed on itself).
         let observed = since_news.map(|since| since / stored.max(1) as f64);
         let gap = match (news, known, observed) {
+            // News much sooner than expected: the feed woke up (a dormant ledger in use
+            // again), believed at once rather than averaged with its quiet months.
+            (true, Some(gap), Some(seen)) if seen < gap * WAKE_UP_RATIO => Some(seen),
             // News again: one more observation.
             (true, Some(gap), Some(seen)) => Some(gap + GAP_WEIGHT * (seen - gap)),
             (true, None, Some(seen)) => Some(seen),
             // Nothing yet: it takes at least as long as it has been.
             (false, Some(gap), Some(_)) => Some(gap.max(since_news.unwrap_or_default())),
-            (_, gap, _) => gap,
+            (_, Some(gap), _) => Some(gap),
+            // Its first poll under the schedule: what its history shows.
+            (_, None, _) => history_gap(state, now),
         };
         let previous = state
             .poll_interval_secs
@@ -83,17 +137,20 @@ impl PollPolicy {
             (None, Some(previous)) if !news => (previous * 2).clamp(self.min, self.max),
             (None, _) => self.min,
         };
-        let mut next_poll_at = now + interval;
-        if let Some(date) = state.newest_date.filter(|_| !state.newest_date_closed) {
-            let wake = date_end(date) + self.min;
-            if wake > now && wake < next_poll_at {
-                next_poll_at = wake;
-            }
-        }
+        let next_poll_at = match timing {
+            Timing::Scheduled => now + interval,
+            Timing::Spread(fraction) => now + interval.mul_f64(fraction.clamp(0.001, 1.0)),
+        };
+        let wake_at = state
+            .newest_date
+            .filter(|_| !state.newest_date_closed)
+            .map(|date| date_end(date) + self.min)
+            .filter(|wake| *wake > now && *wake < next_poll_at);
         Plan {
             interval,
             news_gap: gap.map(Duration::from_secs_f64),
             next_poll_at,
+            wake_at,
         }
     }
 }
@@ -146,7 +203,7 @@ mod tests {
         let mut state = FeedState::default();
         let mut intervals = Vec::new();
         for _ in 0..12 {
-            let plan = policy().plan(&state, 0, now);
+            let plan = policy().plan(&state, 0, now, Timing::Scheduled);
             intervals.push(plan.interval.as_secs());
             state.poll_interval_secs = Some(plan.interval.as_secs() as i32);
         }
@@ -154,7 +211,7 @@ mod tests {
             intervals,
             [120, 240, 480, 960, 1920, 3840, 7680, 15360, 21600, 21600, 21600, 21600]
         );
-        let news = policy().plan(&state, 1, now);
+        let news = policy().plan(&state, 1, now, Timing::Scheduled);
         assert_eq!(news.interval, Duration::from_secs(120));
         assert_eq!(news.next_poll_at, at("2026-03-10T08:02:00Z"));
     }
@@ -165,7 +222,7 @@ mod tests {
         let mut state = FeedState::default();
         let mut now = at("2026-03-10T08:00:00Z");
         for _ in 0..20 {
-            let plan = policy().plan(&state, 1, now);
+            let plan = policy().plan(&state, 1, now, Timing::Scheduled);
             state.poll_interval_secs = Some(plan.interval.as_secs() as i32);
             state.news_gap_secs = plan.news_gap.map(|g| g.as_secs_f64());
             state.last_news_at = Some(now);
@@ -173,7 +230,12 @@ mod tests {
         }
         assert_eq!(state.poll_interval_secs, Some(600));
         // Then quiet for two hours: polled every four, not every ten minutes.
-        let later = policy().plan(&state, 0, now + chrono::Duration::hours(2));
+        let later = policy().plan(
+            &state,
+            0,
+            now + chrono::Duration::hours(2),
+            Timing::Scheduled,
+        );
         assert_eq!(later.interval.as_secs(), 4 * 3600 + 600);
         // A few a day (every eight hours): the maximum.
         let quiet = FeedState {
@@ -181,22 +243,36 @@ mod tests {
             last_news_at: Some(now - chrono::Duration::hours(8)),
             ..FeedState::default()
         };
-        assert_eq!(policy().plan(&quiet, 1, now).interval, policy().max);
+        assert_eq!(
+            policy().plan(&quiet, 1, now, Timing::Scheduled).interval,
+            policy().max
+        );
+        // Dormant for months, then 60 entries in the last six hours: one every six minutes
+        // at once, not averaged with the months.
+        let dormant = FeedState {
+            news_gap_secs: Some(90.0 * 86400.0),
+            last_news_at: Some(now - chrono::Duration::hours(6)),
+            ..FeedState::default()
+        };
+        let woke = policy().plan(&dormant, 60, now, Timing::Scheduled);
+        assert_eq!(woke.news_gap, Some(Duration::from_secs(360)));
+        assert_eq!(woke.interval, Duration::from_secs(720));
     }
 
     #[test]
-    fn a_feed_whose_newest_date_is_open_is_polled_once_that_date_ends() {
+    fn a_feed_whose_newest_date_is_open_is_woken_once_that_date_ends() {
         let state = FeedState {
             poll_interval_secs: Some(21600),
             newest_date: Some("2026-03-10".parse().unwrap()),
             newest_date_closed: false,
             ..FeedState::default()
         };
-        // Quiet all afternoon: next poll just after midnight in Oslo (23:00 UTC in March),
-        // not six hours on.
-        let plan = policy().plan(&state, 0, at("2026-03-10T20:00:00Z"));
+        // Quiet all afternoon: woken just after midnight in Oslo (23:00 UTC in March), not
+        // six hours on; its regular poll stays six hours on.
+        let plan = policy().plan(&state, 0, at("2026-03-10T20:00:00Z"), Timing::Scheduled);
         assert_eq!(plan.interval, Duration::from_secs(21600));
-        assert_eq!(plan.next_poll_at, at("2026-03-10T23:02:00Z"));
+        assert_eq!(plan.wake_at, Some(at("2026-03-10T23:02:00Z")));
+        assert_eq!(plan.next_poll_at, at("2026-03-11T02:00:00Z"));
         // Summer time: midnight in Oslo is 22:00 UTC.
         assert_eq!(
             date_end("2026-07-01".parse().unwrap()),
@@ -207,11 +283,69 @@ mod tests {
             newest_date_closed: true,
             ..state.clone()
         };
-        let plan = policy().plan(&closed, 0, at("2026-03-10T20:00:00Z"));
+        let plan = policy().plan(&closed, 0, at("2026-03-10T20:00:00Z"), Timing::Scheduled);
+        assert_eq!(plan.wake_at, None);
         assert_eq!(plan.next_poll_at, at("2026-03-11T02:00:00Z"));
         // Past the wake-up (polled after midnight): the ordinary interval again.
-        let plan = policy().plan(&state, 0, at("2026-03-10T23:02:00Z"));
+        let plan = policy().plan(&state, 0, at("2026-03-10T23:02:00Z"), Timing::Scheduled);
+        assert_eq!(plan.wake_at, None);
         assert_eq!(plan.next_poll_at, at("2026-03-11T05:02:00Z"));
+    }
+
+    #[test]
+    fn at_its_first_poll_a_feeds_pace_is_judged_from_its_history() {
+        let now = at("2026-03-10T08:00:00Z");
+        let first = |recent_entries, since_minutes: i64, newest_minutes: i64| {
+            let state = FeedState {
+                recent_entries,
+                recent_since: (recent_entries > 0)
+                    .then(|| now - chrono::Duration::minutes(since_minutes)),
+                newest_time: Some(now - chrono::Duration::minutes(newest_minutes)),
+                ..FeedState::default()
+            };
+            policy().plan(&state, 0, now, Timing::Scheduled)
+        };
+        // 100 entries in the last 500 minutes: one every five, polled every ten.
+        let busy = first(100, 500, 1);
+        assert_eq!(busy.news_gap, Some(Duration::from_secs(300)));
+        assert_eq!(busy.interval, Duration::from_secs(600));
+        // Six in two days: one every eight hours, the maximum.
+        assert_eq!(first(6, 48 * 60, 60).interval, policy().max);
+        // None this week, the newest three weeks old: the maximum.
+        assert_eq!(first(0, 0, 21 * 24 * 60).interval, policy().max);
+        // A known pace is not judged again from history.
+        let known = FeedState {
+            news_gap_secs: Some(3600.0),
+            recent_entries: 100,
+            recent_since: Some(now - chrono::Duration::minutes(500)),
+            ..FeedState::default()
+        };
+        let plan = policy().plan(&known, 0, now, Timing::Scheduled);
+        assert_eq!(plan.interval, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn a_pass_that_polled_every_feed_spreads_their_next_polls_over_the_interval() {
+        let now = at("2026-03-10T08:00:00Z");
+        let quiet = FeedState {
+            news_gap_secs: Some(8.0 * 3600.0),
+            ..FeedState::default()
+        };
+        let plan = policy().plan(&quiet, 0, now, Timing::Spread(0.25));
+        assert_eq!(plan.interval, policy().max);
+        assert_eq!(plan.next_poll_at, at("2026-03-10T09:30:00Z"));
+        // Each feed its own fraction, the same every time, spread over (0, 1].
+        let fractions: Vec<f64> = (100_001..101_001)
+            .map(|ledger| spread(&ledger.to_string(), "funds"))
+            .collect();
+        assert_eq!(spread("100001", "funds"), fractions[0]);
+        assert_ne!(spread("100001", "funds"), spread("100001", "fees"));
+        assert!(fractions.iter().all(|f| *f > 0.0 && *f <= 1.0));
+        for tenth in 0..10 {
+            let (lo, hi) = (f64::from(tenth) / 10.0, f64::from(tenth + 1) / 10.0);
+            let n = fractions.iter().filter(|f| **f > lo && **f <= hi).count();
+            assert!((60..=140).contains(&n), "{n} of 1000 in ({lo}, {hi}]");
+        }
     }
 
     #[test]

@@ -3,12 +3,13 @@
 //! polled at once, the hourly budget holds, a restart keeps the schedule, and `sync --once`
 //! still polls every feed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveTime, Utc};
 use tokio_util::sync::CancellationToken;
-use vipps_ledger_sync::sync::{discovery, sync_due_feeds, SyncContext};
+use vipps_ledger_sync::simulator::SimulatorConfig;
+use vipps_ledger_sync::sync::{discovery, schedule, sync_due_feeds, sync_once_at, SyncContext};
 
 use crate::common::{small, TestApp};
 
@@ -21,6 +22,13 @@ async fn pass(ctx: &Arc<SyncContext>, now: DateTime<Utc>) -> usize {
     let report = sync_due_feeds(ctx, &CancellationToken::new(), now).await;
     assert!(report.failed_units.is_empty(), "{report}");
     report.units_ok
+}
+
+/// The end of the simulator's generated dates (midnight in Oslo after the open date): its
+/// entries are of the days before.
+fn history_end(config: &SimulatorConfig) -> DateTime<Utc> {
+    let last = config.start_date + Duration::days(i64::from(config.days) - 1);
+    vipps_ledger_sync::sync::schedule::date_end(last)
 }
 
 async fn interval_of(app: &TestApp, ledger: &str, topic: &str) -> i32 {
@@ -36,12 +44,14 @@ async fn interval_of(app: &TestApp, ledger: &str, topic: &str) -> i32 {
 
 #[tokio::test]
 async fn a_busy_feed_is_polled_within_its_interval_and_quiet_ones_back_off_to_the_maximum() {
-    let app = TestApp::spawn(small()).await;
+    // No history: nothing tells a feed's pace but what the polls find.
+    let config = SimulatorConfig { days: 0, ..small() };
+    let t0 = config.start_date.and_time(NaiveTime::MIN).and_utc();
+    let app = TestApp::spawn(config).await;
     let ctx = app.context();
     discovery::discover(&ctx, &CancellationToken::new()).await;
     let ledgers = app.sim.ledger_ids();
     let busy = ledgers[0].clone();
-    let t0 = Utc::now();
     // Never polled: every feed at once.
     assert_eq!(pass(&ctx, t0).await, 2 * ledgers.len());
     // Within the minimum interval (2 minutes): nothing is due.
@@ -223,13 +233,20 @@ async fn busy_feeds_cannot_starve_quiet_ones_past_the_maximum_interval_under_a_t
 
 #[tokio::test]
 async fn a_feed_polled_again_within_the_hour_counts_again_against_the_budget() {
-    let mut app = TestApp::spawn(small()).await;
+    // One ledger with an entry a minute, the others eight a day; the clock at the end of
+    // their history.
+    let config = SimulatorConfig {
+        busy_ledgers: 1,
+        busy_captures_per_day: 1440,
+        ..small()
+    };
+    let t0 = history_end(&config);
+    let mut app = TestApp::spawn(config).await;
     app.settings.sync.polls_per_hour = 12; // one a pass, twelve an hour
     app.settings.sync.min_poll_interval = std::time::Duration::from_secs(60);
     let ctx = app.context();
     discovery::discover(&ctx, &CancellationToken::new()).await;
     let busy = app.sim.ledger_ids()[0].clone();
-    let t0 = Utc::now();
     let before: u64 = requests(&app).values().sum();
     let mut polls = 0;
     for minute in 0..30 {
@@ -270,4 +287,159 @@ async fn run_polls_by_the_schedule_only_when_polling_is_adaptive() {
         .await
         .unwrap();
     assert_eq!(kept, 8, "the old polls pruned, this pass's kept");
+}
+
+/// Every feed's schedule: (ledger, topic) → (interval, next poll, wake-up).
+async fn schedules(
+    app: &TestApp,
+) -> BTreeMap<(String, String), (i32, DateTime<Utc>, Option<DateTime<Utc>>)> {
+    let rows: Vec<(String, String, i32, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT ledger_id, topic, poll_interval_secs, next_poll_at, wake_at FROM feed_cursors",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(l, t, i, n, w)| ((l, t), (i, n, w)))
+        .collect()
+}
+
+/// The feeds whose request counters moved between two snapshots.
+fn moved(
+    before: &BTreeMap<(String, String), u64>,
+    after: &BTreeMap<(String, String), u64>,
+) -> BTreeSet<(String, String)> {
+    after
+        .iter()
+        .filter(|(k, n)| before.get(*k) != Some(*n))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn after_a_first_sync_busy_feeds_are_told_from_quiet_ones_and_their_next_polls_spread() {
+    // One ledger with an entry every five minutes, seven with three a day; the first sync
+    // two hours before the end of their history.
+    let config = SimulatorConfig {
+        ledgers: 8,
+        days: 3,
+        captures_per_day: 3,
+        busy_ledgers: 1,
+        busy_captures_per_day: 288,
+        ..small()
+    };
+    let now = history_end(&config) - Duration::hours(2);
+    let app = TestApp::spawn(config).await;
+    let ctx = app.context();
+    assert!(sync_once_at(&ctx, &CancellationToken::new(), now)
+        .await
+        .success());
+    let busy = app.sim.ledger_ids()[0].clone();
+    let planned = schedules(&app).await;
+    assert_eq!(planned.len(), 16);
+    let soon = now + Duration::minutes(20);
+    let mut due_soon = BTreeSet::new();
+    let mut quiet_half_hours = BTreeSet::new();
+    for ((ledger, topic), (interval, next, _)) in &planned {
+        // Told apart by their history at once: the busy feeds every few minutes, the
+        // quiet ones at the maximum.
+        if *ledger == busy {
+            assert!(
+                (120..=900).contains(interval),
+                "{ledger} {topic}: {interval}"
+            );
+        } else {
+            assert_eq!(*interval, 6 * 3600, "{ledger} {topic}");
+            quiet_half_hours.insert((*next - now).num_minutes() / 30);
+        }
+        // Each next poll at the feed's own fraction of its interval.
+        let fraction = schedule::spread(ledger, topic);
+        let expected =
+            now + Duration::milliseconds((f64::from(*interval) * 1000.0 * fraction) as i64);
+        assert!(
+            (*next - expected).num_seconds().abs() <= 1,
+            "{ledger} {topic}: {next} not {expected}"
+        );
+        if *next <= soon {
+            due_soon.insert((ledger.clone(), topic.clone()));
+        }
+    }
+    // Spread over the six hours, not all due together.
+    assert!(quiet_half_hours.len() >= 6, "{quiet_half_hours:?}");
+    assert!(due_soon.contains(&(busy.clone(), "funds".to_owned())));
+    assert!(due_soon.contains(&(busy.clone(), "fees".to_owned())));
+    // Twenty minutes on: the busy feeds, and only the quiet ones whose time came.
+    let before = requests(&app);
+    pass(&ctx, soon).await;
+    assert_eq!(moved(&before, &requests(&app)), due_soon);
+}
+
+#[tokio::test]
+async fn a_wake_up_at_a_dates_end_waits_for_room_in_the_budget_behind_every_feed_at_its_deadline() {
+    // Quiet ledgers, one poll a pass, the maximum an hour; the first sync half an hour before
+    // their open date ends.
+    let config = SimulatorConfig {
+        ledgers: 4,
+        days: 3,
+        captures_per_day: 3,
+        ..small()
+    };
+    let end = history_end(&config);
+    let synced = end - Duration::minutes(30);
+    let mut app = TestApp::spawn(config).await;
+    app.settings.sync.min_poll_interval = std::time::Duration::from_secs(60);
+    app.settings.sync.max_poll_interval = std::time::Duration::from_secs(3600);
+    app.settings.sync.polls_per_hour = 60;
+    let ctx = app.context();
+    assert!(sync_once_at(&ctx, &CancellationToken::new(), synced)
+        .await
+        .success());
+    // Every feed at the maximum, its next poll spread over the hour; those after midnight
+    // (plus the minimum) are woken then.
+    let wake = end + Duration::minutes(1);
+    let planned = schedules(&app).await;
+    let mut woken = BTreeSet::new();
+    for (feed, (interval, next, wake_at)) in &planned {
+        assert_eq!(*interval, 3600, "{feed:?}");
+        if *next > wake {
+            assert_eq!(*wake_at, Some(wake), "{feed:?}");
+            woken.insert(feed.clone());
+        } else {
+            assert_eq!(*wake_at, None, "{feed:?}");
+        }
+    }
+    assert!(woken.len() >= 2, "{planned:?}");
+
+    // A pass a minute for an hour and a half: each takes a feed at its deadline (its regular
+    // poll come, at the maximum interval) whenever there is one, and a woken feed only
+    // when there is none.
+    let mut polled_woken = BTreeSet::new();
+    for minute in 1..=90 {
+        let now = synced + Duration::minutes(minute);
+        let at_deadline: BTreeSet<(String, String)> = schedules(&app)
+            .await
+            .into_iter()
+            .filter(|(_, (interval, next, _))| *interval >= 3600 && *next <= now)
+            .map(|(feed, _)| feed)
+            .collect();
+        let before = requests(&app);
+        let polls = pass(&ctx, now).await;
+        assert!(polls <= 1, "minute {minute}: {polls} polls");
+        let polled = moved(&before, &requests(&app));
+        if !at_deadline.is_empty() {
+            assert!(
+                polled.len() == 1 && polled.is_subset(&at_deadline),
+                "minute {minute}: polled {polled:?} while {at_deadline:?} were at their deadline"
+            );
+        } else if now >= wake {
+            polled_woken.extend(polled.intersection(&woken).cloned());
+        } else {
+            assert!(
+                polled.is_empty(),
+                "minute {minute}: nothing due, {polled:?} polled"
+            );
+        }
+    }
+    // The woken feeds were taken in the minutes the budget had room.
+    assert!(!polled_woken.is_empty(), "no woken feed polled early");
 }

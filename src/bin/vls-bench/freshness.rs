@@ -1,26 +1,28 @@
 //! `vls-bench --freshness`: a simulated day of a bureau's ledgers, polled by today's fixed
 //! hourly schedule and by the adaptive one, each measured the same way.
 //!
-//! The simulator runs in this process, so entries can *appear* at given moments: a few
-//! percent of the ledgers are busy (new entries every few minutes), the rest quiet (a few a
-//! day). Time is simulated: one pass per simulated minute, as fast as the passes run; the
-//! adaptive schedule is driven with the simulated clock (`sync::sync_due_feeds`), the fixed
-//! one polls every feed at minute 17 of each simulated hour (`sync::sync_feeds`, as `run` with
-//! `polling = "fixed"` and an hourly `schedule`). Every request is real HTTP to the simulator
-//! and every entry is stored in PostgreSQL. An entry's delay is the simulated time from its
-//! appearance to the end of the pass that polled its feed.
+//! The simulator runs in this process with a clock (`Simulator::set_clock`): each ledger has
+//! two closed dates of history and the simulated day as its open date, whose entries appear
+//! when the clock reaches their `time`. A few percent of the ledgers are busy (an entry every
+//! few minutes), the rest quiet (a few a day). The history is synced an hour before the day
+//! starts (midnight in Oslo); then time is simulated: one pass per simulated minute, as fast
+//! as the passes run. The adaptive schedule is driven with the simulated clock
+//! (`sync::sync_due_feeds`), the fixed one polls every feed at minute 17 of each simulated
+//! hour (`sync::sync_feeds_at`, as `run` with `polling = "fixed"` and an hourly `schedule`).
+//! Every request is real HTTP to the simulator and every entry is stored in PostgreSQL. An
+//! entry's delay is the simulated time from its `time` to the pass that stored it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use chrono::{Duration as Span, Utc};
-use rand::{Rng as _, SeedableRng as _};
+use chrono::{DateTime, Duration as Span, NaiveDate, Utc};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::ConnectOptions as _;
 use tokio_util::sync::CancellationToken;
 use vipps_ledger_sync::config::{PartnerSettings, Polling, Settings};
 use vipps_ledger_sync::simulator::{Simulator, SimulatorConfig};
+use vipps_ledger_sync::sync::schedule::date_end;
 use vipps_ledger_sync::sync::{self, Backoff, SyncContext};
 
 /// What the simulated day looks like.
@@ -37,6 +39,8 @@ pub struct Day {
     pub polls_per_hour: u32,
     pub max_poll_interval: std::time::Duration,
     pub concurrency: usize,
+    /// The schedules to measure.
+    pub schedules: Vec<Polling>,
 }
 
 /// The figures of one schedule over the day.
@@ -45,6 +49,8 @@ struct Figures {
     requests: u64,
     busy: Vec<f64>,
     quiet: Vec<f64>,
+    /// The longest time any feed went without a poll.
+    longest_wait: Span,
     seconds: f64,
 }
 
@@ -61,25 +67,26 @@ pub async fn run(day: &Day, server: &PgConnectOptions) -> anyhow::Result<()> {
         day.max_poll_interval
     );
     let mut results = Vec::new();
-    for polling in [Polling::Fixed, Polling::Adaptive] {
+    for &polling in &day.schedules {
         let figures = one_schedule(day, polling, server).await?;
         results.push((polling, figures));
     }
     println!(
-        "\n| schedule | requests/h | busy p50 | busy p95 | busy max | quiet p50 | quiet p95 | quiet max | wall |"
+        "\n| schedule | requests/h | busy p50 | busy p95 | busy max | quiet p50 | quiet p95 | quiet max | longest a feed waited | wall |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (polling, f) in &mut results {
         let per_hour = f.requests as f64 / f64::from(day.hours);
         let (b, q) = (quantiles(&mut f.busy), quantiles(&mut f.quiet));
         println!(
-            "| {polling:?} | {per_hour:.0} | {} | {} | {} | {} | {} | {} | {:.0} s |",
+            "| {polling:?} | {per_hour:.0} | {} | {} | {} | {} | {} | {} | {} | {:.0} s |",
             minutes(b.0),
             minutes(b.1),
             minutes(b.2),
             minutes(q.0),
             minutes(q.1),
             minutes(q.2),
+            minutes(f.longest_wait.num_seconds() as f64 / 60.0),
             f.seconds
         );
     }
@@ -115,14 +122,25 @@ async fn one_schedule(
     polling: Polling,
     server: &PgConnectOptions,
 ) -> anyhow::Result<Figures> {
-    let name = "vls_bench_freshness";
+    let name = match polling {
+        Polling::Fixed => "vls_bench_freshness_fixed",
+        Polling::Adaptive => "vls_bench_freshness_adaptive",
+    };
     vipps_ledger_sync::store::recreate_database(&mut server.connect().await?, name).await?;
     let db = server.clone().database(name);
     let shutdown = CancellationToken::new();
+    // Two closed dates of history, and the simulated day: the open date, whose entries
+    // appear as the simulator's clock reaches their time.
+    let start_date = NaiveDate::from_ymd_opt(2026, 3, 9).context("start date")?;
+    let open_date = start_date + Span::days(2);
+    let busy_count = ((day.ledgers as f64) * day.busy_percent / 100.0).round() as usize;
     let sim = Simulator::new(SimulatorConfig {
         ledgers: day.ledgers,
-        days: 1,
-        captures_per_day: 1,
+        days: 3,
+        start_date,
+        captures_per_day: day.quiet_per_day.round().max(1.0) as u32,
+        busy_ledgers: busy_count,
+        busy_captures_per_day: (24.0 * 60.0 / day.busy_every_minutes).round().max(1.0) as u32,
         ledger_page_size: 1000,
         ..SimulatorConfig::default()
     });
@@ -157,82 +175,83 @@ async fn one_schedule(
         .await?,
     );
     let cancel = CancellationToken::new();
-    let first = sync::sync_once(&ctx, &cancel).await;
+    // The day starts at midnight in Oslo; the history was synced an hour before (so its
+    // polls are out of the first hour's budget).
+    let t0 = date_end(open_date - Span::days(1));
+    let synced_at = t0 - Span::hours(1);
+    sim.set_clock(Some(synced_at));
+    let first = sync::sync_once_at(&ctx, &cancel, synced_at).await;
     anyhow::ensure!(first.success(), "the first sync failed: {first}");
 
-    // When each ledger's entries appear, in simulated minutes from the start.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    // When each ledger's funds entries appear: their `time`.
     let ledger_ids = sim.ledger_ids();
-    let busy_count = ((day.ledgers as f64) * day.busy_percent / 100.0).round() as usize;
-    let total = f64::from(day.hours) * 60.0;
-    let mut events: Vec<(f64, usize)> = Vec::new();
-    for (i, _) in ledger_ids.iter().enumerate() {
-        let mean = if i < busy_count {
-            day.busy_every_minutes
-        } else {
-            24.0 * 60.0 / day.quiet_per_day
-        };
-        let mut t = 0.0;
-        loop {
-            // Exponential gaps: a Poisson stream of new entries.
-            t += -mean * (1.0 - rng.gen::<f64>()).ln();
-            if t >= total {
-                break;
-            }
-            events.push((t, i));
-        }
-    }
-    events.sort_by(|a, b| a.0.total_cmp(&b.0));
-
-    sim.reset_stats();
-    let started = std::time::Instant::now();
-    let t0 = Utc::now();
-    let mut pending: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-    let mut next_event = 0;
-    let mut figures = Figures::default();
-    let mut polled_before = sim.stats().feed_requests;
+    let end = t0 + Span::hours(i64::from(day.hours));
+    let arrivals: Vec<Vec<DateTime<Utc>>> = ledger_ids
+        .iter()
+        .map(|id| {
+            let mut times = sim.open_date_times(id, "funds");
+            times.retain(|t| *t <= end);
+            times
+        })
+        .collect();
+    let appeared: usize = arrivals.iter().map(Vec::len).sum();
+    eprintln!(
+        "{polling:?}: {appeared} funds entries appear in the simulated {} h",
+        day.hours
+    );
+    let mut measured = vec![0usize; ledger_ids.len()];
     let index: HashMap<&str, usize> = ledger_ids
         .iter()
         .enumerate()
         .map(|(i, l)| (l.as_str(), i))
         .collect();
-    for minute in 1..=(day.hours * 60) {
-        let m = f64::from(minute);
-        while next_event < events.len() && events[next_event].0 <= m {
-            let (t, i) = events[next_event];
-            sim.grow_ledger(&ledger_ids[i], 1);
-            pending.entry(i).or_default().push(t);
-            next_event += 1;
+    let mut last_poll: HashMap<(String, String), DateTime<Utc>> = HashMap::new();
+    for id in &ledger_ids {
+        for topic in ["funds", "fees"] {
+            last_poll.insert((id.clone(), topic.to_owned()), synced_at);
         }
+    }
+
+    sim.reset_stats();
+    let started = std::time::Instant::now();
+    let mut figures = Figures::default();
+    let mut polled_before = sim.stats().feed_requests;
+    let record = |figures: &mut Figures, i: usize, delay: Span| {
+        let minutes = delay.num_milliseconds() as f64 / 60_000.0;
+        if i < busy_count {
+            figures.busy.push(minutes);
+        } else {
+            figures.quiet.push(minutes);
+        }
+    };
+    for minute in 1..=(day.hours * 60) {
+        let now = t0 + Span::minutes(i64::from(minute));
+        sim.set_clock(Some(now));
         let report = match polling {
             Polling::Fixed if minute % 60 == 17 => {
-                Some(sync::sync_feeds(&ctx, &cancel, Backoff::Ignore).await)
+                Some(sync::sync_feeds_at(&ctx, &cancel, Backoff::Ignore, now).await)
             }
             Polling::Fixed => None,
-            Polling::Adaptive => {
-                let now = t0 + Span::minutes(i64::from(minute));
-                Some(sync::sync_due_feeds(&ctx, &cancel, now).await)
-            }
+            Polling::Adaptive => Some(sync::sync_due_feeds(&ctx, &cancel, now).await),
         };
         if let Some(report) = report {
             anyhow::ensure!(report.failed_units.is_empty(), "minute {minute}: {report}");
         }
-        // The funds feeds polled in this pass hold every entry that appeared before it.
+        // A funds feed polled in this pass holds every entry whose time had come.
         let polled = sim.stats().feed_requests;
-        for ((ledger, topic), n) in &polled {
-            if topic != "funds" || polled_before.get(&(ledger.clone(), topic.clone())) == Some(n) {
+        for (key, n) in &polled {
+            if polled_before.get(key) == Some(n) {
                 continue;
             }
-            let Some(&i) = index.get(ledger.as_str()) else {
+            if let Some(last) = last_poll.insert(key.clone(), now) {
+                figures.longest_wait = figures.longest_wait.max(now - last);
+            }
+            let Some(&i) = index.get(key.0.as_str()).filter(|_| key.1 == "funds") else {
                 continue;
             };
-            for t in pending.remove(&i).unwrap_or_default() {
-                let delay = m - t;
-                if i < busy_count {
-                    figures.busy.push(delay);
-                } else {
-                    figures.quiet.push(delay);
-                }
+            while let Some(&t) = arrivals[i].get(measured[i]).filter(|t| **t <= now) {
+                record(&mut figures, i, now - t);
+                measured[i] += 1;
             }
         }
         polled_before = polled;
@@ -244,16 +263,15 @@ async fn one_schedule(
             );
         }
     }
-    // Entries still waiting at the end of the day count with their wait so far.
-    for (i, times) in pending {
-        for t in times {
-            let delay = total - t;
-            if i < busy_count {
-                figures.busy.push(delay);
-            } else {
-                figures.quiet.push(delay);
-            }
+    // Entries still waiting at the end of the day count with their wait so far, and so do
+    // feeds not polled since.
+    for (i, times) in arrivals.iter().enumerate() {
+        for &t in &times[measured[i]..] {
+            record(&mut figures, i, end - t);
         }
+    }
+    for last in last_poll.values() {
+        figures.longest_wait = figures.longest_wait.max(end - *last);
     }
     let stats = sim.stats();
     figures.requests = stats.feed_requests.values().sum::<u64>();

@@ -321,3 +321,54 @@ fn the_data_contains_every_case_a_client_must_handle() {
         "no merchant with two ledgers"
     );
 }
+
+#[test]
+fn with_a_clock_the_open_dates_entries_appear_as_their_time_comes() {
+    let sim = sim_with(SimulatorConfig {
+        ledgers: 3,
+        days: 3,
+        captures_per_day: 4,
+        busy_ledgers: 1,
+        busy_captures_per_day: 288,
+        ..SimulatorConfig::default()
+    });
+    let ids = sim.ledger_ids();
+    let whole: Vec<Vec<Value>> = ids
+        .iter()
+        .map(|id| sim.expected_entries(id, "funds"))
+        .collect();
+    // The busy ledger's open date has an entry every few minutes, the quiet ones a few.
+    let busy = sim.open_date_times(&ids[0], "funds");
+    let quiet = sim.open_date_times(&ids[1], "funds");
+    assert!(busy.len() > 100, "busy: {}", busy.len());
+    assert!((1..20).contains(&quiet.len()), "quiet: {}", quiet.len());
+    assert!(busy.windows(2).all(|w| w[0] <= w[1]), "in time order");
+
+    // Before the open date began: the closed dates only.
+    let first = *busy.first().expect("an entry");
+    sim.set_clock(Some(first - chrono::TimeDelta::seconds(1)));
+    let before = sim.expected_entries(&ids[0], "funds");
+    assert_eq!(before.len(), whole[0].len() - busy.len());
+    // Midway: exactly the entries whose time has come, a prefix of the whole feed.
+    let mid = busy[busy.len() / 2];
+    sim.set_clock(Some(mid));
+    let come = busy.iter().filter(|t| **t <= mid).count();
+    let served = sim.expected_entries(&ids[0], "funds");
+    assert_eq!(served.len(), before.len() + come);
+    assert_eq!(served[..], whole[0][..served.len()]);
+    // The fees feed follows its own entries' times.
+    let fees_come = sim
+        .open_date_times(&ids[0], "fees")
+        .iter()
+        .filter(|t| **t <= mid)
+        .count();
+    let fees_all = sim.expected_entries(&ids[0], "fees").len();
+    sim.set_clock(None);
+    let fees_whole = sim.expected_entries(&ids[0], "fees").len();
+    let fees_open = sim.open_date_times(&ids[0], "fees").len();
+    assert_eq!(fees_all, fees_whole - fees_open + fees_come);
+    // No clock: the whole open date again.
+    for (id, whole) in ids.iter().zip(&whole) {
+        assert_eq!(&sim.expected_entries(id, "funds"), whole);
+    }
+}
