@@ -88,7 +88,7 @@ struct Args {
     #[arg(long, default_value_t = 4000)]
     polls_per_hour: u32,
     /// `--freshness`: the adaptive schedule's `sync.max_poll_interval`.
-    #[arg(long, default_value = "6h", value_parser = humantime_serde::re::humantime::parse_duration)]
+    #[arg(long, default_value = "12h", value_parser = humantime_serde::re::humantime::parse_duration)]
     max_poll_interval: Duration,
     /// PostgreSQL server; the benchmark (re)creates its own database `vls_bench` there.
     #[arg(

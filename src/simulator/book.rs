@@ -3,8 +3,8 @@
 //! This module owns the append-only `funds` and `fees` sequences of a ledger, the index of
 //! which entries belong to which ledger date, and the open-date rule: the last generated date
 //! is still open, so its end-of-date entries (`fees-retained`, payout) are held back until the
-//! ledger grows past it. With a clock set (`Simulator::set_clock`), the open date's entries
-//! also appear one by one as their `time` comes, as the real feeds fill during the day.
+//! ledger grows past it. With a clock set (`Simulator::set_clock`), entries also appear one by
+//! one as their `time` comes, as the real feeds fill during the day.
 //! Everything the HTTP layer serves is a slice of what is visible here.
 
 use std::ops::Range;
@@ -30,8 +30,8 @@ pub(crate) struct LedgerBook {
     pub cursor_epoch: u32,
     /// Average captures per ledger date of this ledger.
     captures_per_day: u32,
-    /// The simulated now (microseconds since the Unix epoch): the open date's entries
-    /// whose time is later are not served yet. `None`: the whole open date is served.
+    /// The simulated now (microseconds since the Unix epoch): entries whose time is later
+    /// are not served yet. `None`: every entry generated is served.
     clock: Option<i64>,
     start_date: NaiveDate,
     gen: GenState,
@@ -100,38 +100,23 @@ impl LedgerBook {
         self.clock = unix_micros;
     }
 
-    /// The feed as currently served, in feed order: every closed date, and of the open date
-    /// the entries whose time has come (all of them without a clock).
+    /// The feed as currently served, in feed order: without the open date's end-of-date
+    /// entries, and with a clock only the entries whose time has come (all without one).
     pub(crate) fn visible(&self, topic: Topic) -> &[Entry] {
-        let (all, hidden) = self.all(topic);
-        let end = all.len() - hidden;
-        let (Some(clock), Some(open)) = (self.clock, self.days.last()) else {
-            return &all[..end];
-        };
-        let start = match topic {
-            Topic::Funds => open.funds.start,
-            Topic::Fees => open.fees.start,
+        let generated = self.generated(topic);
+        match self.clock {
+            // A ledger's entries are generated in time order: each date's in order, its
+            // end-of-date entries at its end, the next date's after.
+            Some(clock) => &generated[..generated.partition_point(|e| e.moment <= clock)],
+            None => generated,
         }
-        .min(end);
-        // A date's entries are generated in time order.
-        let come = all[start..end].partition_point(|e| e.moment <= clock);
-        &all[..start + come]
     }
 
-    /// The moments (microseconds since the Unix epoch) of the open date's entries, served or
-    /// not yet, without its end-of-date entries.
-    pub(crate) fn open_date_moments(&self, topic: Topic) -> Vec<i64> {
+    /// Every entry generated, without the open date's end-of-date entries, whatever the
+    /// clock says.
+    pub(crate) fn generated(&self, topic: Topic) -> &[Entry] {
         let (all, hidden) = self.all(topic);
-        let end = all.len() - hidden;
-        let Some(open) = self.days.last() else {
-            return Vec::new();
-        };
-        let start = match topic {
-            Topic::Funds => open.funds.start,
-            Topic::Fees => open.fees.start,
-        }
-        .min(end);
-        all[start..end].iter().map(|e| e.moment).collect()
+        &all[..all.len() - hidden]
     }
 
     /// The currently served entries of one ledger date (empty for dates without entries).

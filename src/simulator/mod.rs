@@ -281,10 +281,10 @@ impl Simulator {
         self.lock().grow_ledger(ledger_id, days);
     }
 
-    /// Sets the simulated now: from then on the open ledger date's entries are served only
-    /// once their `time` has come, as the real feeds fill during the day (`None`, the
-    /// default: the whole open date at once, end-of-date entries still held back until the
-    /// ledger grows).
+    /// Sets the simulated now: from then on entries are served only once their `time` has
+    /// come, as the real feeds fill during the day (`None`, the default: every date
+    /// generated at once; the open date's end-of-date entries are held back until the ledger
+    /// grows either way).
     pub fn set_clock(&self, now: Option<chrono::DateTime<chrono::Utc>>) {
         let micros = now.map(|t| t.timestamp_micros());
         for book in self.lock().ledgers.values_mut() {
@@ -292,19 +292,15 @@ impl Simulator {
         }
     }
 
-    /// When each entry of a ledger's open date appears (its `time`), served yet or not, in
-    /// feed order, without the end-of-date entries; empty for an unknown ledger or topic.
-    pub fn open_date_times(
-        &self,
-        ledger_id: &str,
-        topic: &str,
-    ) -> Vec<chrono::DateTime<chrono::Utc>> {
+    /// When each entry of a feed appears (its `time`), served yet or not, in feed order,
+    /// without the open date's end-of-date entries; empty for an unknown ledger or topic.
+    pub fn entry_times(&self, ledger_id: &str, topic: &str) -> Vec<chrono::DateTime<chrono::Utc>> {
         let st = self.lock();
         match (st.ledgers.get(ledger_id), Topic::parse(topic)) {
             (Some(book), Some(t)) => book
-                .open_date_moments(t)
-                .into_iter()
-                .filter_map(chrono::DateTime::from_timestamp_micros)
+                .generated(t)
+                .iter()
+                .filter_map(|e| chrono::DateTime::from_timestamp_micros(e.moment))
                 .collect(),
             _ => Vec::new(),
         }

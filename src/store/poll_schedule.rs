@@ -18,6 +18,8 @@ pub struct FeedState {
     pub news_gap_secs: Option<f64>,
     /// When a poll last stored entries.
     pub last_news_at: Option<DateTime<Utc>>,
+    /// The regular poll planned at its last poll.
+    pub next_poll_at: Option<DateTime<Utc>>,
     /// The ledger date of its newest stored entry…
     pub newest_date: Option<NaiveDate>,
     /// …and whether that date has reconciled (closed).
@@ -43,7 +45,7 @@ pub async fn state(
     now: DateTime<Utc>,
 ) -> sqlx::Result<FeedState> {
     let found: Option<FeedState> = sqlx::query_as(
-        "SELECT c.poll_interval_secs, c.news_gap_secs, c.last_news_at,
+        "SELECT c.poll_interval_secs, c.news_gap_secs, c.last_news_at, c.next_poll_at,
                 e.ledger_date AS newest_date,
                 EXISTS (SELECT 1 FROM reconciliations r
                         WHERE r.ledger_id = c.ledger_id AND r.topic = c.topic
@@ -120,14 +122,15 @@ pub struct DueFeed {
 
 /// Up to `limit` feeds of ledgers with an open grant that are due at `now` (their regular
 /// poll or their wake-up has come), in this order: feeds never polled (a new grant's); feeds
-/// at their deadline: those whose last poll is `max_wait` or more ago and those at the
-/// maximum interval whose regular poll has come (so no feed waits much longer than the
-/// maximum, however busy the others are, as long as the budget covers every feed once per
-/// `max_wait`); then the most overdue relative to their own interval, counting from the
-/// regular poll or the wake-up, whichever came first (a busy feed two minutes late before a
-/// quiet one two minutes late), then the shortest interval. A wake-up alone never makes a
-/// deadline: after midnight, thousands of woken feeds wait behind the feeds due. Blocked
-/// feeds and feeds backing off after failures are left out.
+/// at their deadline, longest past it first: a feed's regular poll may slip by the maximum
+/// less its interval (so none waits longer than `max_wait` since its last poll, however busy
+/// the others are, as long as the budget covers every feed once per `max_wait`; and feeds
+/// whose next polls were spread keep spread deadlines); then the most likely to have news:
+/// the most entries expected since the last poll (the time since, over the time between its
+/// entries), one more for a woken feed (its date's last entries and payout), then the
+/// shortest interval. A wake-up alone never makes a deadline: after midnight, thousands of
+/// woken feeds wait behind the feeds due, and behind busy feeds expecting more than one
+/// entry. Blocked feeds and feeds backing off after failures are left out.
 pub async fn due(
     pool: &PgPool,
     now: DateTime<Utc>,
@@ -142,15 +145,21 @@ pub async fn due(
          SELECT o.ledger_id, t.topic, o.holders
          FROM open o CROSS JOIN unnest($2::text[]) t(topic)
          LEFT JOIN feed_cursors c ON c.ledger_id = o.ledger_id AND c.topic = t.topic
+         CROSS JOIN LATERAL (
+             SELECT least(c.next_poll_at
+                              + make_interval(secs => greatest($4 - c.poll_interval_secs, 0)),
+                          c.polled_at + make_interval(secs => $4)) AS deadline) d
          WHERE c.ledger_id IS NULL
             OR ((c.next_poll_at IS NULL OR c.next_poll_at <= $1 OR c.wake_at <= $1)
                 AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= $1)
                 AND c.blocked_at IS NULL)
          ORDER BY c.next_poll_at IS NOT NULL,
-                  coalesce(c.polled_at <= $1 - make_interval(secs => $4)
-                           OR (c.next_poll_at <= $1 AND c.poll_interval_secs >= $4), true) DESC,
-                  extract(epoch FROM $1 - least(c.next_poll_at, c.wake_at))
-                      / coalesce(c.poll_interval_secs, 1) DESC,
+                  coalesce(d.deadline <= $1, true) DESC,
+                  CASE WHEN d.deadline <= $1 THEN d.deadline END,
+                  coalesce(extract(epoch FROM $1 - c.polled_at)
+                               / greatest(coalesce(c.news_gap_secs, c.poll_interval_secs), 1),
+                           1e9)
+                      + CASE WHEN c.wake_at <= $1 THEN 1 ELSE 0 END DESC,
                   c.poll_interval_secs, o.ledger_id, t.topic
          LIMIT $3",
     )

@@ -13,8 +13,10 @@
 //!   `sync.min_poll_interval` and `sync.max_poll_interval`: no feed waits longer than the
 //!   maximum.
 //! - A pass that polls every feed at once (`sync --once`, a fixed pass) spreads their next
-//!   polls over each one's interval (by a hash of ledger and topic), so that they do not all
-//!   come due in the same minute.
+//!   polls over each one's interval (by a hash of ledger and topic), past the first hour (or
+//!   half the interval) in which such a pass may have spent the budget, so that they do not
+//!   all come due in the same minute. At the maximum interval a feed then keeps its place in
+//!   the cycle.
 //! - A feed whose newest entry is on a ledger date not yet closed is woken once that date has
 //!   ended (midnight in Oslo, plus the minimum interval): that is when the date's last
 //!   entries and its payout come. A wake-up is an extra poll, taken when the budget has room
@@ -99,6 +101,10 @@ fn history_gap(state: &FeedState, now: DateTime<Utc>) -> Option<f64> {
 /// Weight of the newest observed gap in the moving average of the time between news.
 const GAP_WEIGHT: f64 = 0.3;
 
+/// After a pass that polled every feed, next polls are spread from this long on (at most
+/// half the interval): the budget's window (`sync.polls_per_hour`).
+const SPREAD_AFTER: Duration = Duration::from_secs(3600);
+
 /// News observed this much sooner than the estimate (or more) replaces it.
 const WAKE_UP_RATIO: f64 = 0.25;
 
@@ -137,9 +143,28 @@ impl PollPolicy {
             (None, Some(previous)) if !news => (previous * 2).clamp(self.min, self.max),
             (None, _) => self.min,
         };
-        let next_poll_at = match timing {
-            Timing::Scheduled => now + interval,
-            Timing::Spread(fraction) => now + interval.mul_f64(fraction.clamp(0.001, 1.0)),
+        let previous_next = state.next_poll_at.filter(|_| previous == Some(self.max));
+        let next_poll_at = match (timing, previous_next) {
+            // Over the interval, past the hour such a pass may have spent of the budget (so
+            // that what comes due meanwhile does not pile up behind it).
+            (Timing::Spread(fraction), _) => {
+                let head = (interval / 2).min(SPREAD_AFTER);
+                now + head + (interval - head).mul_f64(fraction.clamp(0.0, 1.0))
+            }
+            // At the maximum, a feed keeps its place in the cycle: polled early (woken), its
+            // regular poll stays; polled late (the budget was short), the next one is not
+            // put off by the delay. Otherwise feeds that waited together (after a first
+            // sync, after an outage) would come due together every cycle from then on.
+            (Timing::Scheduled, Some(due)) if interval == self.max => {
+                if due > now {
+                    due
+                } else if due + self.max > now + self.min {
+                    due + self.max
+                } else {
+                    now + self.max
+                }
+            }
+            (Timing::Scheduled, _) => now + interval,
         };
         let wake_at = state
             .newest_date
@@ -293,6 +318,36 @@ mod tests {
     }
 
     #[test]
+    fn at_the_maximum_a_feed_keeps_its_place_in_the_cycle() {
+        let due = at("2026-03-10T08:00:00Z");
+        let quiet = FeedState {
+            poll_interval_secs: Some(21600),
+            news_gap_secs: Some(8.0 * 3600.0),
+            next_poll_at: Some(due),
+            ..FeedState::default()
+        };
+        // Polled two hours late (the budget was short): the next one six hours after the
+        // last was due, not after this poll.
+        let late = policy().plan(&quiet, 0, at("2026-03-10T10:00:00Z"), Timing::Scheduled);
+        assert_eq!(late.next_poll_at, at("2026-03-10T14:00:00Z"));
+        // Polled early (woken at a date's end): its regular poll stays.
+        let early = policy().plan(&quiet, 0, at("2026-03-10T05:00:00Z"), Timing::Scheduled);
+        assert_eq!(early.next_poll_at, due);
+        // Polled more than a whole interval late: one interval on from now.
+        let very_late = policy().plan(&quiet, 0, at("2026-03-10T15:00:00Z"), Timing::Scheduled);
+        assert_eq!(very_late.next_poll_at, at("2026-03-10T21:00:00Z"));
+        // Below the maximum, one interval on from the poll.
+        let busy = FeedState {
+            poll_interval_secs: Some(600),
+            news_gap_secs: Some(300.0),
+            next_poll_at: Some(due),
+            ..FeedState::default()
+        };
+        let plan = policy().plan(&busy, 1, at("2026-03-10T08:30:00Z"), Timing::Scheduled);
+        assert_eq!(plan.next_poll_at, at("2026-03-10T08:40:00Z"));
+    }
+
+    #[test]
     fn at_its_first_poll_a_feeds_pace_is_judged_from_its_history() {
         let now = at("2026-03-10T08:00:00Z");
         let first = |recent_entries, since_minutes: i64, newest_minutes: i64| {
@@ -331,9 +386,17 @@ mod tests {
             news_gap_secs: Some(8.0 * 3600.0),
             ..FeedState::default()
         };
+        // Past the hour the pass may have spent of the budget: a quarter of the other five.
         let plan = policy().plan(&quiet, 0, now, Timing::Spread(0.25));
         assert_eq!(plan.interval, policy().max);
-        assert_eq!(plan.next_poll_at, at("2026-03-10T09:30:00Z"));
+        assert_eq!(plan.next_poll_at, at("2026-03-10T10:15:00Z"));
+        // A short interval: over its second half.
+        let busy = FeedState {
+            news_gap_secs: Some(300.0),
+            ..FeedState::default()
+        };
+        let plan = policy().plan(&busy, 0, now, Timing::Spread(0.5));
+        assert_eq!(plan.next_poll_at, at("2026-03-10T08:07:30Z"));
         // Each feed its own fraction, the same every time, spread over (0, 1].
         let fractions: Vec<f64> = (100_001..101_001)
             .map(|ledger| spread(&ledger.to_string(), "funds"))

@@ -47,7 +47,8 @@ async fn a_busy_feed_is_polled_within_its_interval_and_quiet_ones_back_off_to_th
     // No history: nothing tells a feed's pace but what the polls find.
     let config = SimulatorConfig { days: 0, ..small() };
     let t0 = config.start_date.and_time(NaiveTime::MIN).and_utc();
-    let app = TestApp::spawn(config).await;
+    let mut app = TestApp::spawn(config).await;
+    app.settings.sync.max_poll_interval = std::time::Duration::from_secs(6 * 3600);
     let ctx = app.context();
     discovery::discover(&ctx, &CancellationToken::new()).await;
     let ledgers = app.sim.ledger_ids();
@@ -329,7 +330,8 @@ async fn after_a_first_sync_busy_feeds_are_told_from_quiet_ones_and_their_next_p
         ..small()
     };
     let now = history_end(&config) - Duration::hours(2);
-    let app = TestApp::spawn(config).await;
+    let mut app = TestApp::spawn(config).await;
+    app.settings.sync.max_poll_interval = std::time::Duration::from_secs(6 * 3600);
     let ctx = app.context();
     assert!(sync_once_at(&ctx, &CancellationToken::new(), now)
         .await
@@ -352,10 +354,12 @@ async fn after_a_first_sync_busy_feeds_are_told_from_quiet_ones_and_their_next_p
             assert_eq!(*interval, 6 * 3600, "{ledger} {topic}");
             quiet_half_hours.insert((*next - now).num_minutes() / 30);
         }
-        // Each next poll at the feed's own fraction of its interval.
+        // Each next poll at the feed's own fraction of its interval, past the first hour (or
+        // half the interval).
         let fraction = schedule::spread(ledger, topic);
-        let expected =
-            now + Duration::milliseconds((f64::from(*interval) * 1000.0 * fraction) as i64);
+        let head = (f64::from(*interval) / 2.0).min(3600.0);
+        let secs = head + (f64::from(*interval) - head) * fraction;
+        let expected = now + Duration::milliseconds((secs * 1000.0) as i64);
         assert!(
             (*next - expected).num_seconds().abs() <= 1,
             "{ledger} {topic}: {next} not {expected}"

@@ -2,11 +2,13 @@
 //! hourly schedule and by the adaptive one, each measured the same way.
 //!
 //! The simulator runs in this process with a clock (`Simulator::set_clock`): each ledger has
-//! two closed dates of history and the simulated day as its open date, whose entries appear
-//! when the clock reaches their `time`. A few percent of the ledgers are busy (an entry every
-//! few minutes), the rest quiet (a few a day). The history is synced an hour before the day
-//! starts (midnight in Oslo); then time is simulated: one pass per simulated minute, as fast
-//! as the passes run. The adaptive schedule is driven with the simulated clock
+//! three dates (the day before, the simulated day, the one before both as history), whose
+//! entries appear when the clock reaches their `time`. A few percent of the ledgers are busy
+//! (an entry every few minutes), the rest quiet (a few a day). The history is synced before
+//! the day starts (midnight in Oslo): an hour before under the fixed schedule, one maximum
+//! interval and an hour before under the adaptive one, whose start (the first sync spends an
+//! hour's budget) is then behind it. Then time is simulated: one pass per simulated minute, as
+//! fast as the passes run; requests and delays are counted from midnight. The adaptive schedule is driven with the simulated clock
 //! (`sync::sync_due_feeds`), the fixed one polls every feed at minute 17 of each simulated
 //! hour (`sync::sync_feeds_at`, as `run` with `polling = "fixed"` and an hourly `schedule`).
 //! Every request is real HTTP to the simulator and every entry is stored in PostgreSQL. An
@@ -51,10 +53,17 @@ struct Figures {
     quiet: Vec<f64>,
     /// The longest time any feed went without a poll.
     longest_wait: Span,
+    /// Which feed waited longest, when.
+    longest_feed: String,
     seconds: f64,
 }
 
 pub async fn run(day: &Day, server: &PgConnectOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=24).contains(&day.hours),
+        "--hours {}: the simulated day has 1 to 24 hours",
+        day.hours
+    );
     println!(
         "simulated day: {} ledgers, {:.0}% busy (an entry every {:.0} min), the rest {:.0} a day; \
          {} h; adaptive budget {} polls/h, max interval {:?}",
@@ -90,6 +99,9 @@ pub async fn run(day: &Day, server: &PgConnectOptions) -> anyhow::Result<()> {
             f.seconds
         );
     }
+    for (polling, f) in &results {
+        println!("{polling:?}: the longest wait: {}", f.longest_feed);
+    }
     if let [(_, fixed), (_, adaptive)] = &results[..] {
         println!(
             "\nadaptive/fixed requests: 1/{:.1}",
@@ -122,10 +134,13 @@ async fn one_schedule(
     polling: Polling,
     server: &PgConnectOptions,
 ) -> anyhow::Result<Figures> {
-    let name = match polling {
-        Polling::Fixed => "vls_bench_freshness_fixed",
-        Polling::Adaptive => "vls_bench_freshness_adaptive",
-    };
+    // A database of this run's own (two runs at once must not share one), dropped at the end.
+    let name = format!(
+        "vls_bench_freshness_{}_{}",
+        format!("{polling:?}").to_lowercase(),
+        std::process::id()
+    );
+    let name = name.as_str();
     vipps_ledger_sync::store::recreate_database(&mut server.connect().await?, name).await?;
     let db = server.clone().database(name);
     let shutdown = CancellationToken::new();
@@ -175,22 +190,31 @@ async fn one_schedule(
         .await?,
     );
     let cancel = CancellationToken::new();
-    // The day starts at midnight in Oslo; the history was synced an hour before (so its
-    // polls are out of the first hour's budget).
+    // The day starts at midnight in Oslo. The history is synced before: under the adaptive
+    // schedule one maximum interval and an hour before, with passes every minute from then
+    // on (the first sync spends the first hour's budget, and the feeds it spread come due
+    // meanwhile: the day is measured once that start is behind), under the fixed one an hour
+    // before (each of its passes polls every feed whatever came before).
     let t0 = date_end(open_date - Span::days(1));
-    let synced_at = t0 - Span::hours(1);
+    let warm_up = match polling {
+        Polling::Fixed => Span::hours(1),
+        Polling::Adaptive => {
+            Span::from_std(day.max_poll_interval).context("max interval")? + Span::hours(1)
+        }
+    };
+    let synced_at = t0 - warm_up;
     sim.set_clock(Some(synced_at));
     let first = sync::sync_once_at(&ctx, &cancel, synced_at).await;
     anyhow::ensure!(first.success(), "the first sync failed: {first}");
 
-    // When each ledger's funds entries appear: their `time`.
+    // When each ledger's funds entries appear in the day: their `time`.
     let ledger_ids = sim.ledger_ids();
     let end = t0 + Span::hours(i64::from(day.hours));
     let arrivals: Vec<Vec<DateTime<Utc>>> = ledger_ids
         .iter()
         .map(|id| {
-            let mut times = sim.open_date_times(id, "funds");
-            times.retain(|t| *t <= end);
+            let mut times = sim.entry_times(id, "funds");
+            times.retain(|t| *t > t0 && *t <= end);
             times
         })
         .collect();
@@ -212,8 +236,7 @@ async fn one_schedule(
         }
     }
 
-    sim.reset_stats();
-    let started = std::time::Instant::now();
+    let mut started = std::time::Instant::now();
     let mut figures = Figures::default();
     let mut polled_before = sim.stats().feed_requests;
     let record = |figures: &mut Figures, i: usize, delay: Span| {
@@ -224,11 +247,18 @@ async fn one_schedule(
             figures.quiet.push(minutes);
         }
     };
-    for minute in 1..=(day.hours * 60) {
-        let now = t0 + Span::minutes(i64::from(minute));
+    let minutes = (end - synced_at).num_minutes();
+    for minute in 1..=minutes {
+        let now = synced_at + Span::minutes(minute);
+        if now == t0 + Span::minutes(1) {
+            // The day begins: count its requests only.
+            sim.reset_stats();
+            polled_before = sim.stats().feed_requests;
+            started = std::time::Instant::now();
+        }
         sim.set_clock(Some(now));
         let report = match polling {
-            Polling::Fixed if minute % 60 == 17 => {
+            Polling::Fixed if (now - t0).num_minutes().rem_euclid(60) == 17 => {
                 Some(sync::sync_feeds_at(&ctx, &cancel, Backoff::Ignore, now).await)
             }
             Polling::Fixed => None,
@@ -244,7 +274,12 @@ async fn one_schedule(
                 continue;
             }
             if let Some(last) = last_poll.insert(key.clone(), now) {
-                figures.longest_wait = figures.longest_wait.max(now - last);
+                if now > t0 {
+                    if now - last > figures.longest_wait {
+                        figures.longest_wait = now - last;
+                        figures.longest_feed = format!("{} {} from {last} to {now}", key.0, key.1);
+                    }
+                }
             }
             let Some(&i) = index.get(key.0.as_str()).filter(|_| key.1 == "funds") else {
                 continue;
@@ -255,10 +290,10 @@ async fn one_schedule(
             }
         }
         polled_before = polled;
-        if minute % 60 == 0 {
+        if (now - t0).num_minutes().rem_euclid(60) == 0 {
             eprintln!(
-                "{polling:?}: simulated hour {} done, {:.0} s",
-                minute / 60,
+                "{polling:?}: simulated hour {} of the day done, {:.0} s",
+                (now - t0).num_hours(),
                 started.elapsed().as_secs_f64()
             );
         }
@@ -271,12 +306,21 @@ async fn one_schedule(
         }
     }
     for last in last_poll.values() {
-        figures.longest_wait = figures.longest_wait.max(end - *last);
+        if end - *last > figures.longest_wait {
+            figures.longest_wait = end - *last;
+            figures.longest_feed = format!("not polled since {last}");
+        }
     }
     let stats = sim.stats();
     figures.requests = stats.feed_requests.values().sum::<u64>();
     figures.seconds = started.elapsed().as_secs_f64();
     shutdown.cancel();
     ctx.pool.close().await;
+    let dropped = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut server.connect().await?)
+        .await;
+    if let Err(e) = dropped {
+        eprintln!("could not drop the database {name}: {e}");
+    }
     Ok(figures)
 }
