@@ -71,6 +71,7 @@ async fn every_write_of_a_stale_lease_holder_changes_nothing() {
         personal_data: false,
         caught_up: true,
         entries: std::slice::from_ref(&entry),
+        path: Default::default(),
     };
     assert!(matches!(
         feeds::commit_page(&db.pool, &page).await,
