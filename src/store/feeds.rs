@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
 use super::leases::{ensure_row, Lease};
+pub use super::page_entries::InsertPath;
+use super::page_entries::{self, Inserted};
 use crate::config::Topic;
-use crate::report_api::models::PersonalData;
 use crate::report_api::Entry;
 
 /// Where a (ledger, topic) feed stands.
@@ -42,6 +43,10 @@ pub struct PageParams<'a> {
     pub personal_data: bool,
     pub caught_up: bool,
     pub entries: &'a [Entry],
+    /// How the entries are told apart from those already stored: a walk takes
+    /// [`InsertPath::Optimistic`] until a page brings entries that were not stored (already
+    /// there, or twice in the page), then [`InsertPath::Checked`] until a page brings none.
+    pub path: InsertPath,
 }
 
 /// What committing a page did.
@@ -132,8 +137,29 @@ pub(crate) async fn notify_new_entries(conn: &mut PgConnection) -> sqlx::Result<
 }
 
 /// Stores a page's new entries and its cursor in one transaction. Entries already stored
-/// (same entry key) are skipped; new ones get the next `seq` numbers in page order.
+/// (same entry key) are skipped; new ones get the next `seq` numbers in page order. On
+/// [`InsertPath::Optimistic`], a page the database refuses because one of its entries is
+/// stored already is rolled back whole and committed again [`InsertPath::Checked`].
 pub async fn commit_page(pool: &PgPool, page: &PageParams<'_>) -> Result<PageOutcome, CommitError> {
+    if page.path == InsertPath::Optimistic {
+        match commit_page_by(pool, page, InsertPath::Optimistic).await {
+            Err(CommitError::Database(e)) if page_entries::is_stored_entry_key(&e) => {
+                tracing::debug!(
+                    "an entry of the page is stored already; the page is committed again, each entry checked"
+                );
+            }
+            done => return done,
+        }
+    }
+    commit_page_by(pool, page, InsertPath::Checked).await
+}
+
+/// [`commit_page`] by one path, in one transaction.
+async fn commit_page_by(
+    pool: &PgPool,
+    page: &PageParams<'_>,
+    path: InsertPath,
+) -> Result<PageOutcome, CommitError> {
     let mut tx = pool.begin().await?;
     ensure_row(&mut *tx, page.ledger_id, page.topic).await?;
     let (current, fence): (CursorRow, i64) = {
@@ -157,15 +183,34 @@ pub async fn commit_page(pool: &PgPool, page: &PageParams<'_>) -> Result<PageOut
     if current.cursor.as_deref() != page.fetched_with {
         return Err(CommitError::CursorMoved);
     }
-    let inserted = insert_entries(
-        &mut tx,
-        page.ledger_id,
-        page.topic,
-        current.last_seq,
-        page.entries,
-        page.personal_data,
-    )
-    .await?;
+    let (ledger, topic, last_seq) = (page.ledger_id, page.topic, current.last_seq);
+    let personal = page.personal_data;
+    let inserted = match path {
+        InsertPath::Optimistic => {
+            match page_entries::insert_optimistic(
+                &mut tx,
+                ledger,
+                topic,
+                last_seq,
+                page.entries,
+                personal,
+            )
+            .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    // Ended here rather than when the connection goes back to the pool, so
+                    // that the checked commit that follows finds the feed's row unlocked.
+                    tx.rollback().await?;
+                    return Err(e.into());
+                }
+            }
+        }
+        InsertPath::Checked => {
+            page_entries::insert_checked(&mut tx, ledger, topic, last_seq, page.entries, personal)
+                .await?
+        }
+    };
     // Only an entry that was not inserted can conflict with a stored one.
     let conflicts = if inserted.len() < page.entries.len() {
         record_conflicts(&mut tx, page).await?
@@ -211,9 +256,6 @@ struct LockedRow {
     fence: i64,
 }
 
-/// `(seq, amount, balance_before, balance_after)` of an inserted entry.
-type Inserted = (i64, i64, i64, i64);
-
 /// Inserts entries found outside the feed walk (reconciliation) after `last_seq`, without
 /// personal data; the caller holds the feed's row lock and moves `last_seq`.
 pub async fn insert_unsequenced(
@@ -223,92 +265,9 @@ pub async fn insert_unsequenced(
     last_seq: i64,
     entries: &[Entry],
 ) -> sqlx::Result<u64> {
-    let rows = insert_entries(conn, ledger_id, topic, last_seq, entries, false).await?;
+    let rows =
+        page_entries::insert_checked(conn, ledger_id, topic, last_seq, entries, false).await?;
     Ok(rows.len() as u64)
-}
-
-/// One statement for the whole page: array binds unnested in page order, duplicates within
-/// the page and entries already stored filtered out, the rest numbered after `last_seq`.
-async fn insert_entries(
-    conn: &mut PgConnection,
-    ledger_id: &str,
-    topic: Topic,
-    last_seq: i64,
-    entries: &[Entry],
-    personal_data: bool,
-) -> sqlx::Result<Vec<Inserted>> {
-    if entries.is_empty() {
-        return Ok(Vec::new());
-    }
-    let e = entries;
-    let keys: Vec<Vec<u8>> = e.iter().map(|e| e.key().to_vec()).collect();
-    let raws: Vec<String> = e.iter().map(|e| e.raw.to_string()).collect();
-    let mut rows: Vec<Inserted> = sqlx::query_as(
-        "WITH incoming AS (
-             SELECT * FROM UNNEST($4::bytea[], $5::text[], $6::text[], $7::timestamptz[],
-                 $8::date[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::int8[],
-                 $14::text[], $15::text[], $16::text[], $17::text[], $18::text[])
-             WITH ORDINALITY AS i(entry_key, psp_reference, entry_type, time, ledger_date,
-                 reference, currency, amount, balance_before, balance_after, recipient_handle,
-                 raw, name, masked_phone_no, message, ord)
-         ), first_of_key AS (
-             SELECT DISTINCT ON (entry_key) * FROM incoming ORDER BY entry_key, ord
-         ), fresh AS (
-             SELECT f.*, row_number() OVER (ORDER BY ord) AS n FROM first_of_key f
-             WHERE NOT EXISTS (SELECT 1 FROM entries x
-                 WHERE x.ledger_id = $1 AND x.topic = $2 AND x.entry_key = f.entry_key)
-         )
-         INSERT INTO entries (ledger_id, topic, seq, entry_key, psp_reference, entry_type, time,
-             ledger_date, reference, currency, amount, balance_before, balance_after,
-             recipient_handle, raw, name, masked_phone_no, message)
-         SELECT $1, $2, $3 + n, entry_key, psp_reference, entry_type, time, ledger_date,
-             reference, currency, amount, balance_before, balance_after, recipient_handle,
-             raw::jsonb, name, masked_phone_no, message
-         FROM fresh ORDER BY n
-         RETURNING seq, amount, balance_before, balance_after",
-    )
-    .bind(ledger_id)
-    .bind(topic.as_str())
-    .bind(last_seq)
-    .bind(&keys)
-    .bind(
-        e.iter()
-            .map(|e| e.psp_reference.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(e.iter().map(|e| e.entry_type.as_str()).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.time).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.ledger_date).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.reference.as_deref()).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.currency.as_str()).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.amount).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.balance_before).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.balance_after).collect::<Vec<_>>())
-    .bind(
-        e.iter()
-            .map(|e| e.recipient_handle.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(&raws)
-    .bind(personal(e, personal_data, |p| p.name.as_deref()))
-    .bind(personal(e, personal_data, |p| p.masked_phone_no.as_deref()))
-    .bind(personal(e, personal_data, |p| p.message.as_deref()))
-    .fetch_all(conn)
-    .await?;
-    rows.sort_unstable_by_key(|r| r.0);
-    Ok(rows)
-}
-
-/// One personal field of every entry, or all NULL when personal data is not to be stored.
-fn personal<'a>(
-    entries: &'a [Entry],
-    store: bool,
-    field: impl Fn(&'a PersonalData) -> Option<&'a str>,
-) -> Vec<Option<&'a str>> {
-    entries
-        .iter()
-        .map(|e| if store { field(&e.personal) } else { None })
-        .collect()
 }
 
 /// Empties the personal fields of entries older than `days` days; returns how many rows.

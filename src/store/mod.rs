@@ -68,6 +68,7 @@ pub mod grants;
 pub mod leases;
 pub mod ledgers;
 pub mod monitoring;
+mod page_entries;
 pub mod poll_schedule;
 pub mod presence;
 pub mod reconcile;

@@ -10,7 +10,7 @@ use super::SyncContext;
 use crate::config::Topic;
 use crate::report_api::{ApiError, PartnerClient};
 use crate::retry::RetryPolicy;
-use crate::store::feeds::{self, CommitError, PageParams};
+use crate::store::feeds::{self, CommitError, InsertPath, PageParams};
 use crate::store::leases::Lease;
 
 /// Why a walk stopped short, classified for the caller.
@@ -70,6 +70,9 @@ pub async fn walk_feed(
     let mut empty = 0;
     let mut cursors = crate::report_api::walk::Cursors::default();
     let mut prefetched = None;
+    // Pages of new entries are inserted without a lookup of each among the stored ones;
+    // after a page that brought some already stored, the next is checked entry by entry.
+    let mut path = InsertPath::Optimistic;
     loop {
         if cancel.is_cancelled() {
             outcome.interrupted = true;
@@ -115,6 +118,7 @@ pub async fn walk_feed(
                 personal_data: ctx.settings.sync.include_gdpr_sensitive_data,
                 caught_up: page.try_later,
                 entries: &page.items,
+                path,
             };
             let commit = feeds::commit_page(&ctx.pool, &params);
             let result = if page.try_later {
@@ -130,6 +134,11 @@ pub async fn walk_feed(
                     let (n, conflicts) = (committed.inserted, committed.conflicts);
                     ctx.metrics.page_committed(topic, n, conflicts);
                     stored = Some(page.cursor.clone());
+                    path = if n < page.items.len() as u64 {
+                        InsertPath::Checked
+                    } else {
+                        InsertPath::Optimistic
+                    };
                     committed
                 }
                 Err(CommitError::Fenced { ours, held }) => {

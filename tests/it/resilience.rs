@@ -265,6 +265,7 @@ async fn an_entry_that_comes_again_with_different_content_is_a_conflict_and_the_
             personal_data: false,
             caught_up: true,
             entries: &entries,
+            path: Default::default(),
         },
     )
     .await

@@ -7,7 +7,7 @@ use std::time::Duration;
 use vipps_ledger_sync::config::Topic;
 use vipps_ledger_sync::report_api::{Entry, Ledger};
 
-use vipps_ledger_sync::store::feeds::{self, CommitError, PageParams};
+use vipps_ledger_sync::store::feeds::{self, CommitError, InsertPath, PageParams};
 use vipps_ledger_sync::store::leases::{self, Lease};
 use vipps_ledger_sync::store::ledgers;
 
@@ -60,6 +60,7 @@ fn page<'a>(
         personal_data: false,
         caught_up: false,
         entries,
+        path: Default::default(),
     }
 }
 
@@ -205,4 +206,127 @@ async fn a_page_of_a_thousand_entries_and_its_cursor_are_one_transaction() {
         1,
         "entries and cursor in one transaction: {xids:?}"
     );
+}
+
+/// Every stored row of ledger `ledger`, for comparing two ledgers fed the same pages.
+async fn stored(db: &TestDb, ledger: &str) -> Vec<(i64, String, i64, String, String)> {
+    sqlx::query_as(
+        "SELECT e.seq, e.psp_reference, e.amount, e.raw::text,
+             c.cursor || ' ' || c.last_seq || ' ' || c.last_balance_after || ' ' || c.pages
+         FROM entries e JOIN feed_cursors c USING (ledger_id, topic)
+         WHERE e.ledger_id = $1 ORDER BY e.seq",
+    )
+    .bind(ledger)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_page_refused_for_one_stored_entry_at_its_end_is_committed_again_whole_and_nothing_of_the_refused_try_stays(
+) {
+    let db = TestDb::new().await;
+    let lease = with_ledger(&db).await;
+    let first = [entry("p499", 10, 4990)];
+    feeds::commit_page(&db.pool, &page(&first, None, "c1", &lease))
+        .await
+        .unwrap();
+    // 500 entries, the stored one last: the optimistic insert has written 499 rows when the
+    // database refuses the statement.
+    let entries: Vec<Entry> = (0..500)
+        .map(|i| entry(&format!("p{i}"), 10, i * 10))
+        .collect();
+    let out = feeds::commit_page(&db.pool, &page(&entries, Some("c1"), "c2", &lease))
+        .await
+        .unwrap();
+    assert_eq!((out.inserted, out.conflicts), (499, 0));
+    let seqs: Vec<(i64, String)> =
+        sqlx::query_as("SELECT seq, psp_reference FROM entries ORDER BY seq")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let expected: Vec<(i64, String)> = std::iter::once((1, "p499".to_owned()))
+        .chain((0..499).map(|i| (i + 2, format!("p{i}"))))
+        .collect();
+    assert_eq!(seqs, expected, "numbered without gaps after the stored one");
+    let row = feeds::load_cursor(&db.pool, "L1", Topic::Funds)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.cursor.as_deref(), row.last_seq, row.pages),
+        (Some("c2"), 500, 2)
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM entry_conflicts").await, 0);
+}
+
+#[tokio::test]
+async fn both_insert_paths_store_the_same_rows_from_pages_with_repeats_and_overlaps() {
+    let db = TestDb::new().await;
+    let mut leases = Vec::new();
+    for ledger in ["L1", "L2"] {
+        let l: Ledger =
+            serde_json::from_value(json!({"ledgerId": ledger, "currency": "NOK"})).unwrap();
+        let mut conn = db.pool.acquire().await.unwrap();
+        ledgers::upsert_ledger(&mut conn, &l, Utc::now())
+            .await
+            .unwrap();
+        let lease = leases::acquire_lease(
+            &db.pool,
+            ledger,
+            Topic::Funds,
+            "test",
+            None,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        leases.push(lease);
+    }
+    let e = |i: i64| entry(&format!("p{i}"), 10, i * 10);
+    let mut changed = e(3);
+    changed.raw["note"] = json!("served again with other content");
+    // New; a repeat within the page; an overlap with the previous page and a repeat;
+    // everything stored already; a stored entry with different content among new ones.
+    let pages: Vec<Vec<Entry>> = vec![
+        (0..5).map(e).collect(),
+        vec![e(5), e(6), e(5), e(7)],
+        vec![e(6), e(7), e(8), e(8), e(9)],
+        vec![e(0), e(9)],
+        vec![e(10), changed, e(11)],
+        (12..40).map(e).collect(),
+    ];
+    for (ledger, path, lease) in [
+        ("L1", InsertPath::Optimistic, &leases[0]),
+        ("L2", InsertPath::Checked, &leases[1]),
+    ] {
+        let mut cursor: Option<String> = None;
+        for (i, entries) in pages.iter().enumerate() {
+            let next = format!("c{i}");
+            let params = PageParams {
+                ledger_id: ledger,
+                topic: Topic::Funds,
+                fetched_with: cursor.as_deref(),
+                next_cursor: &next,
+                lease,
+                personal_data: false,
+                caught_up: false,
+                entries,
+                path,
+            };
+            feeds::commit_page(&db.pool, &params).await.unwrap();
+            cursor = Some(next);
+        }
+    }
+    let (optimistic, checked) = (stored(&db, "L1").await, stored(&db, "L2").await);
+    assert_eq!(optimistic.len(), 40, "each entry once, numbered 1 to 40");
+    assert!(optimistic.iter().zip(1..).all(|(row, seq)| row.0 == seq));
+    assert_eq!(optimistic, checked);
+    let conflicts: Vec<(String, i64)> =
+        sqlx::query_as("SELECT ledger_id, seq FROM entry_conflicts ORDER BY ledger_id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(conflicts, [("L1".to_owned(), 4), ("L2".to_owned(), 4)]);
 }

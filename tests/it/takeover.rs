@@ -71,6 +71,7 @@ async fn every_write_of_a_stale_lease_holder_changes_nothing() {
         personal_data: false,
         caught_up: true,
         entries: std::slice::from_ref(&entry),
+        path: Default::default(),
     };
     assert!(matches!(
         feeds::commit_page(&db.pool, &page).await,
@@ -276,6 +277,17 @@ async fn run_killed_and_started_again_resumes_the_dead_instances_feeds_within_se
     app.assert_exact().await;
 }
 
+/// Instances holding their presence lock (`store::presence`) in the test's database.
+async fn presences(app: &TestApp) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap()
+}
+
 /// Periods of one (partner, ledger) that overlap or repeat: none may exist.
 async fn overlapping_periods(app: &TestApp) -> i64 {
     sqlx::query_scalar(
@@ -338,11 +350,24 @@ async fn three_instances_killed_and_stopped_at_random_end_exact_with_a_clean_gra
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // An instance started in the last round may still be starting: SIGTERM before its
+    // handler is installed ends it by the signal's default action, not by its shutdown.
+    // Each holds its presence lock from just before it installs the handler.
+    let started_up = Instant::now();
+    while presences(&app).await < instances.len() as i64 {
+        assert!(
+            started_up.elapsed() < Duration::from_secs(30),
+            "the instances did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     for child in &mut instances {
         sigterm(child);
     }
     for child in &mut instances {
-        assert!(child.wait().unwrap().success());
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status:?}");
     }
     eprintln!(
         "{kills} SIGKILLs and {stops} SIGSTOPs over {:?}; exact {:?} after the last",
