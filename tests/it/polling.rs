@@ -290,11 +290,13 @@ async fn run_polls_by_the_schedule_only_when_polling_is_adaptive() {
     assert_eq!(kept, 8, "the old polls pruned, this pass's kept");
 }
 
-/// Every feed's schedule: (ledger, topic) → (interval, next poll, wake-up).
-async fn schedules(
-    app: &TestApp,
-) -> BTreeMap<(String, String), (i32, DateTime<Utc>, Option<DateTime<Utc>>)> {
-    let rows: Vec<(String, String, i32, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+/// A feed's schedule: interval, next poll, wake-up.
+type Schedule = (i32, DateTime<Utc>, Option<DateTime<Utc>>);
+
+/// Every feed's schedule by (ledger, topic).
+async fn schedules(app: &TestApp) -> BTreeMap<(String, String), Schedule> {
+    type Row = (String, String, i32, DateTime<Utc>, Option<DateTime<Utc>>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT ledger_id, topic, poll_interval_secs, next_poll_at, wake_at FROM feed_cursors",
     )
     .fetch_all(&app.db.pool)

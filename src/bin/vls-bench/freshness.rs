@@ -274,11 +274,9 @@ async fn one_schedule(
                 continue;
             }
             if let Some(last) = last_poll.insert(key.clone(), now) {
-                if now > t0 {
-                    if now - last > figures.longest_wait {
-                        figures.longest_wait = now - last;
-                        figures.longest_feed = format!("{} {} from {last} to {now}", key.0, key.1);
-                    }
+                if now > t0 && now - last > figures.longest_wait {
+                    figures.longest_wait = now - last;
+                    figures.longest_feed = format!("{} {} from {last} to {now}", key.0, key.1);
                 }
             }
             let Some(&i) = index.get(key.0.as_str()).filter(|_| key.1 == "funds") else {
