@@ -49,6 +49,39 @@ pub(super) fn is_stored_entry_key(e: &sqlx::Error) -> bool {
     })
 }
 
+/// Binds a page's columns as arrays, `$5` to `$18` in the order both insert statements
+/// declare them (psp reference … message), after the ledger, topic, `seq` and keys.
+macro_rules! bind_page_columns {
+    ($query:expr, $entries:expr, $raws:expr, $personal_data:expr) => {{
+        let e = $entries;
+        $query
+            .bind(
+                e.iter()
+                    .map(|e| e.psp_reference.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(e.iter().map(|e| e.entry_type.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.time).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.ledger_date).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.reference.as_deref()).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.currency.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.amount).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.balance_before).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.balance_after).collect::<Vec<_>>())
+            .bind(
+                e.iter()
+                    .map(|e| e.recipient_handle.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind($raws.texts())
+            .bind(personal(e, $personal_data, |p| p.name.as_deref()))
+            .bind(personal(e, $personal_data, |p| {
+                p.masked_phone_no.as_deref()
+            }))
+            .bind(personal(e, $personal_data, |p| p.message.as_deref()))
+    }};
+}
+
 /// [`InsertPath::Optimistic`]: inserts `entries` less their repeats within the page, numbered
 /// `last_seq + 1, …` in page order; the database refuses the statement if one of them is
 /// stored already.
@@ -71,7 +104,7 @@ pub(super) async fn insert_optimistic(
     }
     let e = &kept;
     let raws = RawTexts::of(e)?;
-    sqlx::query(
+    let query = sqlx::query(
         // The arrays unnested in the select list, in lockstep with the `seq` numbers: rows
         // stream into the insert, where `UNNEST(…)` in FROM would first copy them all into
         // a tuplestore (measured: 10 % less time for the statement).
@@ -88,31 +121,10 @@ pub(super) async fn insert_optimistic(
     .bind(ledger_id)
     .bind(topic.as_str())
     .bind(last_seq)
-    .bind(keys.iter().map(|k| k.as_slice()).collect::<Vec<_>>())
-    .bind(
-        e.iter()
-            .map(|e| e.psp_reference.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(e.iter().map(|e| e.entry_type.as_str()).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.time).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.ledger_date).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.reference.as_deref()).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.currency.as_str()).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.amount).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.balance_before).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.balance_after).collect::<Vec<_>>())
-    .bind(
-        e.iter()
-            .map(|e| e.recipient_handle.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(raws.texts())
-    .bind(personal(e, personal_data, |p| p.name.as_deref()))
-    .bind(personal(e, personal_data, |p| p.masked_phone_no.as_deref()))
-    .bind(personal(e, personal_data, |p| p.message.as_deref()))
-    .execute(conn)
-    .await?;
+    .bind(keys.iter().map(|k| k.as_slice()).collect::<Vec<_>>());
+    bind_page_columns!(query, e, raws, personal_data)
+        .execute(conn)
+        .await?;
     Ok(e.iter()
         .zip(last_seq + 1..)
         .map(|(e, seq)| (seq, e.amount, e.balance_before, e.balance_after))
@@ -136,7 +148,7 @@ pub(super) async fn insert_checked(
     let e = entries;
     let keys: Vec<Vec<u8>> = e.iter().map(|e| e.key().to_vec()).collect();
     let raws = RawTexts::of(e)?;
-    let mut rows: Vec<Inserted> = sqlx::query_as(
+    let query = sqlx::query_as(
         "WITH incoming AS (
              SELECT * FROM UNNEST($4::bytea[], $5::text[], $6::text[], $7::timestamptz[],
                  $8::date[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::int8[],
@@ -163,31 +175,10 @@ pub(super) async fn insert_checked(
     .bind(ledger_id)
     .bind(topic.as_str())
     .bind(last_seq)
-    .bind(&keys)
-    .bind(
-        e.iter()
-            .map(|e| e.psp_reference.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(e.iter().map(|e| e.entry_type.as_str()).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.time).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.ledger_date).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.reference.as_deref()).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.currency.as_str()).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.amount).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.balance_before).collect::<Vec<_>>())
-    .bind(e.iter().map(|e| e.balance_after).collect::<Vec<_>>())
-    .bind(
-        e.iter()
-            .map(|e| e.recipient_handle.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(raws.texts())
-    .bind(personal(e, personal_data, |p| p.name.as_deref()))
-    .bind(personal(e, personal_data, |p| p.masked_phone_no.as_deref()))
-    .bind(personal(e, personal_data, |p| p.message.as_deref()))
-    .fetch_all(conn)
-    .await?;
+    .bind(&keys);
+    let mut rows: Vec<Inserted> = bind_page_columns!(query, e, raws, personal_data)
+        .fetch_all(conn)
+        .await?;
     rows.sort_unstable_by_key(|r| r.0);
     Ok(rows)
 }

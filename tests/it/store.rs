@@ -271,18 +271,7 @@ async fn both_insert_paths_store_the_same_rows_from_pages_with_repeats_and_overl
         ledgers::upsert_ledger(&mut conn, &l, Utc::now())
             .await
             .unwrap();
-        let lease = leases::acquire_lease(
-            &db.pool,
-            ledger,
-            Topic::Funds,
-            "test",
-            None,
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        leases.push(lease);
+        leases.push(crate::common::test_lease(&db.pool, ledger, Topic::Funds).await);
     }
     let e = |i: i64| entry(&format!("p{i}"), 10, i * 10);
     let mut changed = e(3);
