@@ -263,9 +263,9 @@ async fn compare_date<'a>(
         match by_key.get(key.as_slice()) {
             None => missing.push(entry.clone()),
             Some(s)
-                if s.raw != entry.raw
-                    || s.amount != entry.amount
-                    || s.entry_type != entry.entry_type =>
+                if s.amount != entry.amount
+                    || s.entry_type != entry.entry_type
+                    || s.raw != entry.raw_value() =>
             {
                 differing.push(json!({"seq": s.seq, "psp_reference": s.psp_reference, "stored_amount": s.amount, "api_amount": entry.amount}));
             }

@@ -7,6 +7,7 @@
 mod error;
 mod gate;
 mod keys;
+mod members;
 pub mod models;
 pub mod parse;
 mod token;

@@ -290,7 +290,7 @@ async fn record_conflicts(conn: &mut PgConnection, page: &PageParams<'_>) -> sql
         return Ok(0);
     }
     let keys: Vec<Vec<u8>> = page.entries.iter().map(|e| e.key().to_vec()).collect();
-    let raws: Vec<String> = page.entries.iter().map(|e| e.raw.to_string()).collect();
+    let raws: Vec<&str> = page.entries.iter().map(|e| e.raw.get()).collect();
     let done = sqlx::query(
         "INSERT INTO entry_conflicts (ledger_id, topic, seq, entry_key, stored_raw, received_raw)
          SELECT e.ledger_id, e.topic, e.seq, e.entry_key, e.raw, i.raw::jsonb

@@ -52,7 +52,7 @@ pub(super) fn is_stored_entry_key(e: &sqlx::Error) -> bool {
 /// Binds a page's columns as arrays, `$5` to `$18` in the order both insert statements
 /// declare them (psp reference … message), after the ledger, topic, `seq` and keys.
 macro_rules! bind_page_columns {
-    ($query:expr, $entries:expr, $raws:expr, $personal_data:expr) => {{
+    ($query:expr, $entries:expr, $personal_data:expr) => {{
         let e = $entries;
         $query
             .bind(
@@ -73,7 +73,7 @@ macro_rules! bind_page_columns {
                     .map(|e| e.recipient_handle.as_deref())
                     .collect::<Vec<_>>(),
             )
-            .bind($raws.texts())
+            .bind(e.iter().map(|e| e.raw.get()).collect::<Vec<_>>())
             .bind(personal(e, $personal_data, |p| p.name.as_deref()))
             .bind(personal(e, $personal_data, |p| {
                 p.masked_phone_no.as_deref()
@@ -103,7 +103,6 @@ pub(super) async fn insert_optimistic(
         return Ok(Vec::new());
     }
     let e = &kept;
-    let raws = RawTexts::of(e)?;
     let query = sqlx::query(
         // The arrays unnested in the select list, in lockstep with the `seq` numbers: rows
         // stream into the insert, where `UNNEST(…)` in FROM would first copy them all into
@@ -122,7 +121,7 @@ pub(super) async fn insert_optimistic(
     .bind(topic.as_str())
     .bind(last_seq)
     .bind(keys.iter().map(|k| k.as_slice()).collect::<Vec<_>>());
-    bind_page_columns!(query, e, raws, personal_data)
+    bind_page_columns!(query, e, personal_data)
         .execute(conn)
         .await?;
     Ok(e.iter()
@@ -147,7 +146,6 @@ pub(super) async fn insert_checked(
     }
     let e = entries;
     let keys: Vec<Vec<u8>> = e.iter().map(|e| e.key().to_vec()).collect();
-    let raws = RawTexts::of(e)?;
     let query = sqlx::query_as(
         "WITH incoming AS (
              SELECT * FROM UNNEST($4::bytea[], $5::text[], $6::text[], $7::timestamptz[],
@@ -176,7 +174,7 @@ pub(super) async fn insert_checked(
     .bind(topic.as_str())
     .bind(last_seq)
     .bind(&keys);
-    let mut rows: Vec<Inserted> = bind_page_columns!(query, e, raws, personal_data)
+    let mut rows: Vec<Inserted> = bind_page_columns!(query, e, personal_data)
         .fetch_all(conn)
         .await?;
     rows.sort_unstable_by_key(|r| r.0);
@@ -200,38 +198,3 @@ fn personal<'a, E: std::borrow::Borrow<Entry>>(
         })
         .collect()
 }
-
-/// The entries' raw JSON as text, written one after another into one buffer: one allocation
-/// a page instead of one an entry, and no detour through `Display`.
-struct RawTexts {
-    text: String,
-    /// Where each entry's text ends in `text`.
-    ends: Vec<usize>,
-}
-
-impl RawTexts {
-    fn of<E: std::borrow::Borrow<Entry>>(entries: &[E]) -> sqlx::Result<RawTexts> {
-        let mut buf = Vec::with_capacity(entries.len() * RAW_BYTES_GUESS);
-        let mut ends = Vec::with_capacity(entries.len());
-        for e in entries {
-            serde_json::to_writer(&mut buf, &e.borrow().raw)
-                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-            ends.push(buf.len());
-        }
-        let text = String::from_utf8(buf).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        Ok(RawTexts { text, ends })
-    }
-
-    /// Each entry's text, in order.
-    fn texts(&self) -> Vec<&str> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(&self.ends)
-            .map(|(start, &end)| &self.text[start..end])
-            .collect()
-    }
-}
-
-/// Bytes of an entry's raw JSON, to size the buffer of a page's texts (the simulator's
-/// average is 270; a larger one only makes the buffer grow).
-const RAW_BYTES_GUESS: usize = 320;

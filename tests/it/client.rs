@@ -2,7 +2,7 @@
 
 use chrono::NaiveDate;
 use vipps_ledger_sync::config::Topic;
-use vipps_ledger_sync::report_api::ApiError;
+use vipps_ledger_sync::report_api::{ApiError, Entry};
 use vipps_ledger_sync::simulator::SimulatorConfig;
 
 use crate::common::{small, TestApp, CLIENT_ID};
@@ -61,7 +61,7 @@ async fn the_dates_endpoint_pages_a_closed_date_and_says_when_a_date_is_open() {
             .await
             .unwrap();
         assert!(!page.try_later, "a past date is closed");
-        got.extend(page.items.into_iter().map(|e| e.raw));
+        got.extend(page.items.iter().map(Entry::raw_value));
         match page.cursor {
             Some(c) if page.has_more => cursor = Some(c),
             _ => break,

@@ -274,8 +274,9 @@ async fn both_insert_paths_store_the_same_rows_from_pages_with_repeats_and_overl
         leases.push(crate::common::test_lease(&db.pool, ledger, Topic::Funds).await);
     }
     let e = |i: i64| entry(&format!("p{i}"), 10, i * 10);
-    let mut changed = e(3);
-    changed.raw["note"] = json!("served again with other content");
+    let mut changed = e(3).raw_value();
+    changed["note"] = json!("served again with other content");
+    let changed = Entry::from_json(changed).unwrap();
     // New; a repeat within the page; an overlap with the previous page and a repeat;
     // everything stored already; a stored entry with different content among new ones.
     let pages: Vec<Vec<Entry>> = vec![
