@@ -375,6 +375,136 @@ async fn the_writer_cannot_change_the_schema_or_rewrite_history() {
     app.assert_exact().await;
 }
 
+/// 23503: foreign_key_violation.
+const NO_FEED: &str = "23503";
+
+/// An entry belongs to a feed (`feed_cursors`), whoever writes it: an entry of no feed is
+/// refused (with the statement's other rows), a feed that holds entries can be neither
+/// deleted nor renamed, and a feed an open transaction is writing entries to stays until that
+/// transaction ends. The owner is tried too: the rule is the schema's, not a privilege's.
+#[tokio::test]
+async fn an_entry_belongs_to_a_feed_and_a_feed_with_entries_stays() {
+    let app = TestApp::spawn(small()).await;
+    assert!(app.sync_once().await.success());
+    let ledger = app.sim.ledger_ids()[0].clone();
+    let login = TestLogin::create(&["vls_writer"]).await;
+    let mut writer = login.connect(&app.db.url).await;
+    let mut owner = PgConnection::connect(&app.db.url).await.unwrap();
+    // A copy of the feed's first entry under a new key and seq, into `feed`.
+    let copy_into = |feed: &str| {
+        format!(
+            "SELECT {feed}, seq + 100000, sha256(entry_key || convert_to(concat({feed}), 'UTF8')),
+                 psp_reference, entry_type, time, currency, amount, balance_before,
+                 balance_after, raw
+             FROM entries WHERE ledger_id = '{ledger}' AND topic = 'funds' AND seq = 1"
+        )
+    };
+    let insert = "INSERT INTO entries (ledger_id, topic, seq, entry_key, psp_reference,
+        entry_type, time, currency, amount, balance_before, balance_after, raw) ";
+    let before = count_all(&app.db.pool, "SELECT count(*) FROM entries").await;
+    for conn in [&mut writer, &mut owner] {
+        let orphan = format!("{insert}{}", copy_into("'no-such-ledger', 'funds'"));
+        assert_eq!(
+            sqlstate(sqlx::query(&orphan).execute(&mut *conn).await),
+            NO_FEED
+        );
+        // One good row and one of no feed: neither is stored.
+        let mixed = format!(
+            "{insert}{} UNION ALL {}",
+            copy_into("ledger_id, topic"),
+            copy_into("ledger_id, 'fees-typo'")
+        );
+        assert_eq!(
+            sqlstate(sqlx::query(&mixed).execute(&mut *conn).await),
+            NO_FEED
+        );
+        let other_ledger = format!("{insert}{}", copy_into("'{ledger}-x', 'fees'"));
+        assert_eq!(
+            sqlstate(sqlx::query(&other_ledger).execute(&mut *conn).await),
+            NO_FEED
+        );
+    }
+    let after = count_all(&app.db.pool, "SELECT count(*) FROM entries").await;
+    assert_eq!(after, before, "no refused row was stored");
+    // Rows of two feeds that both exist are stored.
+    let two_feeds = format!(
+        "{insert}{} UNION ALL {}",
+        copy_into("ledger_id, topic"),
+        copy_into("ledger_id, 'fees'")
+    );
+    let done = sqlx::query(&two_feeds).execute(&mut writer).await.unwrap();
+    assert_eq!(done.rows_affected(), 2);
+
+    // A feed with entries is neither deleted nor moved to another ledger (by its owner: the
+    // writer may delete no feed at all).
+    sqlx::query("INSERT INTO ledgers (ledger_id, raw) VALUES ($1 || '-x', '{}')")
+        .bind(&ledger)
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    let delete =
+        format!("DELETE FROM feed_cursors WHERE ledger_id = '{ledger}' AND topic = 'funds'");
+    assert_eq!(
+        sqlstate(sqlx::query(&delete).execute(&mut owner).await),
+        NO_FEED
+    );
+    let rename = format!(
+        "UPDATE feed_cursors SET ledger_id = ledger_id || '-x'
+         WHERE ledger_id = '{ledger}' AND topic = 'funds'"
+    );
+    for conn in [&mut writer, &mut owner] {
+        assert_eq!(
+            sqlstate(sqlx::query(&rename).execute(&mut *conn).await),
+            NO_FEED
+        );
+    }
+    // A feed without entries may go, and others may be written meanwhile.
+    let empty = format!("'{ledger}-x', 'fees'");
+    sqlx::query(&format!(
+        "INSERT INTO feed_cursors (ledger_id, topic) VALUES ({empty})"
+    ))
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    sqlx::query(&format!(
+        "DELETE FROM feed_cursors WHERE (ledger_id, topic) = ({empty})"
+    ))
+    .execute(&mut owner)
+    .await
+    .unwrap();
+
+    // The first entry of a feed, not yet committed: its feed cannot be deleted meanwhile.
+    sqlx::query(&format!(
+        "INSERT INTO feed_cursors (ledger_id, topic) VALUES ({empty})"
+    ))
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    let mut tx = writer.begin().await.unwrap();
+    sqlx::query(&format!("{insert}{}", copy_into(&empty)))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("SET lock_timeout = '200ms'")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    let delete_new = format!("DELETE FROM feed_cursors WHERE (ledger_id, topic) = ({empty})");
+    let waited = sqlx::query(&delete_new).execute(&mut owner).await;
+    assert_eq!(
+        sqlstate(waited),
+        "55P03",
+        "the delete waits for the writer's transaction"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(
+        sqlstate(sqlx::query(&delete_new).execute(&mut owner).await),
+        NO_FEED
+    );
+    writer.close().await.unwrap();
+    owner.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn every_command_of_the_daemon_works_as_a_writer_login() {
     let mut app = TestApp::spawn(small()).await;
