@@ -198,7 +198,12 @@ async fn measure(
         ),
     )?;
     if let Some(mode) = &args.hostile {
-        let (secs, peak_kb, code) = run_measured(bin, &config)?;
+        let Run {
+            secs,
+            peak_kb,
+            code,
+            ..
+        } = run_measured(bin, &config)?;
         println!(
             "hostile mode {mode} {:?}: sync --once exit {code} after {secs:.2} s, peak RSS of the daemon {:.1} MB",
             args.hostile_param,
@@ -207,13 +212,21 @@ async fn measure(
         return Ok(());
     }
     let sync = || {
-        let (secs, peak_kb, code) = run_measured(bin, &config)?;
-        if code != 0 {
-            bail!("sync --once failed (exit {code})");
+        let run = run_measured(bin, &config)?;
+        if run.code != 0 {
+            bail!("sync --once failed (exit {})", run.code);
         }
-        Ok((secs, peak_kb))
+        Ok(run)
     };
-    let (mut secs, mut peak_kb) = sync()?;
+    // Both the sync and the COPY start after a checkpoint (what migrating wrote is flushed).
+    sqlx::query("CHECKPOINT").execute(pool).await?;
+    let cpu_before = machine_cpu_seconds();
+    let first = sync()?;
+    let sync_cpu = cpu_before
+        .zip(machine_cpu_seconds())
+        .map(|(before, after)| after - before);
+    let daemon_cpu = first.cpu;
+    let (mut secs, mut peak_kb) = (first.secs, first.peak_kb);
     let stats_before = sim_stats(&base).await?;
     let entries = store::entries::count(pool).await? - args.preload;
     let mut requests = stats_before["requests_total"].as_u64().unwrap_or(0);
@@ -230,7 +243,8 @@ async fn measure(
             "first pass: {entries} entries in {secs:.2} s, peak RSS {} MB",
             peak_kb / 1024
         );
-        (secs, peak_kb) = sync()?;
+        let again = sync()?;
+        (secs, peak_kb) = (again.secs, again.peak_kb);
         let stats = sim_stats(&base).await?;
         requests = stats["requests_total"].as_u64().unwrap_or(0) - requests;
         let feeds = args.ledgers as u64 * 2;
@@ -242,15 +256,25 @@ async fn measure(
         return Ok(());
     }
     let rate = entries as f64 / secs;
-    let (copied, copy_took) = store::bench::copy_rate(pool).await?;
-    let copy_rate = copied as f64 / copy_took.as_secs_f64();
+    let copy = store::bench::copy_rate(pool, machine_cpu_seconds).await?;
+    let copy_rate = copy.rows as f64 / copy.took.as_secs_f64();
     println!("initial sync: {entries} entries in {secs:.2} s = {rate:.0} entries/s");
     println!(
         "requests: {requests}; peak RSS of the daemon: {:.1} MB",
         peak_kb as f64 / 1024.0
     );
-    println!("COPY of the same {copied} rows into a table of the same shape: {:.2} s = {copy_rate:.0} rows/s", copy_took.as_secs_f64());
+    println!(
+        "COPY of the same {} rows into a table of the same shape: {:.2} s = {copy_rate:.0} rows/s",
+        copy.rows,
+        copy.took.as_secs_f64()
+    );
     println!("ratio sync / COPY: {:.2}", rate / copy_rate);
+    if let (Some(sync_cpu), Some(copy_cpu)) = (sync_cpu, copy.cpu) {
+        println!(
+            "CPU seconds, whole machine: sync {sync_cpu:.2} (the daemon {:.2}), COPY {copy_cpu:.2}",
+            daemon_cpu
+        );
+    }
     if args.preload > 0 {
         println!("(into a table already holding {} entries)", args.preload);
     }
@@ -326,8 +350,19 @@ async fn exporter_due(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `sync --once` and returns its wall time, peak resident memory (KiB) and exit code.
-fn run_measured(bin: &Path, config: &Path) -> anyhow::Result<(f64, i64, i32)> {
+/// A `sync --once` as measured by [`run_measured`].
+struct Run {
+    /// Wall time.
+    secs: f64,
+    /// Peak resident memory, KiB.
+    peak_kb: i64,
+    /// CPU time (user and system), seconds.
+    cpu: f64,
+    code: i32,
+}
+
+/// Runs `sync --once` and measures it.
+fn run_measured(bin: &Path, config: &Path) -> anyhow::Result<Run> {
     let started = Instant::now();
     let child: Child = Command::new(bin)
         .args([
@@ -347,7 +382,38 @@ fn run_measured(bin: &Path, config: &Path) -> anyhow::Result<(f64, i64, i32)> {
     if pid <= 0 || !libc::WIFEXITED(status) {
         bail!("sync --once did not exit normally (wait status {status})");
     }
-    Ok((secs, usage.ru_maxrss, libc::WEXITSTATUS(status)))
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Run {
+        secs,
+        peak_kb: usage.ru_maxrss,
+        cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        code: libc::WEXITSTATUS(status),
+    })
+}
+
+/// CPU seconds the whole machine has been busy since boot (every process: the daemon, the
+/// simulator, PostgreSQL), from Linux's `/proc/stat`; `None` elsewhere. On a machine that
+/// does nothing else, the difference around a phase is that phase's whole cost.
+fn machine_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal …: busy is all but idle and iowait.
+    let busy: u64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    // SAFETY: sysconf only reads a constant of the system.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| busy as f64 / per_second as f64)
 }
 
 async fn sim_stats(base: &str) -> anyhow::Result<serde_json::Value> {

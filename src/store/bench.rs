@@ -55,10 +55,18 @@ pub async fn preload(pool: &PgPool, rows: i64) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// One `COPY` of the synced entries: rows, wall time, and what `cpu` read before and after.
+pub struct CopyRun {
+    pub rows: u64,
+    pub took: Duration,
+    pub cpu: Option<f64>,
+}
+
 /// Copies every synced (not preloaded) entry into a fresh table of the same shape (same
-/// columns, constraints and indexes) with `COPY … FROM STDIN`; returns rows and the time the
-/// `COPY` took.
-pub async fn copy_rate(pool: &PgPool) -> sqlx::Result<(u64, Duration)> {
+/// columns, constraints and indexes) with `COPY … FROM STDIN`, after a `CHECKPOINT` (so that
+/// neither the sync's dirty pages nor its WAL are the `COPY`'s to write); times the `COPY`
+/// and reads `cpu` (seconds of some clock) around it.
+pub async fn copy_rate(pool: &PgPool, cpu: fn() -> Option<f64>) -> sqlx::Result<CopyRun> {
     let mut conn = pool.acquire().await?;
     sqlx::query("DROP TABLE IF EXISTS bench_copy")
         .execute(&mut *conn)
@@ -76,15 +84,18 @@ pub async fn copy_rate(pool: &PgPool) -> sqlx::Result<(u64, Duration)> {
             Ok(all)
         })
         .await?;
+    sqlx::query("CHECKPOINT").execute(&mut *conn).await?;
+    let cpu_before = cpu();
     let started = Instant::now();
     let mut copy = conn.copy_in_raw("COPY bench_copy FROM STDIN").await?;
     copy.send(data).await?;
     let rows = copy.finish().await?;
     let took = started.elapsed();
+    let cpu = cpu_before.zip(cpu()).map(|(before, after)| after - before);
     sqlx::query("DROP TABLE bench_copy")
         .execute(&mut *conn)
         .await?;
-    Ok((rows, took))
+    Ok(CopyRun { rows, took, cpu })
 }
 
 /// The exporter the synthetic export log belongs to.
