@@ -171,16 +171,17 @@ async fn main() -> anyhow::Result<()> {
         .env("RUST_LOG", "warn")
         .spawn()
         .context("starting the simulator")?;
-    let result = measure(&args, &bin, port, &db, &pool).await;
+    let result = measure(&args, &bin, (port, sim.id()), &db, &pool).await;
     let _ = sim.kill();
     let _ = sim.wait();
     result
 }
 
+/// `simulator`: the simulator's port and process id.
 async fn measure(
     args: &Args,
     bin: &Path,
-    port: u16,
+    (port, simulator): (u16, u32),
     db: &PgConnectOptions,
     pool: &PgPool,
 ) -> anyhow::Result<()> {
@@ -221,9 +222,13 @@ async fn measure(
     // Both the sync and the COPY start after a checkpoint (what migrating wrote is flushed).
     sqlx::query("CHECKPOINT").execute(pool).await?;
     let cpu_before = machine_cpu_seconds();
+    let simulator_before = process_cpu_seconds(simulator);
     let first = sync()?;
     let sync_cpu = cpu_before
         .zip(machine_cpu_seconds())
+        .map(|(before, after)| after - before);
+    let simulator_cpu = simulator_before
+        .zip(process_cpu_seconds(simulator))
         .map(|(before, after)| after - before);
     let daemon_cpu = first.cpu;
     let (mut secs, mut peak_kb) = (first.secs, first.peak_kb);
@@ -269,10 +274,12 @@ async fn measure(
         copy.took.as_secs_f64()
     );
     println!("ratio sync / COPY: {:.2}", rate / copy_rate);
-    if let (Some(sync_cpu), Some(copy_cpu)) = (sync_cpu, copy.cpu) {
+    if let (Some(sync_cpu), Some(simulator_cpu), Some(copy_cpu)) =
+        (sync_cpu, simulator_cpu, copy.cpu)
+    {
         println!(
-            "CPU seconds, whole machine: sync {sync_cpu:.2} (the daemon {:.2}), COPY {copy_cpu:.2}",
-            daemon_cpu
+            "CPU seconds, whole machine: sync {sync_cpu:.2} (the daemon {daemon_cpu:.2}, the simulator {simulator_cpu:.2}, PostgreSQL and the rest {:.2}), COPY {copy_cpu:.2}",
+            sync_cpu - daemon_cpu - simulator_cpu
         );
     }
     if args.preload > 0 {
@@ -389,6 +396,18 @@ fn run_measured(bin: &Path, config: &Path) -> anyhow::Result<Run> {
         cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime),
         code: libc::WEXITSTATUS(status),
     })
+}
+
+/// CPU seconds (user and system) a running process has used, from Linux's `/proc`.
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces:
+    // state is field 3, utime and stime fields 14 and 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a constant of the system.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| ticks as f64 / per_second as f64)
 }
 
 /// CPU seconds the whole machine has been busy since boot (every process: the daemon, the

@@ -2,6 +2,9 @@
 //! accepted, and every ledger and entry keeps its raw JSON so nothing the API sends is lost.
 //! The GDPR-sensitive fields are split off the raw JSON so they can only be stored on purpose.
 
+use std::sync::LazyLock;
+
+use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 
 use super::members::Members;
@@ -242,10 +245,7 @@ impl Entry {
         validate::time("time", time, now)?;
         let ledger_date = match ledger_date.as_deref() {
             None | Some("") => None,
-            Some(d) => Some(
-                NaiveDate::parse_from_str(d, "%Y-%m-%d")
-                    .map_err(|_| "field `ledgerDate` is not a YYYY-MM-DD date")?,
-            ),
+            Some(d) => Some(parse_date(d).ok_or("field `ledgerDate` is not a YYYY-MM-DD date")?),
         };
         if let Some(d) = ledger_date {
             validate::date("ledgerDate", d, now)?;
@@ -337,11 +337,31 @@ pub fn canonical_entry_type(entry_type: &str) -> &str {
 /// Parses RFC 3339 and the `+0200` offset form the 2023 docs show, with any number of
 /// fractional digits, into UTC truncated to microseconds.
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    let parsed = DateTime::parse_from_rfc3339(s)
-        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z"))
-        .ok()?;
+    let parsed = match DateTime::parse_from_rfc3339(s) {
+        Ok(t) => t,
+        Err(_) => parse_with(s, &OFFSET_TIME)?.to_datetime().ok()?,
+    };
     Some(parsed.with_timezone(&Utc).trunc_subsecs(6))
 }
+
+/// A `YYYY-MM-DD` date, as `NaiveDate::parse_from_str(s, "%Y-%m-%d")` reads it.
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    parse_with(s, &DATE)?.to_naive_date().ok()
+}
+
+/// `s` read by `items`. chrono's `parse_from_str` reads its format string again on every
+/// call: a few percent of the daemon's time in a first sync (a date and often a time per entry).
+fn parse_with(s: &str, items: &[Item<'static>]) -> Option<Parsed> {
+    let mut parsed = Parsed::new();
+    chrono::format::parse(&mut parsed, s, items.iter()).ok()?;
+    Some(parsed)
+}
+
+/// The format strings, read once.
+static DATE: LazyLock<Vec<Item<'static>>> =
+    LazyLock::new(|| StrftimeItems::new("%Y-%m-%d").collect());
+static OFFSET_TIME: LazyLock<Vec<Item<'static>>> =
+    LazyLock::new(|| StrftimeItems::new("%Y-%m-%dT%H:%M:%S%.f%z").collect());
 
 /// A serde error without the offending value (which could be personal data).
 fn scrub(e: &serde_json::Error) -> String {
@@ -392,6 +412,42 @@ mod tests {
             "{raw}"
         );
         assert_eq!(e.personal.name.as_deref(), Some("Kari"));
+    }
+
+    #[test]
+    fn dates_and_offset_times_read_as_chrono_reads_their_format_strings() {
+        for s in [
+            "2024-04-05",
+            "2024-4-5",
+            "2024-04-05 ",
+            " 2024-04-05",
+            "2024-02-30",
+            "24-04-05",
+            "2024-04-05T00:00:00Z",
+            "",
+            "+2024-04-05",
+            "2024/04/05",
+        ] {
+            assert_eq!(
+                parse_date(s),
+                NaiveDate::parse_from_str(s, "%Y-%m-%d").ok(),
+                "{s:?}"
+            );
+        }
+        for s in [
+            "2022-10-01T16:33:00.824993+0200",
+            "2022-10-01T16:33:00+0200",
+            "2022-10-01T16:33:00.8+02:00",
+            "2022-10-01T16:33:00.824993",
+            "2022-10-01 16:33:00+0200",
+            "2022-10-01T25:33:00+0200",
+            "",
+        ] {
+            let chrono = DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z")
+                .ok()
+                .map(|t| t.with_timezone(&Utc).trunc_subsecs(6));
+            assert_eq!(parse_time(s), chrono, "{s:?}");
+        }
     }
 
     #[test]
