@@ -95,7 +95,7 @@ pub(crate) fn answer(st: &mut State, req: &DataRequest<'_>) -> Option<Response> 
             )
             .map(|page| {
                 Some((
-                    huge_page(page.to_json(), *megabytes, *chunked, req.page_size),
+                    huge_page(page.into_json(), *megabytes, *chunked, req.page_size),
                     true,
                 ))
             }),
@@ -110,7 +110,7 @@ pub(crate) fn answer(st: &mut State, req: &DataRequest<'_>) -> Option<Response> 
             )
             .map(|mut page| {
                 page.cursor = huge_cursor(&page.cursor, *bytes);
-                Some((ok_json(&page.to_json(), page_size), true))
+                Some((ok_json(&page.into_json(), page_size), true))
             }),
         Hostile::FarFutureEntry if req.endpoint == Endpoint::Feed => st
             .far_future_feed_page(

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 use super::faults::{Endpoint, InFlight};
 use super::hostile_wire::{self, DataRequest};
-use super::inject::respond;
+use super::inject::{respond, respond_page};
 use super::pages::FeedTweak;
 use super::state::{ApiError, State, TokenError};
 use super::Simulator;
@@ -300,13 +300,7 @@ async fn feed(
                 if tweak.changes_page() && !page.tweaked {
                     fault = None; // nothing to overlap, or no cursor: served as usual
                 }
-                respond(
-                    &mut st,
-                    fault,
-                    Endpoint::Feed,
-                    page.to_json(),
-                    Some(page_size),
-                )
+                respond_page(&mut st, fault, page, page_size)
             }
             Err(e) => return api_error(e),
         }

@@ -25,6 +25,7 @@ use tokio_util::io::ReaderStream;
 
 use super::faults::{Endpoint, Fault, FaultKind};
 use super::http::PAGE_SIZE_HEADER;
+use super::pages::FeedPage;
 use super::state::State;
 
 /// How long a truncated body waits after its first half before it fails, so hyper has
@@ -121,9 +122,28 @@ pub(crate) fn respond(
     Injected { stall, response }
 }
 
+/// [`respond`] for a feed page: without a fault its text is served as written, no JSON tree
+/// built (a page holds up to 1000 entries); a fault changes the page's tree.
+pub(crate) fn respond_page(
+    st: &mut State,
+    fault: Option<Fault>,
+    page: FeedPage,
+    page_size: usize,
+) -> Injected {
+    match fault {
+        None => Injected::now(ok_text(page.to_text(), Some(page_size))),
+        fault => respond(st, fault, Endpoint::Feed, page.into_json(), Some(page_size)),
+    }
+}
+
 /// 200 `application/json` with `body`, plus the page-size header if given.
 pub(crate) fn ok_json(body: &Value, page_size: Option<usize>) -> Response {
-    let mut resp = Json(body).into_response();
+    ok_text(serde_json::to_vec(body).unwrap_or_default(), page_size)
+}
+
+/// [`ok_json`] with the body's JSON text.
+fn ok_text(body: Vec<u8>, page_size: Option<usize>) -> Response {
+    let mut resp = ([(CONTENT_TYPE, "application/json")], body).into_response();
     if let Some(n) = page_size {
         resp.headers_mut()
             .insert(PAGE_SIZE_HEADER, HeaderValue::from(n));

@@ -8,6 +8,7 @@
 //! holds (see `FeedTweak`). Callers have already authenticated the request.
 
 use chrono::NaiveDate;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::cursor::Cursor;
@@ -20,7 +21,8 @@ use super::state::{ApiError, State};
 pub(crate) struct FeedPage {
     pub cursor: String,
     pub try_later: bool,
-    pub items: Vec<Value>,
+    /// The entries served, each as its JSON text.
+    pub items: Vec<Box<RawValue>>,
     /// The requested [`FeedTweak`] (overlap or no progress) changed this page.
     pub tweaked: bool,
 }
@@ -73,8 +75,26 @@ pub(crate) struct FeedAt {
 
 impl FeedPage {
     /// The response body.
-    pub(crate) fn to_json(&self) -> Value {
-        json!({ "cursor": self.cursor, "tryLater": self.try_later, "items": self.items })
+    pub(crate) fn to_text(&self) -> Vec<u8> {
+        // Members in the order of their names, as the tree of `into_json` prints.
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body<'a> {
+            cursor: &'a str,
+            items: &'a [Box<RawValue>],
+            try_later: bool,
+        }
+        serde_json::to_vec(&Body {
+            cursor: &self.cursor,
+            items: &self.items,
+            try_later: self.try_later,
+        })
+        .unwrap_or_default()
+    }
+
+    /// The response body as a JSON tree, for a fault or a hostile mode to change.
+    pub(crate) fn into_json(self) -> Value {
+        serde_json::from_slice(&self.to_text()).unwrap_or_default()
     }
 }
 
@@ -220,9 +240,9 @@ impl State {
                 Cursor::feed(ledger_id, topic.as_str(), position, epoch).encode()
             })
         };
-        let slice = |range: std::ops::Range<usize>| -> Vec<Value> {
+        let slice = |range: std::ops::Range<usize>| -> Vec<Box<RawValue>> {
             let part = entries.get(range).unwrap_or_default();
-            part.iter().map(|e| e.to_json(include_gdpr)).collect()
+            part.iter().map(|e| e.to_raw(include_gdpr)).collect()
         };
         let back = match tweak {
             FeedTweak::Overlap(n) => n,
