@@ -41,6 +41,13 @@ impl<'a> Members<'a> {
         Ok(first)
     }
 
+    /// Whether a member is called by one of `names`.
+    pub(super) fn has_any(&self, names: &[&str]) -> bool {
+        self.0
+            .iter()
+            .any(|(name, _)| names.contains(&name.as_ref()))
+    }
+
     /// The object's JSON text without the members named in `left_out`, the other members'
     /// values written back exactly as they came.
     pub(super) fn without(&self, left_out: &[&str]) -> Result<Box<RawValue>, String> {

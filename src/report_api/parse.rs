@@ -94,7 +94,7 @@ fn entries(items: Vec<&RawValue>, now: DateTime<Utc>) -> Result<Vec<Entry>, Pars
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
-            Entry::from_text(item.get(), now)
+            Entry::from_item(item, now)
                 .map_err(|e| ParseError::Invalid(format!("item {i} of the page: {e}")))
         })
         .collect()
