@@ -53,6 +53,9 @@ pub struct StatusReport {
     pub exports: Vec<crate::store::export_log::StatusCount>,
     /// The adaptive polling schedule: feeds due, overdue, by interval.
     pub polling: crate::store::poll_schedule::ScheduleSummary,
+    /// Under adaptive polling, why `sync.polls_per_hour` cannot poll every feed once per
+    /// `sync.max_poll_interval`, if it cannot (`sync::schedule::budget_shortfall`).
+    pub polling_budget_short: Option<String>,
 }
 
 /// How far behind the feeds of one topic are: seconds since each feed's newest stored entry.
@@ -110,6 +113,15 @@ pub async fn status_report(pool: &PgPool, settings: &Settings) -> anyhow::Result
         next_runs: next_runs(settings, Utc::now()),
         feeds,
         exports: crate::store::export_log::status_counts(pool).await?,
+        polling_budget_short: (settings.sync.polling == crate::config::Polling::Adaptive)
+            .then(|| {
+                crate::sync::schedule::budget_shortfall(
+                    polling.ledgers * topics.len() as i64,
+                    settings.sync.polls_per_hour,
+                    settings.sync.max_poll_interval,
+                )
+            })
+            .flatten(),
         polling,
     })
 }
@@ -220,6 +232,9 @@ pub fn render_status(r: &StatusReport) -> String {
             p.polled_last_hour
         ),
     );
+    if let Some(short) = &r.polling_budget_short {
+        line(&mut o, format_args!("polling: WARNING: {short}"));
+    }
     o.push('\n');
     line(
         &mut o,

@@ -211,6 +211,8 @@ pub async fn polled_in_last_hour(pool: &PgPool, now: DateTime<Utc>) -> sqlx::Res
 /// The schedule at `now`, for `status` and `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct ScheduleSummary {
+    /// Ledgers with an open grant: the schedule polls a feed of each per configured topic.
+    pub ledgers: i64,
     /// Feeds of open grants due now, by their regular poll or a wake-up (or never polled).
     pub due: i64,
     /// Of those, due for longer than their own interval.
@@ -228,7 +230,9 @@ pub async fn summary(
     now: DateTime<Utc>,
 ) -> sqlx::Result<ScheduleSummary> {
     sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE c.next_poll_at IS NULL OR c.next_poll_at <= $1
+        "SELECT (SELECT count(DISTINCT g.ledger_id) FROM grants g
+                 WHERE g.revoked_seen_at IS NULL) AS ledgers,
+                count(*) FILTER (WHERE c.next_poll_at IS NULL OR c.next_poll_at <= $1
                                        OR c.wake_at <= $1) AS due,
                 count(*) FILTER (WHERE c.next_poll_at + make_interval(secs => c.poll_interval_secs) <= $1)
                     AS overdue,

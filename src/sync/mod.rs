@@ -46,6 +46,10 @@ pub struct SyncContext {
     /// leases are its own until they expire; once the process dies, they are free at once.
     /// `None` (leases then last until they expire) only for contexts built on a caller's pool.
     pub presence: Option<store::presence::Presence>,
+    /// The hour (since the epoch) in which adaptive polling last checked that
+    /// `sync.polls_per_hour` can poll every feed within `sync.max_poll_interval`: the check,
+    /// and its warning, come once an hour.
+    budget_checked_hour: std::sync::atomic::AtomicI64,
 }
 
 impl SyncContext {
@@ -104,6 +108,7 @@ impl SyncContext {
             metrics,
             progress: Arc::new(Progress::new(ProgressView::default())),
             presence: None,
+            budget_checked_hour: std::sync::atomic::AtomicI64::new(i64::MIN),
         })
     }
 
@@ -258,6 +263,32 @@ pub async fn sync_feeds_at(
     report
 }
 
+/// Once an hour: a warning in the log when `sync.polls_per_hour` cannot poll every feed of
+/// an open grant once per `sync.max_poll_interval` (`status` says so too).
+async fn warn_if_budget_short(ctx: &SyncContext, now: chrono::DateTime<chrono::Utc>) {
+    use std::sync::atomic::Ordering;
+    let hour = now.timestamp().div_euclid(3600);
+    if ctx.budget_checked_hour.swap(hour, Ordering::Relaxed) == hour {
+        return;
+    }
+    let summary = match ctx.pool.acquire().await {
+        Ok(mut conn) => crate::store::poll_schedule::summary(&mut conn, now).await,
+        Err(e) => Err(e),
+    };
+    match summary {
+        Ok(s) => {
+            let sync = &ctx.settings.sync;
+            let feeds = s.ledgers * sync.topics.len() as i64;
+            if let Some(short) =
+                schedule::budget_shortfall(feeds, sync.polls_per_hour, sync.max_poll_interval)
+            {
+                tracing::warn!("{short}");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not count the feeds the schedule polls"),
+    }
+}
+
 /// A pass of the adaptive schedule at `now` (`sync::schedule`): the feeds due, most likely
 /// to have news first, as many as `sync.polls_per_hour` leaves this pass; each one's next
 /// poll planned from what it showed.
@@ -277,6 +308,7 @@ pub async fn sync_due_feeds(
             error,
         });
     };
+    warn_if_budget_short(ctx, now).await;
     let limit = match crate::store::poll_schedule::polled_in_last_hour(&ctx.pool, now).await {
         Ok(polled) => schedule::pass_limit(ctx.settings.sync.polls_per_hour, polled),
         Err(e) => {

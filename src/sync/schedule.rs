@@ -207,9 +207,44 @@ pub fn pass_limit(polls_per_hour: u32, polled_last_hour: i64) -> Option<i64> {
     Some(left.min((per_hour + 59) / 60))
 }
 
+/// Polls an hour that `feeds` need for each to be polled once per `max` (the maximum
+/// interval), rounded up.
+pub fn polls_needed_per_hour(feeds: i64, max: Duration) -> i64 {
+    let max_secs = i64::try_from(max.as_secs()).unwrap_or(i64::MAX).max(1);
+    feeds.saturating_mul(3600).saturating_add(max_secs - 1) / max_secs
+}
+
+/// Why `sync.polls_per_hour` cannot keep every one of `feeds` within `max`, if it cannot:
+/// the maximum interval then no longer holds for the feeds polled last.
+pub fn budget_shortfall(feeds: i64, polls_per_hour: u32, max: Duration) -> Option<String> {
+    let needed = polls_needed_per_hour(feeds, max);
+    (polls_per_hour > 0 && needed > i64::from(polls_per_hour)).then(|| {
+        format!(
+            "sync.polls_per_hour ({polls_per_hour}) is below the {needed} polls an hour that {feeds} feeds need to be polled once per sync.max_poll_interval ({}): the quietest feeds will wait longer than that; raise the budget or the maximum",
+            humantime_serde::re::humantime::format_duration(max)
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_budget_too_small_for_every_feed_within_the_maximum_is_named() {
+        let twelve_hours = Duration::from_secs(12 * 3600);
+        // 20,000 feeds at 12 h need 1,667 polls an hour (rounded up).
+        assert_eq!(polls_needed_per_hour(20_000, twelve_hours), 1_667);
+        assert_eq!(budget_shortfall(20_000, 1_667, twelve_hours), None);
+        let short = budget_shortfall(20_000, 1_666, twelve_hours).unwrap();
+        assert!(
+            short.contains("(1666)") && short.contains("1667 polls") && short.contains("12h"),
+            "{short}"
+        );
+        // No budget (0) means no limit; no feeds need nothing.
+        assert_eq!(budget_shortfall(20_000, 0, twelve_hours), None);
+        assert_eq!(budget_shortfall(0, 1, twelve_hours), None);
+    }
 
     fn policy() -> PollPolicy {
         PollPolicy {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use tokio_util::sync::CancellationToken;
+use vipps_ledger_sync::config::Polling;
 use vipps_ledger_sync::simulator::SimulatorConfig;
 use vipps_ledger_sync::sync::{discovery, schedule, sync_due_feeds, sync_once_at, SyncContext};
 
@@ -263,7 +264,6 @@ async fn a_feed_polled_again_within_the_hour_counts_again_against_the_budget() {
 
 #[tokio::test]
 async fn run_polls_by_the_schedule_only_when_polling_is_adaptive() {
-    use vipps_ledger_sync::config::Polling;
     use vipps_ledger_sync::sync::{sync_feeds, Backoff};
     let mut app = TestApp::spawn(small()).await;
     let cancel = CancellationToken::new();
@@ -448,4 +448,33 @@ async fn a_wake_up_at_a_dates_end_waits_for_room_in_the_budget_behind_every_feed
     }
     // The woken feeds were taken in the minutes the budget had room.
     assert!(!polled_woken.is_empty(), "no woken feed polled early");
+}
+
+#[tokio::test]
+async fn status_warns_when_the_budget_cannot_poll_every_feed_within_the_maximum() {
+    let mut app = TestApp::spawn(small()).await;
+    discovery::discover(&app.context(), &CancellationToken::new()).await;
+    let feeds = 2 * app.sim.ledger_ids().len() as i64;
+    // A maximum of one hour: every feed needs one poll an hour.
+    app.settings.sync.max_poll_interval = std::time::Duration::from_secs(3600);
+    let enough = u32::try_from(feeds).unwrap();
+    for (polling, budget, short) in [
+        (Polling::Adaptive, enough, false),
+        (Polling::Adaptive, enough - 1, true),
+        (Polling::Fixed, enough - 1, false),
+    ] {
+        app.settings.sync.polling = polling;
+        app.settings.sync.polls_per_hour = budget;
+        let status = vipps_ledger_sync::tables::status_report(&app.db.pool, &app.settings)
+            .await
+            .unwrap();
+        assert_eq!(status.polling.ledgers * 2, feeds);
+        let text = vipps_ledger_sync::tables::render_status(&status);
+        let what = format!("{polling:?}, {budget} polls an hour: {text}");
+        assert_eq!(status.polling_budget_short.is_some(), short, "{what}");
+        assert_eq!(text.contains("polling: WARNING"), short, "{what}");
+        if short {
+            assert!(text.contains(&format!("{feeds} polls an hour")), "{what}");
+        }
+    }
 }
