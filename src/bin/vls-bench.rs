@@ -21,6 +21,7 @@ use anyhow::{bail, Context as _};
 use clap::Parser;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions as _, PgPool};
+use vipps_ledger_sync::simulator::{Simulator, SimulatorConfig};
 use vipps_ledger_sync::store;
 
 #[path = "vls-bench/freshness.rs"]
@@ -154,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
             "--days",
             &args.days.to_string(),
         ])
+        .args(["--seed", &SEED.to_string()])
         .args(["--captures-per-day", &args.captures.to_string()])
         .args(["--page-size", &args.page_size.to_string()])
         .args(["--ledger-page-size", &args.ledger_page_size.to_string()])
@@ -260,6 +262,9 @@ async fn measure(
         );
         return Ok(());
     }
+    if args.hostile.is_none() {
+        check_exact(args, pool).await?;
+    }
     let rate = entries as f64 / secs;
     let copy = store::bench::copy_rate(pool, machine_cpu_seconds).await?;
     let copy_rate = copy.rows as f64 / copy.took.as_secs_f64();
@@ -354,6 +359,55 @@ async fn exporter_due(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
             best.1
         );
     }
+    Ok(())
+}
+
+/// The seed of the simulator's data, so that [`check_exact`] can make the same data.
+const SEED: u64 = 42;
+
+/// Fails unless the database holds exactly the simulator's entries, feed by feed: as many as
+/// the feed has (counted by a simulator of the same settings in this process: the data is a
+/// function of them), numbered 1 to n without a gap or a repeat. With each entry's key unique
+/// in its feed, nothing was lost and nothing stored twice.
+async fn check_exact(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
+    let sim = Simulator::new(SimulatorConfig {
+        seed: SEED,
+        ledgers: args.ledgers,
+        days: args.days,
+        captures_per_day: args.captures,
+        ..SimulatorConfig::default()
+    });
+    let stored: std::collections::BTreeMap<(String, String), (i64, i64, i64)> =
+        store::bench::feed_counts(pool)
+            .await?
+            .into_iter()
+            .map(|(ledger, topic, n, distinct, max)| ((ledger, topic), (n, distinct, max)))
+            .collect();
+    let mut feeds = 0;
+    let mut wrong = Vec::new();
+    for ledger in sim.ledger_ids() {
+        for topic in ["funds", "fees"] {
+            let want = sim.expected_entries(&ledger, topic).len() as i64;
+            let got = stored
+                .get(&(ledger.clone(), topic.to_owned()))
+                .copied()
+                .unwrap_or_default();
+            if got != (want, want, want) && !(want == 0 && got.0 == 0) {
+                wrong.push(format!(
+                    "{ledger} {topic}: {} stored ({} distinct seq, highest {}), the API has {want}",
+                    got.0, got.1, got.2
+                ));
+            }
+            feeds += 1;
+        }
+    }
+    if !wrong.is_empty() || stored.len() > feeds {
+        bail!(
+            "the database does not hold exactly the API's entries: {}",
+            wrong.join("; ")
+        );
+    }
+    println!("exact: each of the {feeds} feeds holds the API's entries once, seq 1 to n");
     Ok(())
 }
 

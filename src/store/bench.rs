@@ -98,6 +98,17 @@ pub async fn copy_rate(pool: &PgPool, cpu: fn() -> Option<f64>) -> sqlx::Result<
     Ok(CopyRun { rows, took, cpu })
 }
 
+/// Per synced (ledger, topic): entries stored, distinct `seq` numbers, the highest `seq`.
+pub async fn feed_counts(pool: &PgPool) -> sqlx::Result<Vec<(String, String, i64, i64, i64)>> {
+    sqlx::query_as(
+        "SELECT ledger_id, topic, count(*), count(DISTINCT seq), max(seq) FROM entries
+         WHERE ledger_id <> $1 GROUP BY ledger_id, topic ORDER BY ledger_id, topic",
+    )
+    .bind(PRELOAD_LEDGER)
+    .fetch_all(pool)
+    .await
+}
+
 /// The exporter the synthetic export log belongs to.
 pub const BENCH_EXPORTER: &str = "bench-books";
 
