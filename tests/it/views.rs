@@ -246,9 +246,12 @@ async fn status_shows_ledgers_by_state_lag_last_errors_and_next_runs() {
             "ledgers_by_state",
             "next_runs",
             "partners",
-            "polling"
+            "polling",
+            "polling_budget_short"
         ]
     );
+    // Fixed polling (the default) has no budget to fall short of.
+    assert_eq!(json["polling_budget_short"], serde_json::Value::Null);
     assert_eq!(json["ledgers_by_state"]["no_access"], 1);
     assert_eq!(json["next_runs"]["verify"]["schedule"], "0 53 * * * *");
     assert_eq!(json["last_errors"][0]["error"], "HTTP 500: boom");
