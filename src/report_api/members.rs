@@ -65,21 +65,27 @@ fn value_error(name: &str, e: &serde_json::Error) -> String {
     let message = e.to_string();
     // The position is within the value's own text: no help to anyone.
     let message = message.split(" at line ").next().unwrap_or_default();
-    match message.split_once(", expected") {
-        Some((what, expected)) => {
-            let kind = what
-                .split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ");
-            format!(
-                "field `{name}`: {} (expected{expected})",
-                kind.trim_end_matches(':')
-            )
-        }
+    match without_value(message) {
+        Some(shape) => format!("field `{name}`: {shape}"),
         None if !message.contains(['"', '`']) => format!("field `{name}`: {message}"),
         None => format!("field `{name}` does not match the documented schema"),
     }
+}
+
+/// serde's "invalid type: string \"x\", expected i64" as "invalid type: string (expected
+/// i64)": the shape kept, the value (which may be personal) dropped; `None` for a message of
+/// another form.
+pub(super) fn without_value(message: &str) -> Option<String> {
+    let (what, expected) = message.split_once(", expected")?;
+    let kind = what
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(format!(
+        "{} (expected{expected})",
+        kind.trim_end_matches(':')
+    ))
 }
 
 struct Kept<'m, 'a> {

@@ -392,18 +392,8 @@ fn scrub(e: &serde_json::Error) -> String {
     {
         return format!("missing field `{field}`");
     }
-    // "invalid type: string \"x\", expected i64" → keep the shape, drop the value.
-    match msg.split_once(", expected") {
-        Some((what, expected)) => {
-            let kind = what
-                .split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ");
-            format!("{} (expected{expected})", kind.trim_end_matches(':'))
-        }
-        None => "entry does not match the documented schema".to_owned(),
-    }
+    super::members::without_value(&msg)
+        .unwrap_or_else(|| "entry does not match the documented schema".to_owned())
 }
 
 #[cfg(test)]
